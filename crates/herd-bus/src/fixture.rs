@@ -1,0 +1,232 @@
+//! `NatsServer`: a real `nats-server` with JetStream as a child process, for tests and trials.
+//!
+//! The server binds 127.0.0.1 on a random port (`-p -1`; note `-p 0` means 4222) and keeps its
+//! JetStream store, log and ports file in its own directory. Readiness is the ports file the
+//! server writes (`<exe>_<pid>.ports`, JSON with the client URL) plus an accepted TCP connection.
+//! The child is killed when the fixture drops and, on Linux, also when the thread that started it
+//! dies (`PR_SET_PDEATHSIG`), so a test binary that exits or is killed leaves no server behind.
+//! `restart()` reuses the store directory and the port, which is what fault tests need: clients
+//! reconnect to the same address and find their KV values again.
+
+use std::fs::File;
+use std::io::Read;
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::binary;
+use crate::error::{BusError, Result};
+
+/// How long `start` waits for the server to accept connections.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running (or stopped) nats-server child process.
+#[derive(Debug)]
+pub struct NatsServer {
+    binary: PathBuf,
+    dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+    child: Option<Child>,
+    port: u16,
+    url: String,
+}
+
+impl NatsServer {
+    /// Starts a server with the resolved binary (see [`binary::resolve`]) in a fresh temp dir.
+    pub fn start() -> Result<NatsServer> {
+        let binary = binary::resolve()?.path;
+        let temp = tempfile::Builder::new()
+            .prefix("herd-nats-")
+            .tempdir()
+            .map_err(|source| BusError::Io { what: "creating temp dir", path: std::env::temp_dir(), source })?;
+        let dir = temp.path().to_path_buf();
+        let mut server = NatsServer { binary, dir, _temp: Some(temp), child: None, port: 0, url: String::new() };
+        server.launch(None)?;
+        Ok(server)
+    }
+
+    /// Starts `binary` with its store in `dir` (created if missing, kept after drop).
+    pub fn start_in(binary: &Path, dir: &Path) -> Result<NatsServer> {
+        std::fs::create_dir_all(dir)
+            .map_err(|source| BusError::Io { what: "creating", path: dir.to_path_buf(), source })?;
+        let mut server = NatsServer {
+            binary: binary.to_path_buf(),
+            dir: dir.to_path_buf(),
+            _temp: None,
+            child: None,
+            port: 0,
+            url: String::new(),
+        };
+        server.launch(None)?;
+        Ok(server)
+    }
+
+    /// The client URL, e.g. `nats://127.0.0.1:34567`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The client port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The child's PID while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The directory holding the JetStream store (`js/`), the log and the ports file.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The binary this fixture runs.
+    pub fn binary(&self) -> &Path {
+        &self.binary
+    }
+
+    /// Is the child still running?
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    /// Graceful stop: SIGTERM, then SIGKILL if it has not exited after 5 s.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            signal(&child, libc::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return Ok(());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Abrupt stop (SIGKILL), as a crash would be. The store stays for [`restart`](Self::restart).
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        Ok(())
+    }
+
+    /// Starts the server again on the same store dir and port (stopping it first if running).
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        let port = self.port;
+        self.launch(Some(port))
+    }
+
+    /// The last `lines` lines of the server log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut text = String::new();
+        if let Ok(mut f) = File::open(self.dir.join("nats.log")) {
+            let _ = f.read_to_string(&mut text);
+        }
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    fn launch(&mut self, port: Option<u16>) -> Result<()> {
+        let mut cmd = Command::new(&self.binary);
+        cmd.args(["-js", "-a", "127.0.0.1", "-p"])
+            .arg(port.map_or("-1".to_string(), |p| p.to_string()))
+            .arg("-sd")
+            .arg(self.dir.join("js"))
+            .arg("--ports_file_dir")
+            .arg(&self.dir)
+            .arg("-l")
+            .arg(self.dir.join("nats.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|source| BusError::Spawn { binary: self.binary.clone(), source })?;
+        let pid = child.id();
+        self.child = Some(child);
+        let started = Instant::now();
+        match self.wait_ready(pid, started) {
+            Ok((port, url)) => {
+                self.port = port;
+                self.url = url;
+                Ok(())
+            }
+            Err(reason) => {
+                let _ = self.kill();
+                Err(BusError::NotReady {
+                    binary: self.binary.clone(),
+                    dir: self.dir.clone(),
+                    waited: started.elapsed(),
+                    reason,
+                    log_tail: self.log_tail(20),
+                })
+            }
+        }
+    }
+
+    fn wait_ready(&mut self, pid: u32, started: Instant) -> std::result::Result<(u16, String), String> {
+        let ports_file = self.dir.join(format!("{}_{pid}.ports", exe_name(&self.binary)));
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                return Err(format!("exited early with {status}"));
+            }
+            if let Some((port, url)) = read_ports_file(&ports_file)
+                && TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+            {
+                return Ok((port, url));
+            }
+            if started.elapsed() > READY_TIMEOUT {
+                return Err(format!("no connectable port announced in {}", ports_file.display()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.kill();
+    }
+}
+
+fn exe_name(binary: &Path) -> String {
+    binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "nats-server".into())
+}
+
+fn read_ports_file(path: &Path) -> Option<(u16, String)> {
+    #[derive(serde::Deserialize)]
+    struct Ports {
+        nats: Vec<String>,
+    }
+    let text = std::fs::read_to_string(path).ok()?;
+    let ports: Ports = serde_json::from_str(&text).ok()?;
+    let url = ports.nats.into_iter().next()?;
+    let port = url.rsplit(':').next()?.parse().ok()?;
+    Some((port, url))
+}
+
+fn signal(child: &Child, sig: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) on our own child's pid; the child is not yet reaped, so the pid is ours.
+        unsafe {
+            libc::kill(pid, sig);
+        }
+    }
+}
