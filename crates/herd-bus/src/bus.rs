@@ -68,7 +68,9 @@ pub struct Bus {
 
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Bus").field("url", &self.url).finish_non_exhaustive()
+        f.debug_struct("Bus")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
     }
 }
 
@@ -85,7 +87,13 @@ impl Bus {
         ensure_tip_stream(&js).await?;
         let tasks = ensure_bucket(&js, TASKS_BUCKET, None).await?;
         let claims = ensure_bucket(&js, CLAIMS_BUCKET, Some(CLAIM_MARKER_TTL)).await?;
-        Ok(Bus { client, js, tasks, claims, url: url.into() })
+        Ok(Bus {
+            client,
+            js,
+            tasks,
+            claims,
+            url: url.into(),
+        })
     }
 
     /// The server URL this bus connected to.
@@ -105,10 +113,10 @@ impl Bus {
 
     /// Flushes buffered publishes to the server.
     pub async fn flush(&self) -> Result<()> {
-        self.client
-            .flush()
-            .await
-            .map_err(|e| BusError::Publish { subject: "flush", source: Box::new(e) })
+        self.client.flush().await.map_err(|e| BusError::Publish {
+            subject: "flush",
+            source: Box::new(e),
+        })
     }
 }
 
@@ -127,7 +135,11 @@ async fn connect_client(url: &str, opts: &BusOptions) -> Result<async_nats::Clie
         match result {
             Ok(client) => return Ok(client),
             Err(e) if attempt >= opts.connect_attempts.max(1) => {
-                return Err(BusError::Connect { url: url.to_string(), attempts: attempt, source: Box::new(e) });
+                return Err(BusError::Connect {
+                    url: url.to_string(),
+                    attempts: attempt,
+                    source: Box::new(e),
+                });
             }
             Err(_) => {
                 tokio::time::sleep(delay).await;
@@ -148,7 +160,11 @@ async fn ensure_tip_stream(js: &jetstream::Context) -> Result<()> {
         ..Default::default()
     })
     .await
-    .map_err(|e| BusError::Stream { stream: TIP_STREAM, op: "create", source: Box::new(e) })?;
+    .map_err(|e| BusError::Stream {
+        stream: TIP_STREAM,
+        op: "create",
+        source: Box::new(e),
+    })?;
     Ok(())
 }
 
@@ -173,6 +189,10 @@ async fn ensure_bucket(
         Err(create_err) => js
             .get_key_value(bucket)
             .await
-            .map_err(|_| BusError::Bucket { bucket, op: "create", source: Box::new(create_err) }),
+            .map_err(|_| BusError::Bucket {
+                bucket,
+                op: "create",
+                source: Box::new(create_err),
+            }),
     }
 }

@@ -51,24 +51,43 @@ impl Bus {
     /// Claims `task` for `leaf` with a lease of `ttl` (rounded up to whole seconds, minimum 1 s).
     pub async fn try_claim(&self, task: &str, leaf: &str, ttl: Duration) -> Result<ClaimOutcome> {
         check_key(CLAIMS_BUCKET, task)?;
-        let record = ClaimRecord { leaf: leaf.to_string(), task: task.to_string(), at: now_ms() };
+        let record = ClaimRecord {
+            leaf: leaf.to_string(),
+            task: task.to_string(),
+            at: now_ms(),
+        };
         let value = serde_json::to_vec(&record).map_err(|source| decode_err(task, source))?;
         for _ in 0..CLAIM_ROUNDS {
             let expected = match self.claim_entry(task).await? {
                 Current::Free { revision } => revision,
-                Current::Held { record, .. } => return Ok(ClaimOutcome::Lost { holder: record.leaf }),
+                Current::Held { record, .. } => {
+                    return Ok(ClaimOutcome::Lost {
+                        holder: record.leaf,
+                    });
+                }
             };
             match self.cas_publish(task, expected, ttl, value.clone()).await {
                 Ok(revision) => return Ok(ClaimOutcome::Won { revision }),
                 Err(CasError::Moved) => continue,
                 Err(CasError::Other(source)) => {
-                    return Err(BusError::Key { bucket: CLAIMS_BUCKET, key: task.into(), op: "claim", source });
+                    return Err(BusError::Key {
+                        bucket: CLAIMS_BUCKET,
+                        key: task.into(),
+                        op: "claim",
+                        source,
+                    });
                 }
             }
         }
         match self.claim_entry(task).await? {
-            Current::Held { record, .. } => Ok(ClaimOutcome::Lost { holder: record.leaf }),
-            Current::Free { revision } => Err(BusError::Conflict { bucket: CLAIMS_BUCKET, key: task.into(), expected: revision }),
+            Current::Held { record, .. } => Ok(ClaimOutcome::Lost {
+                holder: record.leaf,
+            }),
+            Current::Free { revision } => Err(BusError::Conflict {
+                bucket: CLAIMS_BUCKET,
+                key: task.into(),
+                expected: revision,
+            }),
         }
     }
 
@@ -76,10 +95,19 @@ impl Bus {
     /// claim had already lapsed or moved on (nothing is changed then).
     pub async fn release(&self, task: &str, revision: u64) -> Result<bool> {
         check_key(CLAIMS_BUCKET, task)?;
-        match self.claims.delete_expect_revision(task, Some(revision)).await {
+        match self
+            .claims
+            .delete_expect_revision(task, Some(revision))
+            .await
+        {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
-            Err(e) => Err(BusError::Key { bucket: CLAIMS_BUCKET, key: task.into(), op: "release", source: Box::new(e) }),
+            Err(e) => Err(BusError::Key {
+                bucket: CLAIMS_BUCKET,
+                key: task.into(),
+                op: "release",
+                source: Box::new(e),
+            }),
         }
     }
 
@@ -93,24 +121,42 @@ impl Bus {
     }
 
     async fn claim_entry(&self, task: &str) -> Result<Current> {
-        let entry = self
-            .claims
-            .entry(task)
-            .await
-            .map_err(|e| BusError::Key { bucket: CLAIMS_BUCKET, key: task.into(), op: "read", source: Box::new(e) })?;
+        let entry = self.claims.entry(task).await.map_err(|e| BusError::Key {
+            bucket: CLAIMS_BUCKET,
+            key: task.into(),
+            op: "read",
+            source: Box::new(e),
+        })?;
         Ok(match entry {
             None => Current::Free { revision: 0 },
-            Some(e) if matches!(e.operation, Operation::Delete | Operation::Purge) => Current::Free { revision: e.revision },
+            Some(e) if matches!(e.operation, Operation::Delete | Operation::Purge) => {
+                Current::Free {
+                    revision: e.revision,
+                }
+            }
             Some(e) => {
-                let record = serde_json::from_slice(&e.value).map_err(|source| decode_err(task, source))?;
-                Current::Held { record, revision: e.revision }
+                let record =
+                    serde_json::from_slice(&e.value).map_err(|source| decode_err(task, source))?;
+                Current::Held {
+                    record,
+                    revision: e.revision,
+                }
             }
         })
     }
 
-    async fn cas_publish(&self, task: &str, expected: u64, ttl: Duration, value: Vec<u8>) -> Result<u64, CasError> {
+    async fn cas_publish(
+        &self,
+        task: &str,
+        expected: u64,
+        ttl: Duration,
+        value: Vec<u8>,
+    ) -> Result<u64, CasError> {
         let mut headers = HeaderMap::new();
-        headers.insert("Nats-Expected-Last-Subject-Sequence", expected.to_string().as_str());
+        headers.insert(
+            "Nats-Expected-Last-Subject-Sequence",
+            expected.to_string().as_str(),
+        );
         headers.insert("Nats-TTL", ttl_secs(ttl).to_string().as_str());
         let subject = format!("$KV.{CLAIMS_BUCKET}.{task}");
         let ack = self
@@ -143,11 +189,17 @@ pub fn ttl_secs(ttl: Duration) -> u64 {
 }
 
 fn decode_err(task: &str, source: serde_json::Error) -> BusError {
-    BusError::Decode { what: format!("{CLAIMS_BUCKET}/{task}"), source }
+    BusError::Decode {
+        what: format!("{CLAIMS_BUCKET}/{task}"),
+        source,
+    }
 }
 
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -52,7 +52,9 @@ pub enum BusError {
     },
 
     /// The child started but did not become ready in time (or exited).
-    #[error("nats-server {binary} not ready after {waited:?} (store {dir}): {reason}\n--- log tail ---\n{log_tail}")]
+    #[error(
+        "nats-server {binary} not ready after {waited:?} (store {dir}): {reason}\n--- log tail ---\n{log_tail}"
+    )]
     NotReady {
         /// The binary that was started.
         binary: PathBuf,

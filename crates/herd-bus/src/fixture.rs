@@ -40,17 +40,31 @@ impl NatsServer {
         let temp = tempfile::Builder::new()
             .prefix("herd-nats-")
             .tempdir()
-            .map_err(|source| BusError::Io { what: "creating temp dir", path: std::env::temp_dir(), source })?;
+            .map_err(|source| BusError::Io {
+                what: "creating temp dir",
+                path: std::env::temp_dir(),
+                source,
+            })?;
         let dir = temp.path().to_path_buf();
-        let mut server = NatsServer { binary, dir, _temp: Some(temp), child: None, port: 0, url: String::new() };
+        let mut server = NatsServer {
+            binary,
+            dir,
+            _temp: Some(temp),
+            child: None,
+            port: 0,
+            url: String::new(),
+        };
         server.launch(None)?;
         Ok(server)
     }
 
     /// Starts `binary` with its store in `dir` (created if missing, kept after drop).
     pub fn start_in(binary: &Path, dir: &Path) -> Result<NatsServer> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| BusError::Io { what: "creating", path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| BusError::Io {
+            what: "creating",
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let mut server = NatsServer {
             binary: binary.to_path_buf(),
             dir: dir.to_path_buf(),
@@ -158,7 +172,10 @@ impl NatsServer {
                 Ok(())
             });
         }
-        let child = cmd.spawn().map_err(|source| BusError::Spawn { binary: self.binary.clone(), source })?;
+        let child = cmd.spawn().map_err(|source| BusError::Spawn {
+            binary: self.binary.clone(),
+            source,
+        })?;
         let pid = child.id();
         self.child = Some(child);
         let started = Instant::now();
@@ -181,19 +198,32 @@ impl NatsServer {
         }
     }
 
-    fn wait_ready(&mut self, pid: u32, started: Instant) -> std::result::Result<(u16, String), String> {
-        let ports_file = self.dir.join(format!("{}_{pid}.ports", exe_name(&self.binary)));
+    fn wait_ready(
+        &mut self,
+        pid: u32,
+        started: Instant,
+    ) -> std::result::Result<(u16, String), String> {
+        let ports_file = self
+            .dir
+            .join(format!("{}_{pid}.ports", exe_name(&self.binary)));
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 return Err(format!("exited early with {status}"));
             }
             if let Some((port, url)) = read_ports_file(&ports_file)
-                && TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+                && TcpStream::connect_timeout(
+                    &([127, 0, 0, 1], port).into(),
+                    Duration::from_millis(200),
+                )
+                .is_ok()
             {
                 return Ok((port, url));
             }
             if started.elapsed() > READY_TIMEOUT {
-                return Err(format!("no connectable port announced in {}", ports_file.display()));
+                return Err(format!(
+                    "no connectable port announced in {}",
+                    ports_file.display()
+                ));
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -207,7 +237,10 @@ impl Drop for NatsServer {
 }
 
 fn exe_name(binary: &Path) -> String {
-    binary.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "nats-server".into())
+    binary
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "nats-server".into())
 }
 
 fn read_ports_file(path: &Path) -> Option<(u16, String)> {

@@ -70,20 +70,32 @@ impl Bus {
     pub async fn create_task(&self, record: &TaskRecord) -> Result<u64> {
         check_key(TASKS_BUCKET, &record.id)?;
         let value = encode(record)?;
-        self.tasks.create(&record.id, value.into()).await.map_err(|e| match e.kind() {
-            CreateErrorKind::AlreadyExists => BusError::TaskExists { task: record.id.clone() },
-            _ => key_err(&record.id, "create", Box::new(e)),
-        })
+        self.tasks
+            .create(&record.id, value.into())
+            .await
+            .map_err(|e| match e.kind() {
+                CreateErrorKind::AlreadyExists => BusError::TaskExists {
+                    task: record.id.clone(),
+                },
+                _ => key_err(&record.id, "create", Box::new(e)),
+            })
     }
 
     /// The task record and its revision, if it exists (deleted records read as absent).
     pub async fn task(&self, id: &str) -> Result<Option<(TaskRecord, u64)>> {
         check_key(TASKS_BUCKET, id)?;
-        let entry = self.tasks.entry(id).await.map_err(|e| key_err(id, "read", Box::new(e)))?;
+        let entry = self
+            .tasks
+            .entry(id)
+            .await
+            .map_err(|e| key_err(id, "read", Box::new(e)))?;
         match entry {
             Some(e) if e.operation == Operation::Put => {
-                let record = serde_json::from_slice(&e.value)
-                    .map_err(|source| BusError::Decode { what: format!("{TASKS_BUCKET}/{id}"), source })?;
+                let record =
+                    serde_json::from_slice(&e.value).map_err(|source| BusError::Decode {
+                        what: format!("{TASKS_BUCKET}/{id}"),
+                        source,
+                    })?;
                 Ok(Some((record, e.revision)))
             }
             _ => Ok(None),
@@ -94,21 +106,34 @@ impl Bus {
     pub async fn update_task(&self, record: &TaskRecord, expected_revision: u64) -> Result<u64> {
         check_key(TASKS_BUCKET, &record.id)?;
         let value = encode(record)?;
-        self.tasks.update(&record.id, value.into(), expected_revision).await.map_err(|e| match e.kind() {
-            UpdateErrorKind::WrongLastRevision => {
-                BusError::Conflict { bucket: TASKS_BUCKET, key: record.id.clone(), expected: expected_revision }
-            }
-            _ => key_err(&record.id, "update", Box::new(e)),
-        })
+        self.tasks
+            .update(&record.id, value.into(), expected_revision)
+            .await
+            .map_err(|e| match e.kind() {
+                UpdateErrorKind::WrongLastRevision => BusError::Conflict {
+                    bucket: TASKS_BUCKET,
+                    key: record.id.clone(),
+                    expected: expected_revision,
+                },
+                _ => key_err(&record.id, "update", Box::new(e)),
+            })
     }
 }
 
 fn encode(record: &TaskRecord) -> Result<Vec<u8>> {
-    serde_json::to_vec(record).map_err(|source| BusError::Decode { what: format!("{TASKS_BUCKET}/{}", record.id), source })
+    serde_json::to_vec(record).map_err(|source| BusError::Decode {
+        what: format!("{TASKS_BUCKET}/{}", record.id),
+        source,
+    })
 }
 
 fn key_err(key: &str, op: &'static str, source: crate::error::Cause) -> BusError {
-    BusError::Key { bucket: TASKS_BUCKET, key: key.to_string(), op, source }
+    BusError::Key {
+        bucket: TASKS_BUCKET,
+        key: key.to_string(),
+        op,
+        source,
+    }
 }
 
 /// Rejects keys NATS KV cannot hold, before a round trip and with the bucket named.
@@ -116,8 +141,17 @@ pub(crate) fn check_key(bucket: &'static str, key: &str) -> Result<()> {
     let ok = !key.is_empty()
         && !key.starts_with('.')
         && !key.ends_with('.')
-        && key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b));
-    if ok { Ok(()) } else { Err(BusError::InvalidKey { bucket, key: key.to_string() }) }
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-/_=.".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(BusError::InvalidKey {
+            bucket,
+            key: key.to_string(),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -128,14 +162,30 @@ mod tests {
     fn keys_are_checked_before_any_round_trip() {
         assert!(check_key(TASKS_BUCKET, "slot-3.t0001").is_ok());
         for bad in ["", ".x", "x.", "a b", "a*b", "a>b", "ü"] {
-            assert!(matches!(check_key(TASKS_BUCKET, bad), Err(BusError::InvalidKey { .. })), "{bad:?}");
+            assert!(
+                matches!(
+                    check_key(TASKS_BUCKET, bad),
+                    Err(BusError::InvalidKey { .. })
+                ),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn state_names_match_serde() {
-        for s in [TaskState::Open, TaskState::Claimed, TaskState::Committed, TaskState::Closed, TaskState::Released, TaskState::Failed] {
-            assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{}\"", s.as_str()));
+        for s in [
+            TaskState::Open,
+            TaskState::Claimed,
+            TaskState::Committed,
+            TaskState::Closed,
+            TaskState::Released,
+            TaskState::Failed,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
     }
 }

@@ -61,14 +61,20 @@ impl Stream for TipStream {
 impl Bus {
     /// Publishes one broadcast and waits for the stream's ack. Returns the stream sequence.
     pub async fn publish_tip(&self, tip: &TipChanged, traceparent: Option<&str>) -> Result<u64> {
-        let payload = serde_json::to_vec(tip).map_err(|source| BusError::Decode { what: TIP_SUBJECT.into(), source })?;
+        let payload = serde_json::to_vec(tip).map_err(|source| BusError::Decode {
+            what: TIP_SUBJECT.into(),
+            source,
+        })?;
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", tip.oid.as_str());
         headers.insert("Content-Type", "application/json");
         if let Some(tp) = traceparent {
             headers.insert(TRACEPARENT, tp);
         }
-        let publish = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Publish { subject: TIP_SUBJECT, source: e };
+        let publish = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Publish {
+            subject: TIP_SUBJECT,
+            source: e,
+        };
         let ack = self
             .js
             .publish_with_headers(TIP_SUBJECT, headers, payload.into())
@@ -86,12 +92,23 @@ impl Bus {
 
     /// Broadcasts with stream sequence greater than `seq` (resume after a restart).
     pub async fn tips_after(&self, seq: u64) -> Result<TipStream> {
-        self.tips_with(DeliverPolicy::ByStartSequence { start_sequence: seq + 1 }).await
+        self.tips_with(DeliverPolicy::ByStartSequence {
+            start_sequence: seq + 1,
+        })
+        .await
     }
 
     async fn tips_with(&self, deliver_policy: DeliverPolicy) -> Result<TipStream> {
-        let err = |op, e: Box<dyn std::error::Error + Send + Sync>| BusError::Stream { stream: TIP_STREAM, op, source: e };
-        let stream = self.js.get_stream(TIP_STREAM).await.map_err(|e| err("bind", Box::new(e)))?;
+        let err = |op, e: Box<dyn std::error::Error + Send + Sync>| BusError::Stream {
+            stream: TIP_STREAM,
+            op,
+            source: e,
+        };
+        let stream = self
+            .js
+            .get_stream(TIP_STREAM)
+            .await
+            .map_err(|e| err("bind", Box::new(e)))?;
         let consumer = stream
             .create_consumer(OrderedConfig {
                 filter_subject: TIP_SUBJECT.to_string(),
@@ -100,19 +117,39 @@ impl Bus {
             })
             .await
             .map_err(|e| err("create ordered consumer", Box::new(e)))?;
-        let messages = consumer.messages().await.map_err(|e| err("consume", Box::new(e)))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| err("consume", Box::new(e)))?;
         let inner = futures::StreamExt::map(messages, |m| {
-            let m = m.map_err(|e| BusError::Stream { stream: TIP_STREAM, op: "receive", source: Box::new(e) })?;
+            let m = m.map_err(|e| BusError::Stream {
+                stream: TIP_STREAM,
+                op: "receive",
+                source: Box::new(e),
+            })?;
             decode(&m)
         });
-        Ok(TipStream { inner: Box::pin(inner) })
+        Ok(TipStream {
+            inner: Box::pin(inner),
+        })
     }
 }
 
 fn decode(m: &async_nats::jetstream::Message) -> Result<TipEvent> {
     let tip: TipChanged =
-        serde_json::from_slice(&m.payload).map_err(|source| BusError::Decode { what: TIP_SUBJECT.into(), source })?;
-    let traceparent = m.headers.as_ref().and_then(|h| h.get(TRACEPARENT)).map(|v| v.as_str().to_string());
+        serde_json::from_slice(&m.payload).map_err(|source| BusError::Decode {
+            what: TIP_SUBJECT.into(),
+            source,
+        })?;
+    let traceparent = m
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(TRACEPARENT))
+        .map(|v| v.as_str().to_string());
     let stream_seq = m.info().map(|i| i.stream_sequence).unwrap_or(0);
-    Ok(TipEvent { tip, traceparent, stream_seq })
+    Ok(TipEvent {
+        tip,
+        traceparent,
+        stream_seq,
+    })
 }
