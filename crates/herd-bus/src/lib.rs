@@ -13,6 +13,7 @@
 //! - Claims ([`claims`]): `try_claim` → `Won { revision }` (the epoch) or `Lost { holder }`, a
 //!   TTL lease, `release` at a revision.
 //! - Task records ([`tasks`]): create, read, and compare-and-swap update with a typed conflict.
+//! - [`BusServer`]: an external server named by `NATS_URL`, or a fixture started for the run.
 //! - With feature `docker`, [`docker::DockerNats`] runs the server in a testcontainers container.
 //!
 //! What enters: a NATS URL (or nothing: the fixture starts a server). What leaves: typed messages
@@ -26,6 +27,7 @@ pub mod claims;
 pub mod docker;
 pub mod error;
 pub mod fixture;
+pub mod server;
 pub mod tasks;
 pub mod tip;
 
@@ -33,5 +35,6 @@ pub use bus::{Bus, BusOptions, CLAIMS_BUCKET, TASKS_BUCKET, TIP_STREAM, TIP_SUBJ
 pub use claims::{ClaimOutcome, ClaimRecord};
 pub use error::{BusError, Result};
 pub use fixture::NatsServer;
+pub use server::{BusServer, NATS_URL_ENV};
 pub use tasks::{TaskRecord, TaskState};
 pub use tip::{TRACEPARENT, TipChanged, TipEvent, TipStream};

@@ -105,3 +105,26 @@ async fn a_failed_start_reports_the_log_tail() {
         other => panic!("expected NotReady, got {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn nats_url_selects_an_external_server_and_none_starts_a_fixture() {
+    let (server, _bus) = common::bus().await;
+    let external = herd_bus::BusServer::resolve(Some(server.url())).unwrap();
+    assert!(matches!(&external, herd_bus::BusServer::External { url } if url == server.url()));
+    assert!(external.fixture_version().is_none());
+    Bus::connect(external.url())
+        .await
+        .expect("external server is usable");
+
+    let mut own = herd_bus::BusServer::resolve(Some("  ")).unwrap();
+    assert!(
+        matches!(own, herd_bus::BusServer::Fixture(_)),
+        "blank NATS_URL means no external server"
+    );
+    assert_ne!(own.url(), server.url());
+    assert_eq!(
+        own.fixture_version().as_deref(),
+        Some(herd_bus::binary::PINNED_VERSION)
+    );
+    own.stop().unwrap();
+}
