@@ -27,6 +27,9 @@ pub struct ClaimRecord {
     pub task: String,
     /// When it was claimed, ms since the Unix epoch.
     pub at: u64,
+    /// The lease in whole seconds, as the server applies it (so a dump shows the interval).
+    #[serde(default)]
+    pub ttl_secs: u64,
 }
 
 /// The result of [`Bus::try_claim`].
@@ -55,6 +58,7 @@ impl Bus {
             leaf: leaf.to_string(),
             task: task.to_string(),
             at: now_ms(),
+            ttl_secs: ttl_secs(ttl),
         };
         let value = serde_json::to_vec(&record).map_err(|source| decode_err(task, source))?;
         for _ in 0..CLAIM_ROUNDS {

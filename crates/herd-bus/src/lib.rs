@@ -13,6 +13,7 @@
 //! - Claims ([`claims`]): `try_claim` → `Won { revision }` (the epoch) or `Lost { holder }`, a
 //!   TTL lease, `release` at a revision.
 //! - Task records ([`tasks`]): create, read, and compare-and-swap update with a typed conflict.
+//! - [`dump`]: every stored revision of a bucket, for the history checker.
 //! - [`BusServer`]: an external server named by `NATS_URL`, or a fixture started for the run.
 //! - With feature `docker`, [`docker::DockerNats`] runs the server in a testcontainers container.
 //!
@@ -25,6 +26,7 @@ pub mod bus;
 pub mod claims;
 #[cfg(feature = "docker")]
 pub mod docker;
+pub mod dump;
 pub mod error;
 pub mod fixture;
 pub mod server;
@@ -33,6 +35,7 @@ pub mod tip;
 
 pub use bus::{Bus, BusOptions, CLAIMS_BUCKET, TASKS_BUCKET, TIP_STREAM, TIP_SUBJECT};
 pub use claims::{ClaimOutcome, ClaimRecord};
+pub use dump::KvRecord;
 pub use error::{BusError, Result};
 pub use fixture::NatsServer;
 pub use server::{BusServer, NATS_URL_ENV};

@@ -62,3 +62,40 @@ async fn create_twice_is_task_exists_and_missing_is_none() {
     );
     assert!(bus.task("t-missing").await.unwrap().is_none());
 }
+
+#[tokio::test]
+async fn dump_holds_every_revision_in_order() {
+    let (_server, bus) = common::bus().await;
+    let rev = bus.create_task(&record("t-a")).await.unwrap();
+    let mut next = record("t-a");
+    next.state = TaskState::Closed;
+    bus.update_task(&next, rev).await.unwrap();
+    bus.create_task(&record("t-b")).await.unwrap();
+    let herd_bus::ClaimOutcome::Won { revision } = bus
+        .try_claim("t-a", "leaf-0", std::time::Duration::from_secs(30))
+        .await
+        .unwrap()
+    else {
+        panic!("claim must win")
+    };
+    bus.release("t-a", revision).await.unwrap();
+
+    let tasks = bus.dump_bucket(herd_bus::TASKS_BUCKET).await.unwrap();
+    let keys: Vec<_> = tasks
+        .iter()
+        .map(|r| (r.key.as_str(), r.value["state"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        keys,
+        vec![("t-a", "open"), ("t-a", "closed"), ("t-b", "open")]
+    );
+    assert!(tasks.windows(2).all(|w| w[0].revision < w[1].revision));
+
+    let claims = bus.dump_bucket(herd_bus::CLAIMS_BUCKET).await.unwrap();
+    let ops: Vec<_> = claims
+        .iter()
+        .map(|r| (r.key.as_str(), r.operation.as_str()))
+        .collect();
+    assert_eq!(ops, vec![("t-a", "put"), ("t-a", "del")]);
+    assert_eq!(claims[0].value["ttl_secs"], 30);
+}
