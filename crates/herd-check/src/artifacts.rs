@@ -1,0 +1,140 @@
+//! Where a run's raw artifacts live, and loading them. The layout of an output directory:
+//!
+//! ```text
+//! events.jsonl        the history (one HistoryEvent per line)
+//! kv-tasks.jsonl      every stored revision of bucket herd-tasks (one KvRecord per line)
+//! kv-claims.jsonl     every stored revision of bucket herd-claims
+//! hub.json            {"pushes_accepted": N, "seed_commits": S}
+//! work/hub/           the hub's bare repository          (kept with --keep)
+//! work/leaves/<id>/   each leaf's directory: clone + ledger.sqlite (kept with --keep)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use herd_bus::KvRecord;
+use serde::{Deserialize, Serialize};
+
+use crate::history::HistoryEvent;
+
+/// What the hub reported about itself at the end of the run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HubFacts {
+    /// Pushes to main the hub accepted.
+    pub pushes_accepted: u64,
+    /// Commits on the trunk before the trial (the seed).
+    pub seed_commits: u64,
+}
+
+/// Paths of every artifact the checker reads.
+#[derive(Clone, Debug)]
+pub struct Artifacts {
+    /// `events.jsonl`.
+    pub events: PathBuf,
+    /// `kv-tasks.jsonl`.
+    pub kv_tasks: PathBuf,
+    /// `kv-claims.jsonl`.
+    pub kv_claims: PathBuf,
+    /// `hub.json`.
+    pub hub_facts: PathBuf,
+    /// The hub's bare repository.
+    pub hub_repo: PathBuf,
+    /// Directory holding one directory per leaf.
+    pub leaves_dir: PathBuf,
+}
+
+impl Artifacts {
+    /// The standard layout of an output directory.
+    pub fn in_dir(dir: &Path) -> Artifacts {
+        Artifacts::with_work(dir, &dir.join("work"))
+    }
+
+    /// Outputs in `out`, hub repo and leaf dirs under `work` (a temp dir when not kept).
+    pub fn with_work(out: &Path, work: &Path) -> Artifacts {
+        Artifacts {
+            events: out.join("events.jsonl"),
+            kv_tasks: out.join("kv-tasks.jsonl"),
+            kv_claims: out.join("kv-claims.jsonl"),
+            hub_facts: out.join("hub.json"),
+            hub_repo: work.join("hub"),
+            leaves_dir: work.join("leaves"),
+        }
+    }
+}
+
+/// Everything loaded into memory.
+pub struct Loaded {
+    /// The history, in file order.
+    pub events: Vec<HistoryEvent>,
+    /// herd-tasks revisions.
+    pub kv_tasks: Vec<KvRecord>,
+    /// herd-claims revisions.
+    pub kv_claims: Vec<KvRecord>,
+    /// Hub facts.
+    pub hub: HubFacts,
+    /// The hub repository.
+    pub repo: git2::Repository,
+    /// Leaf directories (`<leaves_dir>/<id>`), sorted.
+    pub leaf_dirs: Vec<PathBuf>,
+}
+
+/// Loads every artifact; on failure returns the names of what is missing or unreadable.
+pub fn load(a: &Artifacts) -> Result<Loaded, Vec<String>> {
+    let mut missing = Vec::new();
+    let events = jsonl::<HistoryEvent>(&a.events)
+        .map_err(|e| missing.push(e))
+        .ok();
+    let kv_tasks = jsonl::<KvRecord>(&a.kv_tasks)
+        .map_err(|e| missing.push(e))
+        .ok();
+    let kv_claims = jsonl::<KvRecord>(&a.kv_claims)
+        .map_err(|e| missing.push(e))
+        .ok();
+    let hub = std::fs::read_to_string(&a.hub_facts)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str::<HubFacts>(&t).map_err(|e| e.to_string()))
+        .map_err(|e| missing.push(format!("{}: {e}", a.hub_facts.display())))
+        .ok();
+    let repo = git2::Repository::open_bare(&a.hub_repo)
+        .map_err(|e| missing.push(format!("{}: {}", a.hub_repo.display(), e.message())))
+        .ok();
+    let leaf_dirs = match std::fs::read_dir(&a.leaves_dir) {
+        Ok(rd) => {
+            let mut dirs: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_dir())
+                .collect();
+            dirs.sort();
+            dirs
+        }
+        Err(e) => {
+            missing.push(format!("{}: {e}", a.leaves_dir.display()));
+            Vec::new()
+        }
+    };
+    match (events, kv_tasks, kv_claims, hub, repo) {
+        (Some(events), Some(kv_tasks), Some(kv_claims), Some(hub), Some(repo))
+            if missing.is_empty() =>
+        {
+            Ok(Loaded {
+                events,
+                kv_tasks,
+                kv_claims,
+                hub,
+                repo,
+                leaf_dirs,
+            })
+        }
+        _ => Err(missing),
+    }
+}
+
+fn jsonl<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Vec<T>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}

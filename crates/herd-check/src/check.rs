@@ -1,0 +1,82 @@
+//! `check`: load the artifacts, run every invariant, return the verdict.
+
+use std::collections::BTreeMap;
+
+use crate::artifacts::{Artifacts, load};
+use crate::invariants::{commits, hygiene, ledger, tasks, tips, violation};
+use crate::report::{CheckReport, Verdict};
+use crate::trunk;
+
+/// The invariants `check` evaluates, in order.
+pub const INVARIANTS: &[&str] = &["I1", "I1b", "I2", "I3", "I4", "I4b", "I6", "I9", "I11"];
+
+/// Checks a run's artifacts.
+pub fn check(a: &Artifacts) -> CheckReport {
+    let loaded = match load(a) {
+        Ok(l) => l,
+        Err(missing) => {
+            return CheckReport {
+                verdict: Verdict::Inconclusive,
+                invariants: Vec::new(),
+                violations: Vec::new(),
+                missing,
+            };
+        }
+    };
+    let trunk = match trunk::read(&loaded.repo) {
+        Ok(t) => t,
+        Err(e) => {
+            let missing = vec![format!(
+                "{}: cannot read refs/heads/main: {}",
+                a.hub_repo.display(),
+                e.message()
+            )];
+            return CheckReport {
+                verdict: Verdict::Inconclusive,
+                invariants: Vec::new(),
+                violations: Vec::new(),
+                missing,
+            };
+        }
+    };
+    let slots: BTreeMap<String, String> = loaded
+        .events
+        .iter()
+        .map(|e| (e.leaf.clone(), e.slot.clone()))
+        .collect();
+    let seed = loaded.hub.seed_commits;
+
+    let mut v = tasks::each_opened_task_closed_once(&loaded.events);
+    v.extend(tasks::claim_intervals_disjoint(&loaded.kv_claims));
+    v.extend(commits::trunk_shape(&loaded.repo, &trunk, &loaded.hub));
+    v.extend(commits::commits_stay_in_slot(&trunk, seed, &slots));
+    v.extend(commits::commits_accounted(&loaded.events, &trunk, seed));
+    let roots =
+        std::iter::once(a.hub_repo.as_path()).chain(loaded.leaf_dirs.iter().map(|p| p.as_path()));
+    v.extend(hygiene::no_leftovers(roots));
+    v.extend(tips::observed_tips_advance(&loaded.repo, &loaded.events));
+    let bus_states = ledger::final_kv_states(&loaded.kv_tasks);
+    for dir in &loaded.leaf_dirs {
+        let leaf = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match ledger::ledger_states(&dir.join(ledger::LEDGER_FILE)) {
+            Ok(states) => v.extend(ledger::ledger_matches_bus(&leaf, &states, &bus_states)),
+            Err(e) => v.push(violation(
+                "I11",
+                format!("leaf {leaf}: cannot read its ledger: {e}"),
+            )),
+        }
+    }
+    CheckReport {
+        verdict: if v.is_empty() {
+            Verdict::Pass
+        } else {
+            Verdict::Fail
+        },
+        invariants: INVARIANTS.iter().map(|s| s.to_string()).collect(),
+        violations: v,
+        missing: Vec::new(),
+    }
+}

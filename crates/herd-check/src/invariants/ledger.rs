@@ -1,0 +1,63 @@
+//! I11: each leaf's ledger ends in the same task states as the `herd-tasks` bucket.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use herd_bus::KvRecord;
+
+use super::violation;
+use crate::report::Violation;
+
+/// The file name of a leaf's ledger inside its directory.
+pub const LEDGER_FILE: &str = "ledger.sqlite";
+
+/// Final state per task: the value of the last `put` revision.
+pub fn final_kv_states(kv_tasks: &[KvRecord]) -> BTreeMap<String, String> {
+    let mut last: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    for r in kv_tasks.iter().filter(|r| r.operation == "put") {
+        let state = r.value["state"].as_str().unwrap_or("?").to_string();
+        let slot = last.entry(r.key.clone()).or_insert((0, String::new()));
+        if r.revision >= slot.0 {
+            *slot = (r.revision, state);
+        }
+    }
+    last.into_iter().map(|(k, (_, s))| (k, s)).collect()
+}
+
+/// Reads `id → state` from a ledger's `tasks` table.
+pub fn ledger_states(path: &Path) -> Result<BTreeMap<String, String>, String> {
+    let conn =
+        rusqlite::Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut stmt = conn
+        .prepare("SELECT id, state FROM tasks")
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let rows = stmt
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    rows.collect::<Result<_, _>>()
+        .map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// I11 for one leaf.
+pub fn ledger_matches_bus(
+    leaf: &str,
+    ledger: &BTreeMap<String, String>,
+    bus: &BTreeMap<String, String>,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for (task, state) in ledger {
+        match bus.get(task) {
+            Some(s) if s == state => {}
+            Some(s) => out.push(violation(
+                "I11",
+                format!("task {task}: ledger of leaf {leaf} says {state}, herd-tasks says {s}"),
+            )),
+            None => out.push(violation(
+                "I11",
+                format!("task {task}: in the ledger of leaf {leaf} but not in herd-tasks"),
+            )),
+        }
+    }
+    out
+}
