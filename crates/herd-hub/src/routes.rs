@@ -1,0 +1,275 @@
+//! The smart-HTTP routes (protocol v0/v1, stateless-rpc) and their input checks.
+//!
+//! ```text
+//! GET  /<name>/info/refs?service=git-upload-pack|git-receive-pack
+//! POST /<name>/git-upload-pack     application/x-git-upload-pack-request
+//! POST /<name>/git-receive-pack    application/x-git-receive-pack-request
+//! ```
+//! Bodies may be gzip-encoded. Limits: `RequestBodyLimitLayer` on wire bytes (413 on a large
+//! Content-Length), the same limit on inflated bytes (a gzip bomb is a 413 too), and a body
+//! timeout (408). Every refusal is a 4xx with a one-line reason and leaves the repository as
+//! it was.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path as UrlPath, Query, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower_http::decompression::RequestDecompressionLayer;
+use tower_http::limit::RequestBodyLimitLayer;
+
+use crate::advertise;
+use crate::error::RequestError;
+use crate::hub::{Inner, PushContext};
+use crate::upload_pack;
+
+/// Header naming the slot a push writes in.
+pub const SLOT_HEADER: &str = "x-herd-slot";
+
+pub(crate) fn router(inner: Arc<Inner>) -> Router {
+    let limit = inner.config.body_limit;
+    Router::new()
+        .route("/{repo}/info/refs", get(info_refs))
+        .route("/{repo}/git-upload-pack", post(upload_pack_rpc))
+        .route("/{repo}/git-receive-pack", post(receive_pack_rpc))
+        .with_state(inner)
+        .layer(RequestDecompressionLayer::new())
+        .layer(RequestBodyLimitLayer::new(limit))
+}
+
+impl IntoResponse for RequestError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::BAD_REQUEST);
+        (
+            status,
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            format!("{}\n", self.reason),
+        )
+            .into_response()
+    }
+}
+
+fn refused(inner: &Inner, err: RequestError) -> Response {
+    if err.status < 500 {
+        inner.stats.bad_request();
+    }
+    err.into_response()
+}
+
+fn check_repo(inner: &Inner, repo: &str) -> Result<(), RequestError> {
+    if repo == inner.config.name {
+        Ok(())
+    } else {
+        Err(RequestError {
+            status: 404,
+            reason: format!(
+                "no repository {repo:?} (this hub serves {:?})",
+                inner.config.name
+            ),
+        })
+    }
+}
+
+async fn info_refs(
+    State(inner): State<Arc<Inner>>,
+    UrlPath(repo): UrlPath<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(e) = check_repo(&inner, &repo) {
+        return refused(&inner, e);
+    }
+    let service = q.get("service").map(String::as_str).unwrap_or("");
+    let body = match service {
+        "git-receive-pack" => {
+            let adv = inner
+                .repo
+                .lock()
+                .map_err(|_| RequestError::internal("repository lock poisoned"))
+                .and_then(|r| {
+                    advertise::receive_pack(&r)
+                        .map_err(|e| RequestError::internal(e.message().to_string()))
+                });
+            match adv {
+                Ok(b) => b,
+                Err(e) => return refused(&inner, e),
+            }
+        }
+        "git-upload-pack" => match upload_pack::advertise(&inner.config.dir).await {
+            Ok(refs) => [advertise::service_header(service), refs].concat(),
+            Err(e) => return refused(&inner, e),
+        },
+        "" => {
+            return refused(
+                &inner,
+                RequestError::bad(
+                    "dumb HTTP is not supported: ask for ?service=git-upload-pack or git-receive-pack",
+                ),
+            );
+        }
+        other => {
+            return refused(
+                &inner,
+                RequestError::bad(format!("unknown service {other:?}")),
+            );
+        }
+    };
+    inner.stats.bytes(0, body.len() as u64);
+    respond(&format!("application/x-{service}-advertisement"), body)
+}
+
+async fn upload_pack_rpc(
+    State(inner): State<Arc<Inner>>,
+    UrlPath(repo): UrlPath<String>,
+    request: Request,
+) -> Response {
+    let span = tracing::info_span!("hub.upload_pack", traceparent = tracing::field::Empty);
+    let _enter = span.enter();
+    if let Some(tp) = header_str(request.headers(), "traceparent") {
+        span.record("traceparent", tp);
+    }
+    let body = match rpc_body(
+        &inner,
+        &repo,
+        request,
+        "application/x-git-upload-pack-request",
+    )
+    .await
+    {
+        Ok(b) => b,
+        Err(e) => return refused(&inner, e),
+    };
+    inner.stats.fetch();
+    match upload_pack::serve(&inner.config.dir, &body).await {
+        Ok(out) => {
+            inner.stats.bytes(body.len() as u64, out.len() as u64);
+            respond("application/x-git-upload-pack-result", out)
+        }
+        Err(e) => refused(&inner, e),
+    }
+}
+
+async fn receive_pack_rpc(
+    State(inner): State<Arc<Inner>>,
+    UrlPath(repo): UrlPath<String>,
+    request: Request,
+) -> Response {
+    let slot = header_str(request.headers(), SLOT_HEADER).map(str::to_string);
+    let traceparent = header_str(request.headers(), "traceparent").map(str::to_string);
+    let span = tracing::info_span!(
+        "hub.receive_pack",
+        push.accepted = tracing::field::Empty,
+        push.reject_reason = tracing::field::Empty,
+        slot = tracing::field::Empty,
+        traceparent = tracing::field::Empty,
+    );
+    if let Some(s) = &slot {
+        span.record("slot", s.as_str());
+    }
+    if let Some(tp) = &traceparent {
+        span.record("traceparent", tp.as_str());
+    }
+    let result = async {
+        if let Some(s) = &slot
+            && (s.is_empty()
+                || !s
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+                || s.starts_with('.'))
+        {
+            return Err(RequestError::bad(format!(
+                "invalid {SLOT_HEADER} {s:?}: one directory name of [A-Za-z0-9._-]"
+            )));
+        }
+        let body = rpc_body(
+            &inner,
+            &repo,
+            request,
+            "application/x-git-receive-pack-request",
+        )
+        .await?;
+        let len = body.len() as u64;
+        let (report, outcome) = inner.push(body, PushContext { slot, traceparent }).await?;
+        inner.stats.bytes(len, report.len() as u64);
+        Ok::<_, RequestError>((report, outcome))
+    };
+    let result = tracing::Instrument::instrument(result, span.clone()).await;
+    match result {
+        Ok((report, outcome)) => {
+            span.record("push.accepted", outcome.accepted.is_some());
+            if let Some(reason) = outcome.reject_reason() {
+                span.record("push.reject_reason", reason);
+            }
+            respond("application/x-git-receive-pack-result", report)
+        }
+        Err(e) => {
+            span.record("push.accepted", false);
+            span.record("push.reject_reason", e.reason.as_str());
+            refused(&inner, e)
+        }
+    }
+}
+
+/// Checks the repository name and content type, then reads the (inflated) body within the
+/// size and time limits.
+async fn rpc_body(
+    inner: &Inner,
+    repo: &str,
+    request: Request,
+    content_type: &str,
+) -> Result<bytes::Bytes, RequestError> {
+    check_repo(inner, repo)?;
+    let got = header_str(request.headers(), header::CONTENT_TYPE.as_str()).unwrap_or("");
+    if got != content_type {
+        return Err(RequestError {
+            status: 415,
+            reason: format!("expected content-type {content_type}, got {got:?}"),
+        });
+    }
+    let limit = inner.config.body_limit;
+    let read = axum::body::to_bytes(request.into_body(), limit);
+    match tokio::time::timeout(inner.config.body_timeout, read).await {
+        Err(_) => Err(RequestError {
+            status: 408,
+            reason: format!(
+                "request body not received within {:?}",
+                inner.config.body_timeout
+            ),
+        }),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(e)) => {
+            let text = format!("{e}");
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.to_string().contains("length limit"))
+                || text.contains("length limit");
+            if over {
+                Err(RequestError {
+                    status: 413,
+                    reason: format!("request body over the {limit}-byte limit"),
+                })
+            } else {
+                Err(RequestError::bad(format!(
+                    "cannot read request body: {text}"
+                )))
+            }
+        }
+    }
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn respond(content_type: &str, body: Vec<u8>) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        Body::from(body),
+    )
+        .into_response()
+}
