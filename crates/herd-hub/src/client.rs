@@ -173,11 +173,10 @@ impl HttpStream {
     fn exchange(&mut self) -> io::Result<Vec<u8>> {
         let request = self.request_bytes();
         let key = self.target.authority.clone();
-        if let Some(mut conn) = CONNECTIONS.with(|c| c.borrow_mut().remove(&key)) {
-            match send(&mut conn, &request) {
-                Ok((body, keep)) => return self.finish(conn, body, keep),
-                Err(Stale) => {}
-            }
+        if let Some(mut conn) = CONNECTIONS.with(|c| c.borrow_mut().remove(&key))
+            && let Ok((body, keep)) = send(&mut conn, &request)
+        {
+            return self.finish(conn, body, keep);
         }
         let stream = TcpStream::connect(&key)?;
         stream.set_nodelay(true)?;

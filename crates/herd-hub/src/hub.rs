@@ -133,7 +133,7 @@ impl Hub {
 
     /// Commits on main, seed included.
     pub fn trunk_len(&self) -> u64 {
-        self.with_repo(|r| repo::trunk_len(r)).unwrap_or(0)
+        self.with_repo(repo::trunk_len).unwrap_or(0)
     }
 
     /// Is `oid` (hex) on main?
@@ -147,7 +147,7 @@ impl Hub {
 
     /// The tip of main.
     pub fn tip(&self) -> Option<String> {
-        self.with_repo(|r| repo::tip(r)).ok().map(|o| o.to_string())
+        self.with_repo(repo::tip).ok().map(|o| o.to_string())
     }
 
     fn with_repo<T>(

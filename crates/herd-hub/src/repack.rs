@@ -24,7 +24,7 @@ impl Default for RepackPolicy {
 impl RepackPolicy {
     /// Is a repack due after `accepted` pushes?
     pub fn due(&self, accepted: u64) -> bool {
-        self.every > 0 && accepted > 0 && accepted % self.every == 0
+        self.every > 0 && accepted > 0 && accepted.is_multiple_of(self.every)
     }
 }
 
