@@ -50,7 +50,16 @@ async fn each_bad_request_is_a_4xx_and_changes_nothing() {
     let gzip_bomb = gzip_bomb.finish().unwrap();
 
     let before = common::snapshot(s.hub.dir());
-    let cases: Vec<(&str, &str, Vec<(&str, &str)>, Vec<u8>, u16, &str)> = vec![
+    // (name, path, headers, body, expected status, reason must contain)
+    type Case<'a> = (
+        &'a str,
+        &'a str,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        u16,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
         (
             "malformed pkt-line",
             "/herd.git/git-receive-pack",
