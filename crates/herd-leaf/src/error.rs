@@ -1,0 +1,138 @@
+//! The leaf's one error type. Every variant that concerns a task names it.
+
+/// Everything a leaf operation can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum LeafError {
+    /// Another leaf holds the claim.
+    #[error("task {task} is already claimed by {holder}")]
+    AlreadyClaimed {
+        /// The task.
+        task: String,
+        /// The holder's leaf id.
+        holder: String,
+    },
+    /// The task is not in the bus (or not in this leaf's ledger).
+    #[error("task {task} not found")]
+    NotFound {
+        /// The task.
+        task: String,
+    },
+    /// The claim lapsed or was taken over: the epoch is no longer the live claim's.
+    #[error("task {task}: claim epoch {epoch} is stale (live claim: {live:?}); nothing was pushed")]
+    EpochStale {
+        /// The task.
+        task: String,
+        /// The epoch the caller holds.
+        epoch: u64,
+        /// The live claim's epoch, if any.
+        live: Option<u64>,
+    },
+    /// The rebase after a fork hit a real content conflict; the claim was released.
+    #[error("task {task}: unrecoverable fork, content conflict in {paths:?}; claim released")]
+    Conflict {
+        /// The task.
+        task: String,
+        /// Conflicting paths.
+        paths: Vec<String>,
+    },
+    /// The push kept losing the race.
+    #[error("task {task}: push still rejected after {attempts} attempts")]
+    RetriesExhausted {
+        /// The task.
+        task: String,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// A path a task wants to write is not allowed.
+    #[error("invalid path {path:?}: {reason}")]
+    InvalidPath {
+        /// The offending path.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The hub refused or failed a request. `unknown` is true when the push may or may not
+    /// have landed (the connection failed after the request was sent).
+    #[error("task {task}: hub: {reason}")]
+    Hub {
+        /// The task (empty when opening the leaf).
+        task: String,
+        /// What happened.
+        reason: String,
+        /// The outcome of a push is unknown.
+        unknown: bool,
+    },
+    /// The bus failed.
+    #[error("task {task}: bus: {source}")]
+    Bus {
+        /// The task (empty when not about one).
+        task: String,
+        /// The cause.
+        #[source]
+        source: herd_bus::BusError,
+    },
+    /// A local git operation failed.
+    #[error("task {task}: git: {source}")]
+    Git {
+        /// The task (empty when not about one).
+        task: String,
+        /// The cause.
+        #[source]
+        source: git2::Error,
+    },
+    /// The ledger failed.
+    #[error("task {task}: ledger: {source}")]
+    Ledger {
+        /// The task (empty when not about one).
+        task: String,
+        /// The cause.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// The leaf's repository worker is gone (the leaf was shut down).
+    #[error("leaf worker stopped")]
+    WorkerGone,
+    /// The leaf was configured wrongly.
+    #[error("invalid leaf config: {0}")]
+    Config(String),
+    /// A local file operation failed.
+    #[error("{what} {path}: {source}")]
+    Io {
+        /// What we were doing.
+        what: &'static str,
+        /// The path.
+        path: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl LeafError {
+    /// True when the outcome is unknown (a push whose reply was lost): the commit may be on the
+    /// trunk. History checkers resolve it against the repository.
+    pub fn outcome_unknown(&self) -> bool {
+        matches!(self, LeafError::Hub { unknown: true, .. })
+    }
+
+    pub(crate) fn bus(task: &str, source: herd_bus::BusError) -> LeafError {
+        LeafError::Bus {
+            task: task.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn git(task: &str, source: git2::Error) -> LeafError {
+        LeafError::Git {
+            task: task.to_string(),
+            source,
+        }
+    }
+
+    pub(crate) fn ledger(task: &str, source: rusqlite::Error) -> LeafError {
+        LeafError::Ledger {
+            task: task.to_string(),
+            source,
+        }
+    }
+}

@@ -1,0 +1,618 @@
+//! `Leaf`: one agent — open → claim → commit → close, against the hub and the bus.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use git2::Oid;
+use herd_bus::{Bus, BusError, ClaimOutcome, TaskRecord, TaskState};
+use rand::RngExt;
+
+use crate::error::LeafError;
+use crate::git_ops::{PushResult, Rebased, Repo};
+use crate::ledger::{Ledger, LedgerTask};
+use crate::paths;
+use crate::stats::{Counters, LeafStats, add};
+use crate::tip_sync::{SyncContext, SyncHook, TipSync};
+use crate::worker::{Worker, WorkerThread};
+
+/// Bounded, jittered retry of rejected pushes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Push attempts before giving up (the first push included).
+    pub max_attempts: u32,
+    /// First backoff; doubles per retry, ±50 % jitter.
+    pub base_backoff: Duration,
+    /// Backoff ceiling.
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 100,
+            base_backoff: Duration::from_millis(2),
+            max_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+impl RetryPolicy {
+    fn backoff(&self, retry: u32) -> Duration {
+        let base = self
+            .base_backoff
+            .saturating_mul(1 << retry.min(16))
+            .min(self.max_backoff);
+        base.mul_f64(rand::rng().random_range(0.5..1.5))
+    }
+}
+
+/// Everything a leaf needs.
+#[derive(Clone)]
+pub struct LeafConfig {
+    /// Leaf id (author name, claim holder; `[-_.a-zA-Z0-9]`).
+    pub id: String,
+    /// The slot directory this leaf may write in (e.g. `slot-3`).
+    pub slot: String,
+    /// The leaf's directory: `repo/` (clone + worktree) and `ledger.sqlite`.
+    pub dir: PathBuf,
+    /// The hub's clone URL.
+    pub hub_url: String,
+    /// The bus (required).
+    pub bus: Option<Bus>,
+    /// Claim lease.
+    pub claim_ttl: Duration,
+    /// Push retry policy.
+    pub retry: RetryPolicy,
+    /// Observer of every handled broadcast.
+    pub on_sync: Option<SyncHook>,
+    /// Pull on tip broadcasts (default). Off, the leaf only fetches when a push is rejected:
+    /// the baseline that shows what broadcasts buy.
+    pub sync_on_broadcast: bool,
+}
+
+impl LeafConfig {
+    /// A config with defaults (claim TTL 60 s, default retry) and no bus set yet.
+    pub fn new(id: &str, slot: &str, dir: PathBuf, hub_url: &str) -> LeafConfig {
+        LeafConfig {
+            id: id.into(),
+            slot: slot.into(),
+            dir,
+            hub_url: hub_url.into(),
+            bus: None,
+            claim_ttl: Duration::from_secs(60),
+            retry: RetryPolicy::default(),
+            on_sync: None,
+            sync_on_broadcast: true,
+        }
+    }
+}
+
+/// A task id (`<leaf>.t<NNNN>`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TaskId(pub String);
+
+impl std::fmt::Display for TaskId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A held claim: the task and the claim's epoch (its KV revision, a fencing token).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claim {
+    task: TaskId,
+    epoch: u64,
+}
+
+impl Claim {
+    /// The task.
+    pub fn task(&self) -> &TaskId {
+        &self.task
+    }
+
+    /// The epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+}
+
+/// A commit the hub accepted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommitOutcome {
+    /// The commit on the trunk.
+    pub oid: String,
+    /// Rebase-and-retry rounds it took.
+    pub fork_retries: u32,
+    /// From the start of `commit` to the hub's acceptance.
+    pub latency: Duration,
+}
+
+/// One agent.
+pub struct Leaf {
+    id: String,
+    slot: String,
+    bus: Bus,
+    claim_ttl: Duration,
+    retry: RetryPolicy,
+    worker: Mutex<Option<Worker>>,
+    thread: Mutex<Option<WorkerThread>>,
+    sync: tokio::sync::Mutex<Option<TipSync>>,
+    sync_ctx: Arc<SyncContext>,
+    ledger: Arc<Ledger>,
+    counters: Arc<Counters>,
+    remote_tip: Arc<Mutex<Option<Oid>>>,
+    next_task: AtomicU64,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && !s.starts_with('.')
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl Leaf {
+    /// Clones the hub into `dir/repo` (or reopens it and its ledger) and starts the tip
+    /// subscriber.
+    pub async fn open(config: LeafConfig) -> Result<Leaf, LeafError> {
+        let bus = config
+            .bus
+            .clone()
+            .ok_or_else(|| LeafError::Config("a leaf needs a bus".into()))?;
+        for (what, value) in [("id", &config.id), ("slot", &config.slot)] {
+            if !valid_name(value) {
+                return Err(LeafError::Config(format!(
+                    "leaf {what} {value:?}: one name of [-_.a-zA-Z0-9]"
+                )));
+            }
+        }
+        std::fs::create_dir_all(&config.dir).map_err(|source| LeafError::Io {
+            what: "creating",
+            path: config.dir.display().to_string(),
+            source,
+        })?;
+        let ledger = Arc::new(Ledger::open(&config.dir)?);
+        let (url, repo_dir) = (config.hub_url.clone(), config.dir.join("repo"));
+        let repo = tokio::task::spawn_blocking(move || Repo::open_or_clone(&url, &repo_dir))
+            .await
+            .map_err(|_| LeafError::WorkerGone)?
+            .map_err(|e| LeafError::Hub {
+                task: String::new(),
+                reason: format!("cloning {}: {}", config.hub_url, e.message()),
+                unknown: false,
+            })?;
+        let remote_tip = repo.remote_tip.clone();
+        let (worker, thread) = Worker::start(&config.id, repo)?;
+        let counters = Arc::new(Counters::default());
+        let sync_ctx = Arc::new(SyncContext::new(
+            config.id.clone(),
+            config.slot.clone(),
+            worker.clone(),
+            counters.clone(),
+            ledger.clone(),
+            remote_tip.clone(),
+            config.on_sync.clone(),
+        ));
+        let sync = if config.sync_on_broadcast {
+            let tips = bus.tips().await.map_err(|e| LeafError::bus("", e))?;
+            Some(TipSync::spawn(tips, sync_ctx.clone()))
+        } else {
+            None
+        };
+        Ok(Leaf {
+            next_task: AtomicU64::new(ledger.task_count()?),
+            id: config.id,
+            slot: config.slot,
+            bus,
+            claim_ttl: config.claim_ttl,
+            retry: config.retry,
+            worker: Mutex::new(Some(worker)),
+            thread: Mutex::new(Some(thread)),
+            sync: tokio::sync::Mutex::new(sync),
+            sync_ctx,
+            ledger,
+            counters,
+            remote_tip,
+        })
+    }
+
+    /// The leaf id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The slot directory.
+    pub fn slot(&self) -> &str {
+        &self.slot
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> LeafStats {
+        self.counters.snapshot()
+    }
+
+    /// Is a pull still in flight?
+    pub fn pulling(&self) -> bool {
+        self.sync_ctx.busy()
+    }
+
+    /// The remote-tracking trunk tip this leaf holds.
+    pub fn remote_tip(&self) -> Option<String> {
+        self.remote_tip
+            .lock()
+            .ok()
+            .and_then(|t| t.map(|o| o.to_string()))
+    }
+
+    /// Local main (its last commit, or the trunk tip it was reset to).
+    pub async fn head(&self) -> Result<String, LeafError> {
+        self.worker()?
+            .run(|r| r.head().map(|o| o.to_string()))
+            .await?
+            .map_err(|e| LeafError::git("", e))
+    }
+
+    /// The ledger (read access for tests and reports).
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Claims this leaf held when it last stopped (state `claimed` in its ledger), to resume.
+    pub fn resumable(&self) -> Result<Vec<Claim>, LeafError> {
+        Ok(self
+            .ledger
+            .tasks()?
+            .into_iter()
+            .filter(|t| t.state == TaskState::Claimed)
+            .filter_map(|t: LedgerTask| {
+                t.epoch.map(|epoch| Claim {
+                    task: TaskId(t.id),
+                    epoch,
+                })
+            })
+            .collect())
+    }
+
+    fn worker(&self) -> Result<Worker, LeafError> {
+        self.worker
+            .lock()
+            .ok()
+            .and_then(|w| w.clone())
+            .ok_or(LeafError::WorkerGone)
+    }
+
+    /// Records a new task in the bus and the ledger. Paths are validated first.
+    pub async fn open_task(&self, title: &str, paths: Vec<String>) -> Result<TaskId, LeafError> {
+        let span = tracing::info_span!("leaf.open", leaf = %self.id, task = tracing::field::Empty);
+        let _g = span.enter();
+        paths::validate(&self.slot, &paths)?;
+        let n = self.next_task.fetch_add(1, Ordering::AcqRel);
+        let id = format!("{}.t{n:04}", self.id);
+        span.record("task", id.as_str());
+        let record = TaskRecord {
+            id: id.clone(),
+            title: title.to_string(),
+            leaf: self.id.clone(),
+            slot: self.slot.clone(),
+            paths: paths.clone(),
+            state: TaskState::Open,
+            epoch: None,
+            commit: None,
+            updated: now_ms(),
+        };
+        self.bus
+            .create_task(&record)
+            .await
+            .map_err(|e| LeafError::bus(&id, e))?;
+        self.ledger.insert_task(&id, title, &paths)?;
+        Ok(TaskId(id))
+    }
+
+    /// Claims `task`; `AlreadyClaimed` names the holder.
+    pub async fn claim(&self, task: &TaskId) -> Result<Claim, LeafError> {
+        let span = tracing::info_span!("leaf.claim", leaf = %self.id, task = %task, outcome = tracing::field::Empty, claim.epoch = tracing::field::Empty);
+        async {
+            let id = task.0.as_str();
+            let (record, _) = self
+                .bus
+                .task(id)
+                .await
+                .map_err(|e| LeafError::bus(id, e))?
+                .ok_or_else(|| LeafError::NotFound { task: id.into() })?;
+            match self
+                .bus
+                .try_claim(id, &self.id, self.claim_ttl)
+                .await
+                .map_err(|e| LeafError::bus(id, e))?
+            {
+                ClaimOutcome::Won { revision } => {
+                    add(&self.counters.claims_won, 1);
+                    tracing::Span::current()
+                        .record("outcome", "won")
+                        .record("claim.epoch", revision);
+                    let leaf = self.id.clone();
+                    self.update_record(id, move |r| {
+                        r.state = TaskState::Claimed;
+                        r.epoch = Some(revision);
+                        r.leaf = leaf.clone();
+                    })
+                    .await?;
+                    if self.ledger.task(id)?.is_none() {
+                        self.ledger.insert_task(id, &record.title, &record.paths)?;
+                    }
+                    self.ledger
+                        .set_state(id, TaskState::Claimed, Some(revision), None, None)?;
+                    Ok(Claim {
+                        task: task.clone(),
+                        epoch: revision,
+                    })
+                }
+                ClaimOutcome::Lost { holder } => {
+                    add(&self.counters.claims_lost, 1);
+                    tracing::Span::current().record("outcome", "lost");
+                    self.ledger.event(Some(id), "claim_lost", Some(&holder))?;
+                    Err(LeafError::AlreadyClaimed {
+                        task: id.into(),
+                        holder,
+                    })
+                }
+            }
+        }
+        .instrument_in(span)
+        .await
+    }
+
+    /// Is `claim` still the live claim of its task?
+    async fn check_epoch(&self, claim: &Claim) -> Result<(), LeafError> {
+        let id = claim.task.0.as_str();
+        match self
+            .bus
+            .claim(id)
+            .await
+            .map_err(|e| LeafError::bus(id, e))?
+        {
+            Some((holder, rev)) if rev == claim.epoch && holder.leaf == self.id => Ok(()),
+            live => Err(LeafError::EpochStale {
+                task: id.into(),
+                epoch: claim.epoch,
+                live: live.map(|(_, r)| r),
+            }),
+        }
+    }
+
+    /// Writes `files`, commits, and pushes until the hub accepts (rebasing after each fork).
+    /// Returns only after the hub accepted the push.
+    pub async fn commit(
+        &self,
+        claim: &Claim,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<CommitOutcome, LeafError> {
+        let span = tracing::info_span!(
+            "leaf.commit",
+            leaf = %self.id,
+            task = %claim.task,
+            claim.epoch = claim.epoch,
+            commit.oid = tracing::field::Empty,
+            commit.fork_retries = tracing::field::Empty,
+            commit.fork_retried = tracing::field::Empty,
+            commit.fork_retried_succeeded = tracing::field::Empty,
+            commit.conflict = tracing::field::Empty,
+        );
+        self.commit_inner(claim, files).instrument_in(span).await
+    }
+
+    async fn commit_inner(
+        &self,
+        claim: &Claim,
+        files: Vec<(String, Vec<u8>)>,
+    ) -> Result<CommitOutcome, LeafError> {
+        let started = Instant::now();
+        let id = claim.task.0.clone();
+        let paths: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
+        paths::validate(&self.slot, &paths)?;
+        self.check_epoch(claim).await?;
+        let worker = self.worker()?;
+        let (author, message) = (
+            self.id.clone(),
+            format!(
+                "{}: {}\n\nHerd-Claim: {}@{}\n",
+                self.id, id, id, claim.epoch
+            ),
+        );
+        worker
+            .run(move |r| r.commit_files(&files, &author, &message))
+            .await?
+            .map_err(|e| LeafError::git(&id, e))?;
+        let mut retries: u32 = 0;
+        let span = tracing::Span::current();
+        loop {
+            let headers = self.push_headers();
+            match worker.run(move |r| r.push(&as_refs(&headers))).await? {
+                PushResult::Accepted => break,
+                PushResult::Failed { reason, unknown } => {
+                    return Err(LeafError::Hub {
+                        task: id,
+                        reason,
+                        unknown,
+                    });
+                }
+                PushResult::Rejected(reason) => {
+                    retries += 1;
+                    add(&self.counters.fork_retries, 1);
+                    self.ledger.event(Some(&id), "fork_retry", Some(&reason))?;
+                    if retries >= self.retry.max_attempts {
+                        span.record("commit.fork_retries", retries);
+                        return Err(LeafError::RetriesExhausted {
+                            task: id,
+                            attempts: retries,
+                        });
+                    }
+                    tokio::time::sleep(self.retry.backoff(retries - 1)).await;
+                    let headers = self.push_headers();
+                    match worker
+                        .run(move |r| r.fetch_and_rebase(&as_refs(&headers)))
+                        .await?
+                        .map_err(|e| LeafError::git(&id, e))?
+                    {
+                        Rebased::Onto(_) => self.check_epoch(claim).await?,
+                        Rebased::Conflict(paths) => {
+                            return Err(self.unrecoverable(claim, paths, retries).await);
+                        }
+                    }
+                }
+            }
+        }
+        let oid = worker
+            .run(|r| r.head().map(|o| o.to_string()))
+            .await?
+            .map_err(|e| LeafError::git(&id, e))?;
+        span.record("commit.oid", oid.as_str())
+            .record("commit.fork_retries", retries)
+            .record("commit.fork_retried", retries > 0);
+        span.record("commit.fork_retried_succeeded", retries > 0);
+        add(&self.counters.commits, 1);
+        let commit = oid.clone();
+        self.update_record(&id, move |r| {
+            r.state = TaskState::Committed;
+            r.commit = Some(commit.clone());
+        })
+        .await?;
+        self.ledger.set_state(
+            &id,
+            TaskState::Committed,
+            None,
+            Some(&oid),
+            Some(u64::from(retries)),
+        )?;
+        Ok(CommitOutcome {
+            oid,
+            fork_retries: retries,
+            latency: started.elapsed(),
+        })
+    }
+
+    async fn unrecoverable(&self, claim: &Claim, paths: Vec<String>, retries: u32) -> LeafError {
+        let id = claim.task.0.clone();
+        add(&self.counters.fork_unrecoverable, 1);
+        tracing::Span::current()
+            .record("commit.conflict", true)
+            .record("commit.fork_retries", retries);
+        let _ = self
+            .ledger
+            .event(Some(&id), "fork_unrecoverable", Some(&paths.join(",")));
+        let _ = self
+            .update_record(&id, |r| r.state = TaskState::Failed)
+            .await;
+        let _ = self
+            .ledger
+            .set_state(&id, TaskState::Failed, None, None, Some(u64::from(retries)));
+        let _ = self.bus.release(&id, claim.epoch).await;
+        LeafError::Conflict { task: id, paths }
+    }
+
+    fn push_headers(&self) -> Vec<(String, String)> {
+        let mut headers = vec![("x-herd-slot".to_string(), self.slot.clone())];
+        if let Some(tp) = crate::trace::current_traceparent() {
+            headers.push(("traceparent".to_string(), tp));
+        }
+        headers
+    }
+
+    /// Marks the task closed (bus and ledger) and releases the claim.
+    pub async fn close(&self, claim: Claim) -> Result<(), LeafError> {
+        let span = tracing::info_span!("leaf.close", leaf = %self.id, task = %claim.task);
+        self.finish(claim, TaskState::Closed)
+            .instrument_in(span)
+            .await
+    }
+
+    /// Abandons the task: marks it released and releases the claim so others may take it.
+    pub async fn release(&self, claim: Claim) -> Result<(), LeafError> {
+        let span = tracing::info_span!("leaf.release", leaf = %self.id, task = %claim.task);
+        self.finish(claim, TaskState::Released)
+            .instrument_in(span)
+            .await
+    }
+
+    async fn finish(&self, claim: Claim, state: TaskState) -> Result<(), LeafError> {
+        let id = claim.task.0.as_str();
+        self.update_record(id, move |r| r.state = state).await?;
+        self.ledger.set_state(id, state, None, None, None)?;
+        self.bus
+            .release(id, claim.epoch)
+            .await
+            .map_err(|e| LeafError::bus(id, e))?;
+        Ok(())
+    }
+
+    /// Read-modify-CAS of the task record, retried when another writer got in between.
+    async fn update_record(
+        &self,
+        id: &str,
+        change: impl Fn(&mut TaskRecord),
+    ) -> Result<u64, LeafError> {
+        for _ in 0..8 {
+            let (mut record, rev) = self
+                .bus
+                .task(id)
+                .await
+                .map_err(|e| LeafError::bus(id, e))?
+                .ok_or_else(|| LeafError::NotFound { task: id.into() })?;
+            change(&mut record);
+            record.updated = now_ms();
+            match self.bus.update_task(&record, rev).await {
+                Ok(rev) => return Ok(rev),
+                Err(BusError::Conflict { .. }) => continue,
+                Err(e) => return Err(LeafError::bus(id, e)),
+            }
+        }
+        Err(LeafError::bus(
+            id,
+            BusError::Conflict {
+                bucket: herd_bus::TASKS_BUCKET,
+                key: id.into(),
+                expected: 0,
+            },
+        ))
+    }
+
+    /// Stops the tip subscriber (letting in-flight pulls finish), then the worker; the ledger
+    /// is closed when the leaf is dropped.
+    pub async fn shutdown(&self) {
+        if let Some(sync) = self.sync.lock().await.take() {
+            sync.stop().await;
+        }
+        let worker = self.worker.lock().ok().and_then(|mut w| w.take());
+        drop(worker);
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            // The subscriber's handles are gone too, so the thread drains its queue and exits.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+fn as_refs(headers: &[(String, String)]) -> Vec<(&str, &str)> {
+    headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect()
+}
+
+/// `future.instrument_in(span)`: tracing's `Instrument`, named to read in order.
+trait InstrumentIn: Sized + std::future::Future {
+    fn instrument_in(self, span: tracing::Span) -> tracing::instrument::Instrumented<Self> {
+        tracing::Instrument::instrument(self, span)
+    }
+}
+
+impl<F: std::future::Future> InstrumentIn for F {}

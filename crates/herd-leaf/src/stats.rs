@@ -1,0 +1,68 @@
+//! `LeafStats`: the leaf's own counters (each is also a ledger event).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A snapshot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct LeafStats {
+    /// Tip broadcasts received.
+    pub tips_received: u64,
+    /// Broadcasts that made the leaf fetch.
+    pub pulled: u64,
+    /// Broadcasts skipped: the leaf already had that tip (or a newer one).
+    pub skipped_idempotent: u64,
+    /// Broadcasts skipped: a pull was already in flight.
+    pub skipped_coalesced: u64,
+    /// Extra fetches after an in-flight pull, for tips that were coalesced into it.
+    pub catch_up_pulls: u64,
+    /// Fetches that failed.
+    pub pull_failures: u64,
+    /// Rebase-and-retry rounds after rejected pushes.
+    pub fork_retries: u64,
+    /// Forks that could not be rebased.
+    pub fork_unrecoverable: u64,
+    /// Claims won.
+    pub claims_won: u64,
+    /// Claims lost.
+    pub claims_lost: u64,
+    /// Commits the hub accepted.
+    pub commits: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub tips_received: AtomicU64,
+    pub pulled: AtomicU64,
+    pub skipped_idempotent: AtomicU64,
+    pub skipped_coalesced: AtomicU64,
+    pub catch_up_pulls: AtomicU64,
+    pub pull_failures: AtomicU64,
+    pub fork_retries: AtomicU64,
+    pub fork_unrecoverable: AtomicU64,
+    pub claims_won: AtomicU64,
+    pub claims_lost: AtomicU64,
+    pub commits: AtomicU64,
+}
+
+pub(crate) fn add(x: &AtomicU64, n: u64) {
+    x.fetch_add(n, Ordering::AcqRel);
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> LeafStats {
+        let g = |x: &AtomicU64| x.load(Ordering::Acquire);
+        LeafStats {
+            tips_received: g(&self.tips_received),
+            pulled: g(&self.pulled),
+            skipped_idempotent: g(&self.skipped_idempotent),
+            skipped_coalesced: g(&self.skipped_coalesced),
+            catch_up_pulls: g(&self.catch_up_pulls),
+            pull_failures: g(&self.pull_failures),
+            fork_retries: g(&self.fork_retries),
+            fork_unrecoverable: g(&self.fork_unrecoverable),
+            claims_won: g(&self.claims_won),
+            claims_lost: g(&self.claims_lost),
+            commits: g(&self.commits),
+        }
+    }
+}
