@@ -69,7 +69,7 @@ pub enum LeafError {
         task: String,
         /// The cause.
         #[source]
-        source: herd_bus::BusError,
+        source: Box<herd_bus::BusError>,
     },
     /// A local git operation failed.
     #[error("task {task}: git: {source}")]
@@ -87,7 +87,7 @@ pub enum LeafError {
         task: String,
         /// The cause.
         #[source]
-        source: rusqlite::Error,
+        source: Box<rusqlite::Error>,
     },
     /// The leaf's repository worker is gone (the leaf was shut down).
     #[error("leaf worker stopped")]
@@ -118,7 +118,7 @@ impl LeafError {
     pub(crate) fn bus(task: &str, source: herd_bus::BusError) -> LeafError {
         LeafError::Bus {
             task: task.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -132,7 +132,7 @@ impl LeafError {
     pub(crate) fn ledger(task: &str, source: rusqlite::Error) -> LeafError {
         LeafError::Ledger {
             task: task.to_string(),
-            source,
+            source: Box::new(source),
         }
     }
 }

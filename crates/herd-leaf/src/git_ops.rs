@@ -15,12 +15,33 @@ use git2::{
 pub const ORIGIN_MAIN: &str = "refs/remotes/origin/main";
 const MAIN: &str = "refs/heads/main";
 
-/// The leaf's repository and the tip cache shared with the async side.
+/// What the leaf holds of the trunk, readable by the async side without a worker round trip.
+#[derive(Default)]
+pub struct Held {
+    /// The remote-tracking tip.
+    pub remote_tip: Option<Oid>,
+    /// The commit this leaf built last (being pushed, or pushed).
+    pub local_head: Option<Oid>,
+    /// Commits this leaf pushed recently (their broadcasts are nothing new to it).
+    pub pushed: std::collections::VecDeque<Oid>,
+}
+
+/// How many own pushes [`Held::pushed`] remembers.
+const PUSHED_MEMORY: usize = 256;
+
+impl Held {
+    /// Does the leaf hold `oid`?
+    pub fn holds(&self, oid: Oid) -> bool {
+        self.remote_tip == Some(oid) || self.local_head == Some(oid) || self.pushed.contains(&oid)
+    }
+}
+
+/// The leaf's repository and the shared [`Held`] view.
 pub struct Repo {
     repo: Repository,
     workdir: PathBuf,
-    /// The remote-tracking tip, readable without a worker round trip.
-    pub remote_tip: Arc<Mutex<Option<Oid>>>,
+    /// Shared with the tip subscriber.
+    pub held: Arc<Mutex<Held>>,
 }
 
 /// How a push ended.
@@ -64,18 +85,30 @@ impl Repo {
         {
             repo.set_head(MAIN)?;
         }
-        let tip = repo.refname_to_id(ORIGIN_MAIN).ok();
+        let held = Held {
+            remote_tip: repo.refname_to_id(ORIGIN_MAIN).ok(),
+            local_head: repo.refname_to_id(MAIN).ok(),
+            pushed: Default::default(),
+        };
         Ok(Repo {
             repo,
             workdir: dir.to_path_buf(),
-            remote_tip: Arc::new(Mutex::new(tip)),
+            held: Arc::new(Mutex::new(held)),
         })
     }
 
-    fn set_remote_tip(&self, oid: Oid) {
-        if let Ok(mut tip) = self.remote_tip.lock() {
-            *tip = Some(oid);
+    fn update(&self, f: impl FnOnce(&mut Held)) {
+        if let Ok(mut held) = self.held.lock() {
+            f(&mut held);
         }
+    }
+
+    fn set_local_head(&self, oid: Oid) {
+        self.update(|h| h.local_head = Some(oid));
+    }
+
+    fn set_remote_tip(&self, oid: Oid) {
+        self.update(|h| h.remote_tip = Some(oid));
     }
 
     /// The remote-tracking tip.
@@ -116,8 +149,11 @@ impl Repo {
         index.write()?;
         let tree = self.repo.find_tree(index.write_tree()?)?;
         let sig = Signature::now(author, &format!("{author}@herd"))?;
-        self.repo
-            .commit(Some(MAIN), &sig, &sig, message, &tree, &[&base])
+        let oid = self
+            .repo
+            .commit(Some(MAIN), &sig, &sig, message, &tree, &[&base])?;
+        self.set_local_head(oid);
+        Ok(oid)
     }
 
     /// Pushes local main with extra request headers (slot, traceparent).
@@ -148,7 +184,13 @@ impl Repo {
             (Ok(()), None) => match self.head() {
                 Ok(head) => {
                     let _ = self.repo.reference(ORIGIN_MAIN, head, true, "pushed");
-                    self.set_remote_tip(head);
+                    self.update(|h| {
+                        h.remote_tip = Some(head);
+                        h.pushed.push_back(head);
+                        if h.pushed.len() > PUSHED_MEMORY {
+                            h.pushed.pop_front();
+                        }
+                    });
                     PushResult::Accepted
                 }
                 Err(e) => PushResult::Failed {
@@ -216,6 +258,7 @@ impl Repo {
             &[&onto],
         )?;
         self.repo.reference(MAIN, oid, true, "herd rebase")?;
+        self.set_local_head(oid);
         let commit = self.repo.find_commit(oid)?;
         self.repo.reset(
             commit.as_object(),

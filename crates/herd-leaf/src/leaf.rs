@@ -5,12 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use git2::Oid;
 use herd_bus::{Bus, BusError, ClaimOutcome, TaskRecord, TaskState};
 use rand::RngExt;
 
 use crate::error::LeafError;
-use crate::git_ops::{PushResult, Rebased, Repo};
+use crate::git_ops::{Held, PushResult, Rebased, Repo};
 use crate::ledger::{Ledger, LedgerTask};
 use crate::paths;
 use crate::stats::{Counters, LeafStats, add};
@@ -142,7 +141,7 @@ pub struct Leaf {
     sync_ctx: Arc<SyncContext>,
     ledger: Arc<Ledger>,
     counters: Arc<Counters>,
-    remote_tip: Arc<Mutex<Option<Oid>>>,
+    held: Arc<Mutex<Held>>,
     next_task: AtomicU64,
 }
 
@@ -190,16 +189,16 @@ impl Leaf {
                 reason: format!("cloning {}: {}", config.hub_url, e.message()),
                 unknown: false,
             })?;
-        let remote_tip = repo.remote_tip.clone();
-        let (worker, thread) = Worker::start(&config.id, repo)?;
+        let held = repo.held.clone();
         let counters = Arc::new(Counters::default());
+        let (worker, thread) = Worker::start(&config.id, repo)?;
         let sync_ctx = Arc::new(SyncContext::new(
             config.id.clone(),
             config.slot.clone(),
             worker.clone(),
             counters.clone(),
             ledger.clone(),
-            remote_tip.clone(),
+            held.clone(),
             config.on_sync.clone(),
         ));
         let sync = if config.sync_on_broadcast {
@@ -221,7 +220,7 @@ impl Leaf {
             sync_ctx,
             ledger,
             counters,
-            remote_tip,
+            held,
         })
     }
 
@@ -247,10 +246,10 @@ impl Leaf {
 
     /// The remote-tracking trunk tip this leaf holds.
     pub fn remote_tip(&self) -> Option<String> {
-        self.remote_tip
+        self.held
             .lock()
             .ok()
-            .and_then(|t| t.map(|o| o.to_string()))
+            .and_then(|h| h.remote_tip.map(|o| o.to_string()))
     }
 
     /// Local main (its last commit, or the trunk tip it was reset to).
@@ -591,12 +590,24 @@ impl Leaf {
         if let Some(sync) = self.sync.lock().await.take() {
             sync.stop().await;
         }
-        let worker = self.worker.lock().ok().and_then(|mut w| w.take());
-        drop(worker);
+        if let Some(worker) = self.worker.lock().ok().and_then(|mut w| w.take()) {
+            worker.stop();
+        }
         let thread = self.thread.lock().ok().and_then(|mut t| t.take());
         if let Some(thread) = thread {
-            // The subscriber's handles are gone too, so the thread drains its queue and exits.
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+}
+
+impl Drop for Leaf {
+    /// A leaf dropped without `shutdown` still stops its worker thread and subscriber.
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.get_mut().ok().and_then(Option::take) {
+            worker.stop();
+        }
+        if let Some(sync) = self.sync.get_mut().take() {
+            sync.cancel();
         }
     }
 }

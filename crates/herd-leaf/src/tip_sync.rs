@@ -17,6 +17,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
+use crate::git_ops::Held;
 use crate::ledger::Ledger;
 use crate::stats::{Counters, add};
 use crate::worker::Worker;
@@ -81,7 +82,7 @@ pub(crate) struct SyncContext {
     pub worker: Worker,
     pub counters: Arc<Counters>,
     pub ledger: Arc<Ledger>,
-    pub remote_tip: Arc<Mutex<Option<Oid>>>,
+    pub held: Arc<Mutex<Held>>,
     pub hook: Option<SyncHook>,
     state: Mutex<SyncState>,
 }
@@ -93,7 +94,7 @@ impl SyncContext {
         worker: Worker,
         counters: Arc<Counters>,
         ledger: Arc<Ledger>,
-        remote_tip: Arc<Mutex<Option<Oid>>>,
+        held: Arc<Mutex<Held>>,
         hook: Option<SyncHook>,
     ) -> Self {
         SyncContext {
@@ -102,17 +103,25 @@ impl SyncContext {
             worker,
             counters,
             ledger,
-            remote_tip,
+            held,
             hook,
             state: Mutex::default(),
         }
     }
 
+    /// Does this leaf hold `oid` already (its tip, the commit it built, or one it pushed)?
+    fn holds(&self, oid: &str) -> bool {
+        let Ok(oid) = Oid::from_str(oid) else {
+            return false;
+        };
+        self.held.lock().map(|h| h.holds(oid)).unwrap_or(false)
+    }
+
     fn tip(&self) -> Option<String> {
-        self.remote_tip
+        self.held
             .lock()
             .ok()
-            .and_then(|t| t.map(|o| o.to_string()))
+            .and_then(|h| h.remote_tip.map(|o| o.to_string()))
     }
 
     /// Is a pull (or catch-up) still running?
@@ -165,6 +174,11 @@ impl TipSync {
         TipSync { cancel, handle }
     }
 
+    /// Stops taking broadcasts without waiting (in-flight pulls still finish).
+    pub fn cancel(self) {
+        self.cancel.cancel();
+    }
+
     /// Stops taking broadcasts, lets in-flight pulls finish, and waits.
     pub async fn stop(self) {
         self.cancel.cancel();
@@ -206,7 +220,7 @@ fn handle(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>) {
         let Ok(mut state) = ctx.state.lock() else {
             return;
         };
-        if before.as_deref() == Some(tip.oid.as_str()) || tip.seq <= state.seq_held {
+        if ctx.holds(&tip.oid) || tip.seq <= state.seq_held {
             state.seq_held = state.seq_held.max(tip.seq);
             SyncOutcome::SkippedIdempotent
         } else if state.in_flight {

@@ -10,7 +10,11 @@ use tokio::sync::oneshot;
 use crate::error::LeafError;
 use crate::git_ops::Repo;
 
-type Job = Box<dyn FnOnce(&mut Repo) + Send>;
+/// A unit of work, or the instruction to stop after the jobs queued before it.
+enum Job {
+    Run(Box<dyn FnOnce(&mut Repo) + Send>),
+    Stop,
+}
 
 /// The async side's handle on the worker. Cheap to clone.
 #[derive(Clone)]
@@ -30,7 +34,7 @@ impl Worker {
         let handle = std::thread::Builder::new()
             .name(format!("herd-leaf-{name}"))
             .spawn(move || {
-                while let Ok(job) = rx.recv() {
+                while let Ok(Job::Run(job)) = rx.recv() {
                     job(&mut repo);
                 }
             })
@@ -54,16 +58,24 @@ impl Worker {
     ) -> Result<T, LeafError> {
         let (reply, result) = oneshot::channel();
         self.tx
-            .send(Box::new(move |repo: &mut Repo| {
+            .send(Job::Run(Box::new(move |repo: &mut Repo| {
                 let _ = reply.send(f(repo));
-            }))
+            })))
             .map_err(|_| LeafError::WorkerGone)?;
         result.await.map_err(|_| LeafError::WorkerGone)
     }
 }
 
+impl Worker {
+    /// Asks the thread to exit once the jobs queued before this call are done. Later `run`
+    /// calls fail with `WorkerGone`.
+    pub fn stop(&self) {
+        let _ = self.tx.send(Job::Stop);
+    }
+}
+
 impl WorkerThread {
-    /// Waits for the thread to finish its queue and exit (all [`Worker`] handles dropped).
+    /// Waits for the thread to exit (after [`Worker::stop`] or once every handle is dropped).
     pub fn join(mut self) {
         if let Some(handle) = self.handle.take() {
             let _ = handle.join();
