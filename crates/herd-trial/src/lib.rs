@@ -1,1 +1,53 @@
-//! placeholder
+//! # herd-trial — the herd runner
+//!
+//! This room turns a [`TrialConfig`] into a verdict: it generates the deterministic
+//! [`workload`], starts the bus (a `nats-server` fixture or `NATS_URL`), the hub and N leaves,
+//! runs every task open → claim → think → commit → close, **drains** (waits until the hub trunk
+//! holds every commit a leaf reported and every leaf handled every broadcast), checks the
+//! history with herd-check, and writes `results.json`, `events.jsonl` and `report.md`.
+//!
+//! Exactness: counters are counted once where they happen and every commit is accounted for on
+//! the trunk; [`gates`] turn them into the exit code (0 pass, 1 gate failed or work lost,
+//! 2 bad config or unreachable dependency). Config comes from defaults → TOML → `HERD_*` env →
+//! flags ([`config`], [`cli`]). [`telemetry`] (used only by the binary) installs the OTLP
+//! exporter after a pre-flight and the span-counting layer.
+//!
+//! Calls: herd-bus, herd-hub, herd-leaf, herd-check. Nothing calls it but the `herd` example.
+
+pub mod cli;
+pub mod config;
+pub mod environment;
+pub mod error;
+pub mod events;
+pub mod gates;
+pub mod metrics;
+pub mod pacer;
+pub mod progress;
+pub mod propagation;
+pub mod results;
+pub mod runner;
+pub mod slot_runner;
+pub mod span;
+pub mod sync_log;
+pub mod telemetry;
+pub mod workload;
+
+pub use config::{GatePreset, Mode, TrialConfig};
+pub use error::{ConfigError, TrialError};
+pub use results::TrialResults;
+pub use runner::{RunOptions, TrialOutcome, run, run_with};
+pub use workload::Workload;
+
+/// `herd check <dir>`: re-checks a kept run offline, prints the verdict, returns the exit code
+/// (0 pass, 1 fail, 2 inconclusive).
+pub fn check_dir(dir: &std::path::Path) -> u8 {
+    let report = herd_check::check(&herd_check::Artifacts::in_dir(dir));
+    println!("{}", report.summary_line());
+    for v in &report.violations {
+        println!("  {}: {}", v.invariant, v.message);
+    }
+    for m in &report.missing {
+        println!("  missing: {m}");
+    }
+    report.exit_code()
+}

@@ -1,0 +1,173 @@
+//! The command line of `cargo run --example herd`: clap flags for every knob, `--config` for a
+//! TOML file, and the `check` subcommand. [`resolve_config`] lays the sources in order.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{ConfigLayer, GatePreset, Mode, TrialConfig};
+use crate::error::ConfigError;
+use crate::span::Span;
+
+/// Run a herd trial: a git hub, a NATS bus and N agents committing tasks; exact counts, gates
+/// as exit codes (0 pass, 1 gate failed or work lost, 2 bad config or unreachable dependency).
+#[derive(Parser, Debug)]
+#[command(name = "herd", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do (default: run a trial).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Trial knobs.
+    #[command(flatten)]
+    pub trial: TrialArgs,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Re-check a kept run's history offline (exit 0 pass, 1 fail, 2 inconclusive).
+    Check {
+        /// The output directory of a run made with `--keep`.
+        dir: PathBuf,
+    },
+}
+
+/// Every trial knob as a flag. Unset flags leave the value of earlier sources (TOML file,
+/// `HERD_*` environment, defaults) in place.
+#[derive(Args, Debug, Default)]
+pub struct TrialArgs {
+    /// TOML file with any of the knobs below (keys as the long flags, `_` for `-`).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Number of agents (leaves) [default: 16; env HERD_AGENTS].
+    #[arg(long)]
+    pub agents: Option<u32>,
+    /// Tasks per agent [default: 30; env HERD_TASKS_PER_AGENT].
+    #[arg(long)]
+    pub tasks_per_agent: Option<u32>,
+    /// Files per task, N or MIN-MAX [default: 1-4; env HERD_FILES_PER_TASK].
+    #[arg(long, value_name = "SPAN")]
+    pub files_per_task: Option<Span>,
+    /// Bytes per file, N or MIN-MAX [default: 50-2000; env HERD_BYTES_PER_FILE].
+    #[arg(long, value_name = "SPAN")]
+    pub bytes_per_file: Option<Span>,
+    /// Think time between claim and commit in ms, N or MIN-MAX; 0 = tight loop [default: 10-100; env HERD_THINK_MS].
+    #[arg(long, value_name = "SPAN")]
+    pub think_ms: Option<Span>,
+    /// Workload seed [default: 1; env HERD_SEED].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Slot assignment [default: disjoint; env HERD_MODE].
+    #[arg(long, value_enum)]
+    pub mode: Option<Mode>,
+    /// Cap on the herd's total commit rate, commits per minute [default: unpaced; env HERD_PACE_PER_MIN].
+    #[arg(long, value_name = "PER_MIN")]
+    pub pace_per_min: Option<f64>,
+    /// Claim lease in seconds [default: 60; env HERD_CLAIM_TTL_SECS].
+    #[arg(long)]
+    pub claim_ttl_secs: Option<u64>,
+    /// Seconds the drain waits for every reported commit to be on the trunk [default: 60; env HERD_DRAIN_TIMEOUT_SECS].
+    #[arg(long)]
+    pub drain_timeout_secs: Option<u64>,
+    /// Output directory [default: target/herd-trials/<timestamp>; env HERD_OUT].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Keep the hub repository, leaf dirs and KV dumps in the output dir [env HERD_KEEP].
+    #[arg(long)]
+    pub keep: bool,
+    /// A gate preset; phase2 = N=4 at <= 4 commits/min, 100% completion, P99 < 5 s, 0 unrecoverable [env HERD_GATE].
+    #[arg(long, value_enum)]
+    pub gate: Option<GatePreset>,
+    /// Fail (exit 1) if the P99 commit latency exceeds this [env HERD_MAX_P99_MS].
+    #[arg(long, value_name = "MS")]
+    pub max_p99_ms: Option<u64>,
+    /// Fail (exit 1) if the herd committed faster than this [env HERD_MAX_COMMITS_PER_MIN].
+    #[arg(long, value_name = "PER_MIN")]
+    pub max_commits_per_min: Option<f64>,
+}
+
+impl TrialArgs {
+    fn layer(&self) -> ConfigLayer {
+        ConfigLayer {
+            agents: self.agents,
+            tasks_per_agent: self.tasks_per_agent,
+            files_per_task: self.files_per_task,
+            bytes_per_file: self.bytes_per_file,
+            think_ms: self.think_ms,
+            seed: self.seed,
+            mode: self.mode,
+            pace_per_min: self.pace_per_min,
+            claim_ttl_secs: self.claim_ttl_secs,
+            drain_timeout_secs: self.drain_timeout_secs,
+            out: self.out.clone(),
+            keep: self.keep.then_some(true),
+            gate: self.gate,
+            max_p99_ms: self.max_p99_ms,
+            max_commits_per_min: self.max_commits_per_min,
+        }
+    }
+}
+
+/// Defaults → (phase2 shape, if that gate is chosen anywhere) → TOML → env → flags; validated.
+pub fn resolve_config(
+    args: &TrialArgs,
+    env: impl Fn(&str) -> Option<String>,
+) -> Result<TrialConfig, ConfigError> {
+    let file = match &args.config {
+        Some(path) => ConfigLayer::from_toml_file(path)?,
+        None => ConfigLayer::default(),
+    };
+    let env = ConfigLayer::from_env_with(env)?;
+    let flags = args.layer();
+    let mut config = TrialConfig::default();
+    if [&file, &env, &flags]
+        .iter()
+        .any(|l| l.gate == Some(GatePreset::Phase2))
+    {
+        config.apply(TrialConfig::phase2_defaults());
+    }
+    config.apply(file);
+    config.apply(env);
+    config.apply(flags);
+    config.validate()?;
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_env_beat_file_and_phase2_sets_the_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("herd.toml");
+        std::fs::write(&file, "agents = 2\ntasks_per_agent = 7\nseed = 5\n").unwrap();
+        let cli = Cli::try_parse_from(["herd", "--config", file.to_str().unwrap(), "--seed", "9"])
+            .unwrap();
+        let env = |k: &str| (k == "HERD_TASKS_PER_AGENT").then(|| "8".to_string());
+        let config = resolve_config(&cli.trial, env).unwrap();
+        assert_eq!(
+            (config.agents, config.tasks_per_agent, config.seed),
+            (2, 8, 9)
+        );
+
+        let cli = Cli::try_parse_from(["herd", "--gate", "phase2"]).unwrap();
+        let config = resolve_config(&cli.trial, |_| None).unwrap();
+        assert_eq!((config.agents, config.pace_per_min), (4, Some(4.0)));
+    }
+
+    #[test]
+    fn invalid_values_are_errors_naming_the_key() {
+        let cli = Cli::try_parse_from(["herd", "--agents", "0"]).unwrap();
+        let err = resolve_config(&cli.trial, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("agents"), "{err}");
+        let cli = Cli::try_parse_from(["herd", "--think-ms", "9-3"]).unwrap();
+        let err = resolve_config(&cli.trial, |_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("think_ms"), "{err}");
+        assert!(Cli::try_parse_from(["herd", "--agents", "x"]).is_err());
+    }
+}

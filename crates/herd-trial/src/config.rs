@@ -1,0 +1,416 @@
+//! `TrialConfig`: every knob of a trial, with documented defaults, layered from four sources
+//! (later wins): defaults → TOML file (`--config`) → `HERD_*` environment → command-line flags.
+//!
+//! Each source produces a [`ConfigLayer`] (all fields optional); [`TrialConfig::apply`] lays
+//! them over the defaults and [`TrialConfig::validate`] refuses impossible values with the key
+//! named. Nothing is silently ignored: an unknown TOML key, an unparsable `HERD_*` value or an
+//! out-of-range number is an error.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ConfigError;
+use crate::span::Span;
+
+/// How slots are assigned to leaves.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Each leaf writes only in its own slot: forks are always rebasable, so any unrecoverable
+    /// fork is a bug and fails the trial.
+    Disjoint,
+    /// Every leaf writes in one shared slot: real content conflicts happen and are reported.
+    Shared,
+}
+
+/// Named gate sets.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum GatePreset {
+    /// The reference project's Phase 2→3 gate: N = 4 at ≤ 4 commits/min in total, 100%
+    /// completion, P99 commit < 5 s, zero unrecoverable conflicts.
+    Phase2,
+}
+
+/// Pass/fail thresholds; a failed gate makes the exit code 1.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Gates {
+    /// A named preset whose thresholds apply in addition to the ones below.
+    pub preset: Option<GatePreset>,
+    /// Fail if the P99 commit latency exceeds this many ms.
+    pub max_p99_ms: Option<u64>,
+    /// Fail if the herd committed faster than this many commits per minute in total (a gate that
+    /// qualifies the run's shape, as the phase2 preset needs).
+    pub max_commits_per_min: Option<f64>,
+}
+
+/// Everything a trial needs to know.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TrialConfig {
+    /// Number of leaves (agents). Default 16.
+    pub agents: u32,
+    /// Tasks each leaf runs. Default 30.
+    pub tasks_per_agent: u32,
+    /// Files written per task. Default 1-4 (at most 16: a leaf's path limit).
+    pub files_per_task: Span,
+    /// Bytes per file. Default 50-2000.
+    pub bytes_per_file: Span,
+    /// Think time between claim and commit, ms. Default 10-100; `0` is a tight loop.
+    pub think_ms: Span,
+    /// Workload seed. Default 1.
+    pub seed: u64,
+    /// Slot assignment. Default disjoint.
+    pub mode: Mode,
+    /// Total commit rate cap for the whole herd, commits per minute (none: unpaced).
+    pub pace_per_min: Option<f64>,
+    /// Claim lease, seconds. Default 60.
+    pub claim_ttl_secs: u64,
+    /// How long the drain waits for the hub trunk to hold every reported commit, seconds.
+    pub drain_timeout_secs: u64,
+    /// Output directory (default `target/herd-trials/<timestamp>/`).
+    pub out: Option<PathBuf>,
+    /// Keep the hub repository, leaf directories and bus store in the output directory.
+    pub keep: bool,
+    /// Gates.
+    pub gates: Gates,
+}
+
+impl Default for TrialConfig {
+    fn default() -> Self {
+        TrialConfig {
+            agents: 16,
+            tasks_per_agent: 30,
+            files_per_task: Span::new(1, 4),
+            bytes_per_file: Span::new(50, 2000),
+            think_ms: Span::new(10, 100),
+            seed: 1,
+            mode: Mode::Disjoint,
+            pace_per_min: None,
+            claim_ttl_secs: 60,
+            drain_timeout_secs: 60,
+            out: None,
+            keep: false,
+            gates: Gates::default(),
+        }
+    }
+}
+
+/// One source's view of the config: every field optional. TOML files deserialize into it
+/// directly (unknown keys are errors); the environment and the CLI build one each.
+#[derive(Deserialize, Clone, Debug, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigLayer {
+    pub agents: Option<u32>,
+    pub tasks_per_agent: Option<u32>,
+    pub files_per_task: Option<Span>,
+    pub bytes_per_file: Option<Span>,
+    pub think_ms: Option<Span>,
+    pub seed: Option<u64>,
+    pub mode: Option<Mode>,
+    pub pace_per_min: Option<f64>,
+    pub claim_ttl_secs: Option<u64>,
+    pub drain_timeout_secs: Option<u64>,
+    pub out: Option<PathBuf>,
+    pub keep: Option<bool>,
+    pub gate: Option<GatePreset>,
+    pub max_p99_ms: Option<u64>,
+    pub max_commits_per_min: Option<f64>,
+}
+
+/// The environment variables read, each the upper-cased field name prefixed by `HERD_`.
+pub const ENV_KEYS: &[&str] = &[
+    "HERD_AGENTS",
+    "HERD_TASKS_PER_AGENT",
+    "HERD_FILES_PER_TASK",
+    "HERD_BYTES_PER_FILE",
+    "HERD_THINK_MS",
+    "HERD_SEED",
+    "HERD_MODE",
+    "HERD_PACE_PER_MIN",
+    "HERD_CLAIM_TTL_SECS",
+    "HERD_DRAIN_TIMEOUT_SECS",
+    "HERD_OUT",
+    "HERD_KEEP",
+    "HERD_GATE",
+    "HERD_MAX_P99_MS",
+    "HERD_MAX_COMMITS_PER_MIN",
+];
+
+impl ConfigLayer {
+    /// Reads a TOML file; unknown keys and bad values are errors naming the file.
+    pub fn from_toml_file(path: &Path) -> Result<ConfigLayer, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        toml::from_str(&text).map_err(|e| ConfigError::File {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads the `HERD_*` variables through `get` (so tests need not touch the process env).
+    /// Values are parsed as TOML values would be: `HERD_AGENTS=8`, `HERD_THINK_MS=0-50`.
+    pub fn from_env_with(get: impl Fn(&str) -> Option<String>) -> Result<ConfigLayer, ConfigError> {
+        let mut table = toml::Table::new();
+        for key in ENV_KEYS {
+            let Some(raw) = get(key).filter(|v| !v.trim().is_empty()) else {
+                continue;
+            };
+            let field = key.trim_start_matches("HERD_").to_ascii_lowercase();
+            let value = env_value(key, raw.trim())?;
+            // Deserialize the key alone first so a range error names the variable.
+            let single: toml::Table = [(field.clone(), value.clone())].into_iter().collect();
+            ConfigLayer::deserialize(single).map_err(|e| ConfigError::Invalid {
+                key: key.to_string(),
+                value: raw.clone(),
+                reason: e.to_string(),
+            })?;
+            table.insert(field, value);
+        }
+        ConfigLayer::deserialize(table).map_err(|e| ConfigError::Env {
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads the process environment.
+    pub fn from_env() -> Result<ConfigLayer, ConfigError> {
+        ConfigLayer::from_env_with(|k| std::env::var(k).ok())
+    }
+}
+
+/// Types each variable the way its field expects, so a bad value's error names the variable.
+fn env_value(key: &str, raw: &str) -> Result<toml::Value, ConfigError> {
+    use clap::ValueEnum;
+    let bad = |expected: &str| ConfigError::Invalid {
+        key: key.to_string(),
+        value: raw.to_string(),
+        reason: format!("expected {expected}"),
+    };
+    let text = || toml::Value::String(raw.to_string());
+    Ok(match key {
+        "HERD_FILES_PER_TASK" | "HERD_BYTES_PER_FILE" | "HERD_THINK_MS" => {
+            raw.parse::<Span>().map_err(|_| bad("N or MIN-MAX"))?;
+            text()
+        }
+        "HERD_MODE" => {
+            Mode::from_str(raw, true).map_err(|_| bad("disjoint or shared"))?;
+            toml::Value::String(raw.to_ascii_lowercase())
+        }
+        "HERD_GATE" => {
+            GatePreset::from_str(raw, true).map_err(|_| bad("phase2"))?;
+            toml::Value::String(raw.to_ascii_lowercase())
+        }
+        "HERD_OUT" => text(),
+        "HERD_KEEP" => toml::Value::Boolean(match raw {
+            "1" | "true" | "yes" => true,
+            "0" | "false" | "no" => false,
+            _ => return Err(bad("true or false")),
+        }),
+        "HERD_PACE_PER_MIN" | "HERD_MAX_COMMITS_PER_MIN" => {
+            toml::Value::Float(raw.parse().map_err(|_| bad("a number"))?)
+        }
+        _ => toml::Value::Integer(raw.parse().map_err(|_| bad("a whole number"))?),
+    })
+}
+
+impl TrialConfig {
+    /// Lays `layer` over `self`: every field the layer sets wins.
+    pub fn apply(&mut self, layer: ConfigLayer) {
+        macro_rules! set {
+            ($($field:ident),*) => { $( if let Some(v) = layer.$field { self.$field = v; } )* };
+        }
+        set!(
+            agents,
+            tasks_per_agent,
+            files_per_task,
+            bytes_per_file,
+            think_ms,
+            seed,
+            mode,
+            claim_ttl_secs,
+            drain_timeout_secs,
+            keep
+        );
+        if layer.pace_per_min.is_some() {
+            self.pace_per_min = layer.pace_per_min;
+        }
+        if layer.out.is_some() {
+            self.out = layer.out;
+        }
+        if let Some(preset) = layer.gate {
+            self.gates.preset = Some(preset);
+        }
+        if layer.max_p99_ms.is_some() {
+            self.gates.max_p99_ms = layer.max_p99_ms;
+        }
+        if layer.max_commits_per_min.is_some() {
+            self.gates.max_commits_per_min = layer.max_commits_per_min;
+        }
+    }
+
+    /// The phase2 preset's workload shape: 4 agents paced to 4 commits/min in total, 3 tasks each.
+    /// Applied before the file, environment and flags, so each can still change it.
+    pub fn phase2_defaults() -> ConfigLayer {
+        ConfigLayer {
+            agents: Some(4),
+            tasks_per_agent: Some(3),
+            pace_per_min: Some(4.0),
+            ..Default::default()
+        }
+    }
+
+    /// Refuses impossible values, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, value: String, reason: &str| {
+            Err(ConfigError::Invalid {
+                key: key.into(),
+                value,
+                reason: reason.into(),
+            })
+        };
+        if self.agents == 0 {
+            return bad("agents", "0".into(), "must be at least 1");
+        }
+        if self.agents > 1024 {
+            return bad("agents", self.agents.to_string(), "must be at most 1024");
+        }
+        if self.tasks_per_agent == 0 {
+            return bad("tasks_per_agent", "0".into(), "must be at least 1");
+        }
+        for (key, span) in [
+            ("files_per_task", self.files_per_task),
+            ("bytes_per_file", self.bytes_per_file),
+            ("think_ms", self.think_ms),
+        ] {
+            if span.min > span.max {
+                return bad(key, span.to_string(), "min is greater than max");
+            }
+        }
+        if self.files_per_task.min == 0 || self.files_per_task.max > 16 {
+            return bad(
+                "files_per_task",
+                self.files_per_task.to_string(),
+                "must lie within 1-16",
+            );
+        }
+        if self.bytes_per_file.max > 16 << 20 {
+            return bad(
+                "bytes_per_file",
+                self.bytes_per_file.to_string(),
+                "must be at most 16 MiB",
+            );
+        }
+        if self.claim_ttl_secs == 0 {
+            return bad("claim_ttl_secs", "0".into(), "must be at least 1");
+        }
+        if self.drain_timeout_secs == 0 {
+            return bad("drain_timeout_secs", "0".into(), "must be at least 1");
+        }
+        for (key, v) in [
+            ("pace_per_min", self.pace_per_min),
+            ("max_commits_per_min", self.gates.max_commits_per_min),
+        ] {
+            if let Some(v) = v
+                && !(v.is_finite() && v > 0.0)
+            {
+                return bad(key, v.to_string(), "must be a positive number");
+            }
+        }
+        Ok(())
+    }
+
+    /// Total tasks in the trial.
+    pub fn total_tasks(&self) -> u64 {
+        u64::from(self.agents) * u64::from(self.tasks_per_agent)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| {
+            pairs
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+        }
+    }
+
+    #[test]
+    fn later_sources_win() {
+        let mut config = TrialConfig::default();
+        config.apply(toml::from_str("agents = 3\nseed = 9\nthink_ms = \"0\"").unwrap());
+        config.apply(
+            ConfigLayer::from_env_with(env(&[("HERD_SEED", "11"), ("HERD_FILES_PER_TASK", "2-3")]))
+                .unwrap(),
+        );
+        config.apply(ConfigLayer {
+            agents: Some(5),
+            ..Default::default()
+        });
+        assert_eq!(
+            (
+                config.agents,
+                config.seed,
+                config.think_ms,
+                config.files_per_task
+            ),
+            (5, 11, Span::new(0, 0), Span::new(2, 3))
+        );
+        assert_eq!(
+            config.tasks_per_agent, 30,
+            "untouched keys keep their default"
+        );
+        config.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = ConfigLayer::from_env_with(env(&[("HERD_AGENTS", "many")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HERD_AGENTS") && err.contains("many"), "{err}");
+        let err = ConfigLayer::from_env_with(env(&[("HERD_AGENTS", "-3")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HERD_AGENTS"), "{err}");
+        let err = ConfigLayer::from_env_with(env(&[("HERD_MODE", "chaos")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HERD_MODE"), "{err}");
+        let err = ConfigLayer::from_env_with(env(&[("HERD_THINK_MS", "5-x")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HERD_THINK_MS"), "{err}");
+        let err = toml::from_str::<ConfigLayer>("agent = 3")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("agent"), "{err}");
+
+        let mut config = TrialConfig::default();
+        config.agents = 0;
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("agents")
+        );
+        let mut config = TrialConfig::default();
+        config.bytes_per_file = Span::new(10, 5);
+        let err = config.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("bytes_per_file") && err.contains("min is greater than max"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,94 @@
+//! `EventLog`: the trial's history, streamed to `events.jsonl` as it happens (one line per task
+//! phase and per broadcast outcome, format in `docs/history.md` and [`herd_check::history`]).
+//!
+//! Writers send lines over a channel; one task owns the file, so lines never interleave and a
+//! slow disk never blocks a leaf. [`EventLog::finish`] flushes and reports the line count.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use herd_check::history::{HistoryEvent, Op, Phase};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+/// Sends history lines to the writer task. Cheap to clone.
+#[derive(Clone)]
+pub struct EventLog {
+    tx: mpsc::UnboundedSender<HistoryEvent>,
+    start: Instant,
+}
+
+/// The writer task of an [`EventLog`].
+pub struct EventWriter {
+    handle: JoinHandle<std::io::Result<u64>>,
+    path: PathBuf,
+}
+
+impl EventLog {
+    /// Creates `path` and starts the writer. `start` is time zero of `t_ns`.
+    pub fn create(path: &Path, start: Instant) -> std::io::Result<(EventLog, EventWriter)> {
+        let file = std::fs::File::create(path)?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<HistoryEvent>();
+        let handle = tokio::task::spawn_blocking(move || {
+            let mut out = std::io::BufWriter::new(file);
+            let mut lines = 0u64;
+            while let Some(event) = rx.blocking_recv() {
+                serde_json::to_writer(&mut out, &event)?;
+                out.write_all(b"\n")?;
+                lines += 1;
+            }
+            out.flush()?;
+            Ok(lines)
+        });
+        Ok((
+            EventLog { tx, start },
+            EventWriter {
+                handle,
+                path: path.to_path_buf(),
+            },
+        ))
+    }
+
+    /// Nanoseconds since time zero.
+    pub fn now_ns(&self) -> u64 {
+        self.t_ns(Instant::now())
+    }
+
+    /// `at` as nanoseconds since time zero.
+    pub fn t_ns(&self, at: Instant) -> u64 {
+        at.saturating_duration_since(self.start).as_nanos() as u64
+    }
+
+    /// A line for `op`/`phase` of `leaf` (fields set by the caller through `fill`).
+    pub fn record(
+        &self,
+        op: Op,
+        phase: Phase,
+        leaf: &str,
+        slot: &str,
+        fill: impl FnOnce(&mut HistoryEvent),
+    ) {
+        let mut event = HistoryEvent::new(op, phase, leaf, slot, self.now_ns());
+        fill(&mut event);
+        self.send(event);
+    }
+
+    /// Sends a prepared line. After the writer finished this is a no-op (the trial is over).
+    pub fn send(&self, event: HistoryEvent) {
+        let _ = self.tx.send(event);
+    }
+}
+
+impl EventWriter {
+    /// Waits until every sender is dropped, flushes, and returns the number of lines.
+    pub async fn finish(self) -> std::io::Result<u64> {
+        match self.handle.await {
+            Ok(result) => result,
+            Err(e) => Err(std::io::Error::other(format!(
+                "event writer for {} died: {e}",
+                self.path.display()
+            ))),
+        }
+    }
+}

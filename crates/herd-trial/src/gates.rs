@@ -1,0 +1,207 @@
+//! Gates: the checks that turn a trial's numbers into an exit code.
+//!
+//! Always on: every task closed, no reported commit missing from the trunk, the drain finished,
+//! and (in disjoint mode, where any conflict is a bug) no unrecoverable fork. Optional: a P99
+//! commit ceiling, a commit-rate ceiling, and the `phase2` preset.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{GatePreset, Mode, TrialConfig};
+use crate::results::Counters;
+
+/// One gate's outcome.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct GateResult {
+    /// Gate name (`completion`, `lost_commits`, `max_p99_ms`, `phase2.agents`, ...).
+    pub name: String,
+    /// Did it pass?
+    pub passed: bool,
+    /// The measured value against the threshold.
+    pub detail: String,
+}
+
+/// What the gates look at.
+pub struct GateInput<'a> {
+    /// The effective config.
+    pub config: &'a TrialConfig,
+    /// Exact counts.
+    pub counters: &'a Counters,
+    /// P99 commit latency, ms.
+    pub p99_commit_ms: f64,
+    /// Hub commits per minute over the work phase.
+    pub commits_per_min: f64,
+    /// Did the drain complete before its timeout?
+    pub drained: bool,
+}
+
+/// Evaluates every applicable gate.
+pub fn evaluate(input: &GateInput<'_>) -> Vec<GateResult> {
+    let c = input.counters;
+    let mut out = Vec::new();
+    let mut gate = |name: &str, passed: bool, detail: String| {
+        out.push(GateResult {
+            name: name.into(),
+            passed,
+            detail,
+        })
+    };
+    gate(
+        "completion",
+        c.tasks_closed == c.tasks_total,
+        format!("{} of {} tasks closed", c.tasks_closed, c.tasks_total),
+    );
+    gate(
+        "lost_commits",
+        c.commits_lost == 0,
+        format!(
+            "{} of {} reported commits missing from the trunk",
+            c.commits_lost, c.commits_reported
+        ),
+    );
+    gate(
+        "drain",
+        input.drained,
+        format!(
+            "drain {}",
+            if input.drained {
+                "complete"
+            } else {
+                "timed out"
+            }
+        ),
+    );
+    if input.config.mode == Mode::Disjoint {
+        gate(
+            "fork_unrecoverable",
+            c.fork_unrecoverable == 0,
+            format!(
+                "{} unrecoverable forks in disjoint mode",
+                c.fork_unrecoverable
+            ),
+        );
+    }
+    if let Some(max) = input.config.gates.max_p99_ms {
+        gate(
+            "max_p99_ms",
+            input.p99_commit_ms <= max as f64,
+            format!("p99 commit {:.1} ms vs max {max} ms", input.p99_commit_ms),
+        );
+    }
+    if let Some(max) = input.config.gates.max_commits_per_min {
+        gate(
+            "max_commits_per_min",
+            input.commits_per_min <= max,
+            format!("{:.2} commits/min vs max {max}", input.commits_per_min),
+        );
+    }
+    if input.config.gates.preset == Some(GatePreset::Phase2) {
+        gate(
+            "phase2.agents",
+            input.config.agents == 4,
+            format!("{} agents (phase2 needs 4)", input.config.agents),
+        );
+        gate(
+            "phase2.rate",
+            input.commits_per_min <= 4.0,
+            format!(
+                "{:.2} commits/min (phase2 needs <= 4)",
+                input.commits_per_min
+            ),
+        );
+        gate(
+            "phase2.completion",
+            c.tasks_closed == c.tasks_total,
+            format!("{} of {} closed", c.tasks_closed, c.tasks_total),
+        );
+        gate(
+            "phase2.p99",
+            input.p99_commit_ms < 5000.0,
+            format!(
+                "p99 commit {:.1} ms (phase2 needs < 5000)",
+                input.p99_commit_ms
+            ),
+        );
+        gate(
+            "phase2.unrecoverable",
+            c.fork_unrecoverable == 0,
+            format!(
+                "{} unrecoverable conflicts (phase2 needs 0)",
+                c.fork_unrecoverable
+            ),
+        );
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn clean() -> Counters {
+        Counters {
+            tasks_total: 4,
+            tasks_closed: 4,
+            commits_reported: 4,
+            commits_on_trunk: 4,
+            ..Default::default()
+        }
+    }
+
+    fn run(config: &TrialConfig, counters: &Counters, p99: f64, rate: f64) -> Vec<GateResult> {
+        evaluate(&GateInput {
+            config,
+            counters,
+            p99_commit_ms: p99,
+            commits_per_min: rate,
+            drained: true,
+        })
+    }
+
+    #[test]
+    fn clean_run_passes_and_each_loss_fails_its_gate() {
+        let config = TrialConfig::default();
+        assert!(run(&config, &clean(), 10.0, 60.0).iter().all(|g| g.passed));
+        let lost = Counters {
+            commits_lost: 1,
+            ..clean()
+        };
+        let failed: Vec<_> = run(&config, &lost, 10.0, 60.0)
+            .into_iter()
+            .filter(|g| !g.passed)
+            .map(|g| g.name)
+            .collect();
+        assert_eq!(failed, vec!["lost_commits"]);
+        let open = Counters {
+            tasks_closed: 3,
+            ..clean()
+        };
+        assert!(
+            run(&config, &open, 10.0, 60.0)
+                .iter()
+                .any(|g| g.name == "completion" && !g.passed)
+        );
+    }
+
+    #[test]
+    fn p99_and_phase2_gates() {
+        let mut config = TrialConfig::default();
+        config.gates.max_p99_ms = Some(0);
+        assert!(
+            run(&config, &clean(), 0.5, 1.0)
+                .iter()
+                .any(|g| g.name == "max_p99_ms" && !g.passed)
+        );
+        let mut config = TrialConfig {
+            agents: 4,
+            ..Default::default()
+        };
+        config.gates.preset = Some(GatePreset::Phase2);
+        assert!(run(&config, &clean(), 100.0, 3.9).iter().all(|g| g.passed));
+        let failed: Vec<_> = run(&config, &clean(), 6000.0, 5.0)
+            .into_iter()
+            .filter(|g| !g.passed)
+            .map(|g| g.name)
+            .collect();
+        assert_eq!(failed, vec!["phase2.rate", "phase2.p99"]);
+    }
+}

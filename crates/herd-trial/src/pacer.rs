@@ -1,0 +1,62 @@
+//! `Pacer`: caps the herd's total commit rate (`pace_per_min`). Each task takes the next start
+//! slot, `60 / pace` seconds after the previous one, so the rate holds across all leaves.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+/// A shared start-slot schedule; `None` pace means no waiting.
+#[derive(Clone)]
+pub struct Pacer {
+    next: Option<Arc<Mutex<Instant>>>,
+    interval: Duration,
+}
+
+impl Pacer {
+    /// A pacer for `per_min` tasks per minute in total (`None`: unpaced).
+    pub fn new(per_min: Option<f64>) -> Pacer {
+        match per_min {
+            Some(p) if p > 0.0 => Pacer {
+                next: Some(Arc::new(Mutex::new(Instant::now()))),
+                interval: Duration::from_secs_f64(60.0 / p),
+            },
+            _ => Pacer {
+                next: None,
+                interval: Duration::ZERO,
+            },
+        }
+    }
+
+    /// Waits for this caller's start slot.
+    pub async fn wait(&self) {
+        let Some(next) = &self.next else { return };
+        let at = {
+            let mut next = next.lock().await;
+            let at = (*next).max(Instant::now());
+            *next = at + self.interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn slots_are_spaced_by_the_interval() {
+        let pacer = Pacer::new(Some(60.0)); // one per second
+        let start = Instant::now();
+        for _ in 0..3 {
+            pacer.wait().await;
+        }
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        let unpaced = Pacer::new(None);
+        let start = Instant::now();
+        unpaced.wait().await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+}

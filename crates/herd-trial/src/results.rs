@@ -1,0 +1,246 @@
+//! `TrialResults`: every number a trial reports, as written to `results.json`, the stdout
+//! summary block and `report.md`. All three are rendered from this one value, so they agree.
+
+use std::fmt::Write as _;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::TrialConfig;
+use crate::gates::GateResult;
+use crate::metrics::Summary;
+
+/// Exact counts. Each is counted once, where it happens; none is derived from another.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Counters {
+    /// Tasks the workload holds.
+    pub tasks_total: u64,
+    /// Tasks opened (recorded in the bus and a ledger).
+    pub tasks_opened: u64,
+    /// Tasks closed.
+    pub tasks_closed: u64,
+    /// Tasks that ended failed or released.
+    pub tasks_failed: u64,
+    /// Commits the hub trunk gained during the trial (trunk length − length before).
+    pub hub_commits: u64,
+    /// Pushes the hub refused (stale tip, ...).
+    pub hub_pushes_rejected: u64,
+    /// Commits the leaves reported as accepted.
+    pub commits_reported: u64,
+    /// Reported commits found on the hub trunk after the drain.
+    pub commits_on_trunk: u64,
+    /// Reported commits missing from the trunk after the drain (lost work).
+    pub commits_lost: u64,
+    /// Rebase-and-retry rounds after a rejected push, over all commits.
+    pub fork_retries: u64,
+    /// Forks that could not be rebased (a real content conflict).
+    pub fork_unrecoverable: u64,
+    /// Claims won.
+    pub claims_won: u64,
+    /// Claims lost to another holder.
+    pub claims_lost: u64,
+    /// Tip broadcasts delivered to leaves (sum over leaves).
+    pub broadcasts_delivered: u64,
+    /// Broadcasts that made a leaf fetch.
+    pub broadcasts_pulled: u64,
+    /// Broadcasts skipped because the leaf already had the tip.
+    pub broadcasts_skipped_idempotent: u64,
+    /// Broadcasts skipped because a pull was already in flight.
+    pub broadcasts_skipped_coalesced: u64,
+}
+
+/// Where and with what the trial ran.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Environment {
+    /// herd's version.
+    pub herd_version: String,
+    /// nats-server version (or "external" with the URL's host).
+    pub nats_server: String,
+    /// `git --version`.
+    pub git: String,
+    /// Logical CPUs.
+    pub cores: usize,
+    /// `std::env::consts::OS`/`ARCH`.
+    pub platform: String,
+}
+
+/// Latency summaries.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct Latencies {
+    /// Start of `commit` → hub accepted (includes fork retries).
+    pub commit: Summary,
+    /// One claim round trip.
+    pub claim: Summary,
+    /// Hub accepted → another leaf has the tip (one sample per commit per other leaf).
+    pub propagation: Summary,
+}
+
+/// The full result of one trial.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct TrialResults {
+    /// The effective configuration.
+    pub config: TrialConfig,
+    /// SHA-256 of the generated workload.
+    pub workload_digest: String,
+    /// Where it ran.
+    pub environment: Environment,
+    /// Exact counts.
+    pub counters: Counters,
+    /// Latencies.
+    pub latency: Latencies,
+    /// Closed tasks / total tasks, 0–1.
+    pub completion: f64,
+    /// Hub commits per second of the work phase.
+    pub hub_commits_per_sec: f64,
+    /// Seconds from the first leaf start to the last task's end.
+    pub work_secs: f64,
+    /// Seconds the drain took.
+    pub drain_secs: f64,
+    /// Seconds from start to verdict.
+    pub runtime_secs: f64,
+    /// Whether the drain saw every reported commit on the trunk before its timeout.
+    pub drained: bool,
+    /// Each gate and its outcome.
+    pub gates: Vec<GateResult>,
+    /// The history checker's report over this run's raw artifacts.
+    pub history_check: herd_check::CheckReport,
+    /// `true` when every gate passed and no work was lost.
+    pub passed: bool,
+}
+
+impl TrialResults {
+    /// The stdout summary block (labels fixed by the design notes; extra lines below them).
+    pub fn summary_block(&self) -> String {
+        let c = &self.counters;
+        let cfg = &self.config;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "herd trial: agents={} tasks={} total={}",
+            cfg.agents, cfg.tasks_per_agent, c.tasks_total
+        );
+        let _ = writeln!(s, "  hub commits:        {}", c.hub_commits);
+        let _ = writeln!(s, "  fork retries:       {}", c.fork_retries);
+        let _ = writeln!(s, "  fork unrecoverable: {}", c.fork_unrecoverable);
+        let _ = writeln!(s, "  claims won:         {}", c.claims_won);
+        let _ = writeln!(s, "  claims lost:        {}", c.claims_lost);
+        let _ = writeln!(s, "  broadcasts pulled:  {}", c.broadcasts_pulled);
+        let _ = writeln!(
+            s,
+            "  broadcasts skipped (idempotent): {}",
+            c.broadcasts_skipped_idempotent
+        );
+        let _ = writeln!(
+            s,
+            "  broadcasts skipped (coalesced):  {}",
+            c.broadcasts_skipped_coalesced
+        );
+        let _ = writeln!(
+            s,
+            "  P50/P99 commit ms:  {:.1} / {:.1}",
+            self.latency.commit.p50_ms, self.latency.commit.p99_ms
+        );
+        let _ = writeln!(s, "  total runtime:      {:.1}s", self.runtime_secs);
+        let _ = writeln!(
+            s,
+            "  tasks closed:       {} / {} ({:.1}%)",
+            c.tasks_closed,
+            c.tasks_total,
+            self.completion * 100.0
+        );
+        let _ = writeln!(
+            s,
+            "  commits lost:       {} (reported {}, on trunk {})",
+            c.commits_lost, c.commits_reported, c.commits_on_trunk
+        );
+        let _ = writeln!(s, "  hub pushes rejected: {}", c.hub_pushes_rejected);
+        let _ = writeln!(s, "  hub commits/s:      {:.1}", self.hub_commits_per_sec);
+        let p = &self.latency.propagation;
+        let _ = writeln!(
+            s,
+            "  P50/P99 propagation ms: {:.1} / {:.1}",
+            p.p50_ms, p.p99_ms
+        );
+        let _ = writeln!(
+            s,
+            "  P50/P99 claim ms:   {:.2} / {:.2}",
+            self.latency.claim.p50_ms, self.latency.claim.p99_ms
+        );
+        let _ = writeln!(s, "  {}", self.history_check.summary_line());
+        for v in &self.history_check.violations {
+            let _ = writeln!(s, "    {}: {}", v.invariant, v.message);
+        }
+        for g in &self.gates {
+            let _ = writeln!(
+                s,
+                "  gate {}: {} ({})",
+                g.name,
+                if g.passed { "pass" } else { "FAIL" },
+                g.detail
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  verdict:            {}",
+            if self.passed { "PASS" } else { "FAIL" }
+        );
+        s
+    }
+
+    /// `report.md`: the summary block plus the configuration and environment, for humans.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let cfg = &self.config;
+        let _ = writeln!(
+            s,
+            "# herd trial — {}\n",
+            if self.passed { "PASS" } else { "FAIL" }
+        );
+        let _ = writeln!(s, "```\n{}```\n", self.summary_block());
+        let _ = writeln!(s, "## Configuration\n");
+        let _ = writeln!(s, "| knob | value |\n|---|---|");
+        let _ = writeln!(
+            s,
+            "| agents | {} |\n| tasks per agent | {} |",
+            cfg.agents, cfg.tasks_per_agent
+        );
+        let _ = writeln!(
+            s,
+            "| files per task | {} |\n| bytes per file | {} |",
+            cfg.files_per_task, cfg.bytes_per_file
+        );
+        let _ = writeln!(
+            s,
+            "| think ms | {} |\n| seed | {} |\n| mode | {:?} |",
+            cfg.think_ms, cfg.seed, cfg.mode
+        );
+        let _ = writeln!(
+            s,
+            "| pace per min | {} |",
+            cfg.pace_per_min.map_or("unpaced".into(), |p| p.to_string())
+        );
+        let _ = writeln!(s, "| workload digest | `{}` |\n", self.workload_digest);
+        let e = &self.environment;
+        let _ = writeln!(s, "## Environment\n");
+        let _ = writeln!(
+            s,
+            "herd {} · nats-server {} · {} · {} cores · {}\n",
+            e.herd_version, e.nats_server, e.git, e.cores, e.platform
+        );
+        let _ = writeln!(
+            s,
+            "## Latency (ms)\n\n| what | count | p50 | p90 | p99 | max |\n|---|---|---|---|---|---|"
+        );
+        for (name, l) in [
+            ("commit", &self.latency.commit),
+            ("claim", &self.latency.claim),
+            ("propagation", &self.latency.propagation),
+        ] {
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
+            );
+        }
+        s
+    }
+}

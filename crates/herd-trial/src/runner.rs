@@ -1,0 +1,453 @@
+//! The trial runner: bus + hub + N leaves, the workload, the drain, the verdict.
+//!
+//! Order matters for exactness: the observer subscribes to tip broadcasts before any leaf
+//! starts; after the work phase the **drain** waits until the hub trunk holds every commit a
+//! leaf reported and every leaf has handled every broadcast, so the counters read afterwards
+//! are final; leaves are shut down (ledgers closed) before the history is checked; the bus and
+//! hub stop last. Nothing is left running: every task is joined, the fixture is stopped.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use herd_bus::{Bus, BusServer, CLAIMS_BUCKET, TASKS_BUCKET};
+use herd_check::{Artifacts, CheckReport, HubFacts};
+use herd_hub::{Hub, HubConfig};
+use herd_leaf::{Leaf, LeafConfig};
+use tokio::task::JoinSet;
+
+use crate::config::TrialConfig;
+use crate::error::TrialError;
+use crate::events::EventLog;
+use crate::gates::{self, GateInput};
+use crate::metrics::Latency;
+use crate::pacer::Pacer;
+use crate::progress::Progress;
+use crate::propagation::{self, Accepted, Holding};
+use crate::results::{Counters, Latencies, TrialResults};
+use crate::slot_runner::{SlotContext, SlotReport, run_slot};
+use crate::workload::Workload;
+
+/// A finished trial.
+pub struct TrialOutcome {
+    /// Every number.
+    pub results: TrialResults,
+    /// The history checker's verdict.
+    pub check: CheckReport,
+    /// Where the outputs are.
+    pub out_dir: PathBuf,
+}
+
+/// Knobs that do not change what is measured.
+#[derive(Clone, Debug, Default)]
+pub struct RunOptions {
+    /// No progress output.
+    pub quiet: bool,
+}
+
+/// Runs a trial with default options.
+pub async fn run(config: TrialConfig) -> Result<TrialOutcome, TrialError> {
+    run_with(config, RunOptions::default()).await
+}
+
+/// Runs a trial.
+pub async fn run_with(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome, TrialError> {
+    let started = Instant::now();
+    config.validate()?;
+    let workload = Workload::generate(&config);
+    let out_dir = config.out.clone().unwrap_or_else(default_out_dir);
+    mkdir(&out_dir)?;
+    let temp_work = if config.keep { None } else { Some(tempdir()?) };
+    let work_dir = temp_work
+        .as_ref()
+        .map_or_else(|| out_dir.join("work"), |t| t.path().to_path_buf());
+    mkdir(&work_dir.join("leaves"))?;
+
+    let mut server = BusServer::from_env()?;
+    let nats_version = server
+        .fixture_version()
+        .unwrap_or_else(|| format!("external ({})", server.url()));
+    let bus = Bus::connect(server.url()).await?;
+    let hub = Hub::start(HubConfig {
+        dir: work_dir.join("hub"),
+        bus: Some(bus.clone()),
+        ..Default::default()
+    })
+    .await?;
+    let seed_commits = hub.trunk_len();
+
+    let observer = Observer::start(&bus).await?;
+    let (log, writer) = EventLog::create(&out_dir.join("events.jsonl"), started)
+        .map_err(|e| output_err(&out_dir, e))?;
+    let holdings = Arc::new(Mutex::new(Vec::<Holding>::new()));
+    let leaves = open_leaves(
+        &config,
+        &workload,
+        &work_dir,
+        &hub.url(),
+        server.url(),
+        &log,
+        &holdings,
+    )
+    .await?;
+
+    // Work phase.
+    let progress = Progress::default();
+    let reporter = progress.report(config.total_tasks(), opts.quiet);
+    let ctx = Arc::new(SlotContext {
+        log: log.clone(),
+        pacer: Pacer::new(config.pace_per_min),
+        progress,
+    });
+    let work_started = Instant::now();
+    let mut set = JoinSet::new();
+    for (leaf, plan) in leaves.iter().zip(workload.slots.iter()) {
+        set.spawn(run_slot(leaf.clone(), plan.clone(), ctx.clone()));
+    }
+    let mut reports = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        // A panicking slot runner is a bug; its tasks count as not closed.
+        if let Ok(report) = joined {
+            reports.push(report);
+        }
+    }
+    let work_secs = work_started.elapsed().as_secs_f64();
+    reporter.finish().await;
+
+    // Drain: every reported commit on the trunk, every broadcast handled by every leaf.
+    let drain_started = Instant::now();
+    let deadline = drain_started + Duration::from_secs(config.drain_timeout_secs);
+    let reported: Vec<String> = reports
+        .iter()
+        .flat_map(|r| r.commits.iter().map(|(oid, _)| oid.clone()))
+        .collect();
+    let on_trunk = wait_on_trunk(&hub, &reported, deadline).await;
+    let accepted_pushes = hub.stats().pushes_accepted;
+    let settled = wait_broadcasts_handled(&leaves, accepted_pushes, deadline).await;
+    let drain_secs = drain_started.elapsed().as_secs_f64();
+
+    // Read everything while it is still up.
+    let hub_stats = hub.stats();
+    let hub_commits = hub.trunk_len().saturating_sub(seed_commits);
+    let leaf_stats: Vec<_> = leaves.iter().map(|l| l.stats()).collect();
+    dump_kv(&bus, &out_dir).await?;
+    write_json(
+        &out_dir.join("hub.json"),
+        &HubFacts {
+            pushes_accepted: hub_stats.pushes_accepted,
+            seed_commits,
+        },
+    )?;
+    let tips = observer.stop().await;
+
+    for leaf in &leaves {
+        leaf.shutdown().await;
+    }
+    drop(leaves);
+    drop(ctx);
+    drop(log);
+    let lines = writer.finish().await.map_err(|e| output_err(&out_dir, e))?;
+    tracing::debug!(lines, "history written");
+    hub.shutdown().await;
+    let check = herd_check::check(&Artifacts::with_work(&out_dir, &work_dir));
+    server.stop()?;
+
+    let mut counters = Counters {
+        tasks_total: workload.total_tasks() as u64,
+        hub_commits,
+        hub_pushes_rejected: hub_stats.pushes_rejected,
+        commits_reported: reported.len() as u64,
+        commits_on_trunk: on_trunk,
+        commits_lost: reported.len() as u64 - on_trunk,
+        ..Default::default()
+    };
+    let (mut claim, mut commit) = (Latency::default(), Latency::default());
+    for r in &reports {
+        add_slot(&mut counters, r);
+        claim.merge(&r.claim);
+        commit.merge(&r.commit);
+    }
+    for s in &leaf_stats {
+        counters.fork_retries += s.fork_retries;
+        counters.fork_unrecoverable += s.fork_unrecoverable;
+        counters.broadcasts_delivered += s.tips_received;
+        counters.broadcasts_pulled += s.pulled;
+        counters.broadcasts_skipped_idempotent += s.skipped_idempotent;
+        counters.broadcasts_skipped_coalesced += s.skipped_coalesced;
+    }
+    let accepted = accepted_commits(&reports, &tips, &leaves_ids(&config));
+    let holdings = holdings.lock().map(|h| h.clone()).unwrap_or_default();
+    let propagation = propagation::lag(&accepted, &holdings, &leaves_ids(&config));
+
+    let commit_summary = commit.summary();
+    let commits_per_min = if work_secs > 0.0 {
+        hub_commits as f64 * 60.0 / work_secs
+    } else {
+        0.0
+    };
+    let drained = on_trunk == reported.len() as u64 && settled;
+    let gate_results = gates::evaluate(&GateInput {
+        config: &config,
+        counters: &counters,
+        p99_commit_ms: commit_summary.p99_ms,
+        commits_per_min,
+        drained,
+    });
+    let passed =
+        gate_results.iter().all(|g| g.passed) && check.verdict != herd_check::Verdict::Fail;
+    let results = TrialResults {
+        workload_digest: workload.digest(),
+        environment: crate::environment::probe(nats_version),
+        completion: counters.tasks_closed as f64 / counters.tasks_total.max(1) as f64,
+        counters,
+        latency: Latencies {
+            commit: commit_summary,
+            claim: claim.summary(),
+            propagation: propagation.summary(),
+        },
+        hub_commits_per_sec: if work_secs > 0.0 {
+            hub_commits as f64 / work_secs
+        } else {
+            0.0
+        },
+        work_secs,
+        drain_secs,
+        runtime_secs: started.elapsed().as_secs_f64(),
+        drained,
+        gates: gate_results,
+        history_check: check.clone(),
+        passed,
+        config,
+    };
+    write_json(&out_dir.join("results.json"), &results)?;
+    std::fs::write(out_dir.join("report.md"), results.markdown())
+        .map_err(|e| output_err(&out_dir, e))?;
+    drop(temp_work);
+    Ok(TrialOutcome {
+        results,
+        check,
+        out_dir,
+    })
+}
+
+fn add_slot(c: &mut Counters, r: &SlotReport) {
+    c.tasks_opened += r.opened;
+    c.tasks_closed += r.closed;
+    c.tasks_failed += r.failed;
+    c.claims_won += r.claims_won;
+    c.claims_lost += r.claims_lost;
+}
+
+fn leaves_ids(config: &TrialConfig) -> Vec<String> {
+    (0..config.agents).map(leaf_id).collect()
+}
+
+/// The id of the leaf in slot `i`.
+pub fn leaf_id(i: u32) -> String {
+    format!("leaf-{i}")
+}
+
+async fn open_leaves(
+    config: &TrialConfig,
+    workload: &Workload,
+    work_dir: &Path,
+    hub_url: &str,
+    bus_url: &str,
+    log: &EventLog,
+    holdings: &Arc<Mutex<Vec<Holding>>>,
+) -> Result<Vec<Arc<Leaf>>, TrialError> {
+    let mut set = JoinSet::new();
+    for plan in &workload.slots {
+        let id = leaf_id(plan.slot);
+        let cfg = LeafConfig::new(
+            &id,
+            &plan.slot_dir,
+            work_dir.join("leaves").join(&id),
+            hub_url,
+        );
+        let (bus_url, log, holdings, slot) = (
+            bus_url.to_string(),
+            log.clone(),
+            holdings.clone(),
+            plan.slot_dir.clone(),
+        );
+        let claim_ttl = Duration::from_secs(config.claim_ttl_secs);
+        set.spawn(async move {
+            let bus = Bus::connect(&bus_url).await?;
+            let cfg = LeafConfig {
+                claim_ttl,
+                bus: Some(bus),
+                on_sync: Some(crate::sync_log::hook(&id, &slot, log, holdings)),
+                ..cfg
+            };
+            Leaf::open(cfg)
+                .await
+                .map(Arc::new)
+                .map_err(|source| TrialError::Leaf { leaf: id, source })
+        });
+    }
+    let mut leaves = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Ok(leaf)) => leaves.push(leaf),
+            Ok(Err(e)) => return Err(e),
+            Err(e) => {
+                return Err(TrialError::Output {
+                    path: work_dir.to_path_buf(),
+                    source: std::io::Error::other(e),
+                });
+            }
+        }
+    }
+    leaves.sort_by_key(|l| {
+        l.id()
+            .trim_start_matches("leaf-")
+            .parse::<u32>()
+            .unwrap_or(u32::MAX)
+    });
+    Ok(leaves)
+}
+
+/// Polls the hub until every reported oid is on the trunk or the deadline passes; returns how
+/// many are on the trunk.
+async fn wait_on_trunk(hub: &Hub, oids: &[String], deadline: Instant) -> u64 {
+    loop {
+        let present = oids.iter().filter(|oid| hub.trunk_contains(oid)).count() as u64;
+        if present == oids.len() as u64 || Instant::now() >= deadline {
+            return present;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until each leaf has handled `expected` broadcasts (or the deadline).
+async fn wait_broadcasts_handled(leaves: &[Arc<Leaf>], expected: u64, deadline: Instant) -> bool {
+    loop {
+        let done = leaves.iter().all(|l| {
+            let s = l.stats();
+            s.tips_received >= expected
+                && s.pulled + s.skipped_idempotent + s.skipped_coalesced == s.tips_received
+                && !l.pulling()
+        });
+        if done {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn accepted_commits(
+    reports: &[SlotReport],
+    tips: &[(u64, String)],
+    leaves: &[String],
+) -> Vec<Accepted> {
+    let seq_of: std::collections::HashMap<&str, u64> =
+        tips.iter().map(|(s, o)| (o.as_str(), *s)).collect();
+    let mut out = Vec::new();
+    for (i, r) in reports.iter().enumerate() {
+        let leaf = leaves.get(i).cloned().unwrap_or_default();
+        for (oid, at) in &r.commits {
+            if let Some(seq) = seq_of.get(oid.as_str()) {
+                out.push(Accepted {
+                    seq: *seq,
+                    oid: oid.clone(),
+                    leaf: leaf.clone(),
+                    at: *at,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The trial's own subscriber: records (hub seq, oid) of every broadcast.
+struct Observer {
+    handle: tokio::task::JoinHandle<Vec<(u64, String)>>,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Observer {
+    async fn start(bus: &Bus) -> Result<Observer, TrialError> {
+        let mut tips = bus.tips().await?;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let handle = tokio::spawn(async move {
+            let mut seen = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return seen,
+                    next = tips.next() => match next {
+                        Some(Ok(ev)) => seen.push((ev.tip.seq, ev.tip.oid)),
+                        Some(Err(_)) => continue,
+                        None => return seen,
+                    },
+                }
+            }
+        });
+        Ok(Observer { handle, stop })
+    }
+
+    async fn stop(self) -> Vec<(u64, String)> {
+        let _ = self.stop.send(());
+        self.handle.await.unwrap_or_default()
+    }
+}
+
+async fn dump_kv(bus: &Bus, out_dir: &Path) -> Result<(), TrialError> {
+    for (bucket, file) in [
+        (TASKS_BUCKET, "kv-tasks.jsonl"),
+        (CLAIMS_BUCKET, "kv-claims.jsonl"),
+    ] {
+        let records = bus.dump_bucket(bucket).await?;
+        let mut text = String::new();
+        for r in &records {
+            text.push_str(&serde_json::to_string(r).unwrap_or_default());
+            text.push('\n');
+        }
+        std::fs::write(out_dir.join(file), text).map_err(|e| output_err(out_dir, e))?;
+    }
+    Ok(())
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrialError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| output_err(path, std::io::Error::other(e)))?;
+    std::fs::write(path, text + "\n").map_err(|e| output_err(path, e))
+}
+
+fn output_err(path: &Path, source: std::io::Error) -> TrialError {
+    TrialError::Output {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn mkdir(path: &Path) -> Result<(), TrialError> {
+    std::fs::create_dir_all(path).map_err(|e| output_err(path, e))
+}
+
+fn tempdir() -> Result<tempfile::TempDir, TrialError> {
+    tempfile::Builder::new()
+        .prefix("herd-trial-")
+        .tempdir()
+        .map_err(|e| output_err(&std::env::temp_dir(), e))
+}
+
+/// `target/herd-trials/<UTC timestamp>` under the current directory.
+fn default_out_dir() -> PathBuf {
+    let now = time::OffsetDateTime::now_utc();
+    let stamp = format!(
+        "{:04}{:02}{:02}-{:02}{:02}{:02}-{:03}",
+        now.year(),
+        u8::from(now.month()),
+        now.day(),
+        now.hour(),
+        now.minute(),
+        now.second(),
+        now.millisecond()
+    );
+    PathBuf::from("target").join("herd-trials").join(stamp)
+}

@@ -1,0 +1,173 @@
+//! Running one leaf's tasks: open → claim → think → commit → close, each step written to the
+//! history before (`invoke`) and after (`ok`/`fail`), latencies measured around the calls.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use herd_check::history::{Op, Phase};
+use herd_leaf::{Leaf, LeafError};
+
+use crate::events::EventLog;
+use crate::metrics::Latency;
+use crate::pacer::Pacer;
+use crate::progress::Progress;
+use crate::workload::{SlotPlan, TaskSpec};
+
+/// What one leaf's run produced.
+#[derive(Default)]
+pub struct SlotReport {
+    /// Claim round trips.
+    pub claim: Latency,
+    /// Start of commit → hub accepted.
+    pub commit: Latency,
+    /// Commits the hub accepted: (oid, accepted at).
+    pub commits: Vec<(String, Instant)>,
+    /// Tasks opened.
+    pub opened: u64,
+    /// Tasks closed.
+    pub closed: u64,
+    /// Tasks that ended without a close.
+    pub failed: u64,
+    /// Claims won / lost.
+    pub claims_won: u64,
+    /// Claims lost to another holder.
+    pub claims_lost: u64,
+}
+
+/// Shared by every slot runner.
+pub struct SlotContext {
+    /// History sink.
+    pub log: EventLog,
+    /// Global rate cap.
+    pub pacer: Pacer,
+    /// Progress counters.
+    pub progress: Progress,
+}
+
+/// Runs every task of `plan` on `leaf`.
+pub async fn run_slot(leaf: Arc<Leaf>, plan: SlotPlan, ctx: Arc<SlotContext>) -> SlotReport {
+    let mut report = SlotReport::default();
+    for task in &plan.tasks {
+        ctx.pacer.wait().await;
+        run_task(&leaf, &plan.slot_dir, task, &ctx, &mut report).await;
+        ctx.progress.task_done();
+    }
+    report
+}
+
+async fn run_task(
+    leaf: &Leaf,
+    slot: &str,
+    spec: &TaskSpec,
+    ctx: &SlotContext,
+    report: &mut SlotReport,
+) {
+    let id = leaf.id().to_string();
+    let log = &ctx.log;
+    let paths: Vec<String> = spec.files.iter().map(|f| f.path.clone()).collect();
+
+    log.record(Op::Open, Phase::Invoke, &id, slot, |_| {});
+    let task = match leaf.open_task(&spec.title, paths).await {
+        Ok(task) => task,
+        Err(e) => {
+            log.record(Op::Open, Phase::Fail, &id, slot, |ev| {
+                ev.error = Some(e.to_string())
+            });
+            report.failed += 1;
+            return;
+        }
+    };
+    let task_id = task.to_string();
+    report.opened += 1;
+    log.record(Op::Open, Phase::Ok, &id, slot, |ev| {
+        ev.task = Some(task_id.clone())
+    });
+
+    log.record(Op::Claim, Phase::Invoke, &id, slot, |ev| {
+        ev.task = Some(task_id.clone())
+    });
+    let t = Instant::now();
+    let claim = match leaf.claim(&task).await {
+        Ok(claim) => claim,
+        Err(e) => {
+            if matches!(e, LeafError::AlreadyClaimed { .. }) {
+                report.claims_lost += 1;
+            }
+            log.record(Op::Claim, Phase::Fail, &id, slot, |ev| {
+                ev.task = Some(task_id.clone());
+                ev.error = Some(e.to_string());
+            });
+            report.failed += 1;
+            return;
+        }
+    };
+    report.claim.record(t.elapsed());
+    report.claims_won += 1;
+    let epoch = claim.epoch();
+    log.record(Op::Claim, Phase::Ok, &id, slot, |ev| {
+        ev.task = Some(task_id.clone());
+        ev.claim_rev = Some(epoch);
+    });
+
+    tokio::time::sleep(spec.think).await;
+
+    let files: Vec<(String, Vec<u8>)> = spec
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.bytes.clone()))
+        .collect();
+    log.record(Op::Commit, Phase::Invoke, &id, slot, |ev| {
+        ev.task = Some(task_id.clone());
+        ev.claim_rev = Some(epoch);
+    });
+    let t = Instant::now();
+    match leaf.commit(&claim, files).await {
+        Ok(outcome) => {
+            let accepted = Instant::now();
+            report.commit.record(accepted - t);
+            report.commits.push((outcome.oid.clone(), accepted));
+            ctx.progress.commit();
+            log.record(Op::Commit, Phase::Ok, &id, slot, |ev| {
+                ev.task = Some(task_id.clone());
+                ev.claim_rev = Some(epoch);
+                ev.oid = Some(outcome.oid.clone());
+                ev.fork_retries = Some(outcome.fork_retries);
+            });
+        }
+        Err(e) => {
+            // A push whose reply was lost may or may not have landed: `info`, resolved by the
+            // checker against the trunk. Everything else is a definite failure.
+            let phase = if e.outcome_unknown() {
+                Phase::Info
+            } else {
+                Phase::Fail
+            };
+            log.record(Op::Commit, phase, &id, slot, |ev| {
+                ev.task = Some(task_id.clone());
+                ev.claim_rev = Some(epoch);
+                ev.error = Some(e.to_string());
+            });
+            report.failed += 1;
+            return;
+        }
+    }
+
+    log.record(Op::Close, Phase::Invoke, &id, slot, |ev| {
+        ev.task = Some(task_id.clone())
+    });
+    match leaf.close(claim).await {
+        Ok(()) => {
+            report.closed += 1;
+            log.record(Op::Close, Phase::Ok, &id, slot, |ev| {
+                ev.task = Some(task_id.clone())
+            });
+        }
+        Err(e) => {
+            report.failed += 1;
+            log.record(Op::Close, Phase::Fail, &id, slot, |ev| {
+                ev.task = Some(task_id.clone());
+                ev.error = Some(e.to_string());
+            });
+        }
+    }
+}

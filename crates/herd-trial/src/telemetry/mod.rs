@@ -1,0 +1,162 @@
+//! Telemetry for the trial binary: the tracing subscriber, OTLP export and the pre-flight.
+//!
+//! Libraries only emit `tracing` spans; this module (called from the example, never from a
+//! library) installs the subscriber: the [`SpanCounts`] layer (always — the trial's counters come
+//! from it), an OpenTelemetry layer exporting over OTLP/HTTP-protobuf with a batch processor when
+//! an endpoint is configured, and a `RUST_LOG` fmt layer on stderr. The endpoint must pass the
+//! [`preflight`] first. [`Telemetry::shutdown`] flushes with a timeout and returns the export
+//! counters, which the summary prints.
+
+pub mod endpoint;
+pub mod export;
+pub mod preflight;
+pub mod receiver;
+pub mod span_counts;
+
+use std::time::Duration;
+
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::{Protocol, WithExportConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+
+pub use export::{ExportCounters, ExportTotals};
+pub use preflight::PreflightError;
+pub use span_counts::{SpanCounts, SpanTotals};
+
+/// How long the pre-flight and each export may take.
+pub const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Errors setting telemetry up (all exit code 2).
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    /// The endpoint is not an OTLP collector.
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    /// The exporter could not be built.
+    #[error("building the OTLP exporter for {url}: {reason}")]
+    Exporter {
+        /// The traces URL.
+        url: String,
+        /// Why.
+        reason: String,
+    },
+    /// A global subscriber was already installed.
+    #[error("a tracing subscriber is already installed: {0}")]
+    AlreadyInstalled(String),
+}
+
+/// The installed telemetry.
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+    endpoint: Option<String>,
+    /// The trial's counters, from spans.
+    pub counts: SpanCounts,
+    /// Export counters.
+    pub exports: ExportCounters,
+}
+
+/// What to install.
+#[derive(Clone, Debug, Default)]
+pub struct TelemetryConfig {
+    /// Traces URL (`None`: no exporter).
+    pub endpoint: Option<String>,
+    /// `service.name`.
+    pub service_name: String,
+}
+
+impl TelemetryConfig {
+    /// From the standard OTLP environment.
+    pub fn from_env() -> TelemetryConfig {
+        let get = |k: &str| std::env::var(k).ok();
+        TelemetryConfig {
+            endpoint: endpoint::traces_endpoint(get),
+            service_name: endpoint::service_name(get),
+        }
+    }
+}
+
+impl Telemetry {
+    /// Pre-flights the endpoint (if any) and installs the global subscriber.
+    pub fn install(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
+        let counts = SpanCounts::default();
+        let exports = ExportCounters::default();
+        let provider = match &config.endpoint {
+            Some(url) => {
+                preflight::check(url, EXPORT_TIMEOUT)?;
+                Some(provider(url, &config.service_name, exports.clone())?)
+            }
+            None => None,
+        };
+        let otel = provider
+            .as_ref()
+            .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("herd")));
+        let fmt = tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+            );
+        tracing_subscriber::registry()
+            .with(counts.layer())
+            .with(otel)
+            .with(fmt)
+            .try_init()
+            .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
+        Ok(Telemetry {
+            provider,
+            endpoint: config.endpoint.clone(),
+            counts,
+            exports,
+        })
+    }
+
+    /// Flushes pending spans (bounded by [`EXPORT_TIMEOUT`]) and returns the export totals.
+    pub fn shutdown(self) -> ExportTotals {
+        if let Some(provider) = &self.provider {
+            let _ = provider.force_flush();
+            let _ = provider.shutdown_with_timeout(EXPORT_TIMEOUT);
+        }
+        self.exports.totals(self.endpoint.clone())
+    }
+
+    /// Export totals so far.
+    pub fn export_totals(&self) -> ExportTotals {
+        self.exports.totals(self.endpoint.clone())
+    }
+}
+
+fn provider(
+    url: &str,
+    service_name: &str,
+    counters: ExportCounters,
+) -> Result<SdkTracerProvider, TelemetryError> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(url)
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|e| TelemetryError::Exporter {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })?;
+    let batch = BatchSpanProcessor::builder(export::CountingExporter::new(exporter, counters))
+        .with_batch_config(
+            BatchConfigBuilder::default()
+                .with_max_queue_size(1 << 16)
+                .with_max_export_batch_size(512)
+                .with_scheduled_delay(Duration::from_millis(500))
+                .build(),
+        )
+        .build();
+    let resource = Resource::builder()
+        .with_service_name(service_name.to_string())
+        .build();
+    Ok(SdkTracerProvider::builder()
+        .with_span_processor(batch)
+        .with_resource(resource)
+        .build())
+}
