@@ -204,7 +204,9 @@ fn invalid_config_exits_2_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let toml = dir.path().join("herd.toml");
     std::fs::write(&toml, "agents = 2\nthinking = 5\n").unwrap();
-    let cases: Vec<(Vec<&str>, Vec<(&str, &str)>, &str)> = vec![
+    // (flags, environment, the key the error must name)
+    type Case<'a> = (Vec<&'a str>, Vec<(&'a str, &'a str)>, &'a str);
+    let cases: Vec<Case> = vec![
         (vec!["--agents", "0"], vec![], "agents"),
         (vec!["--think-ms", "9-3"], vec![], "think_ms"),
         (vec![], vec![("HERD_AGENTS", "many")], "HERD_AGENTS"),

@@ -15,6 +15,7 @@
 //! - Task records ([`tasks`]): create, read, and compare-and-swap update with a typed conflict.
 //! - [`dump`]: every stored revision of a bucket, for the history checker.
 //! - [`BusServer`]: an external server named by `NATS_URL`, or a fixture started for the run.
+//! - [`trace`]: hooks through which an exporter lets spans cross leaf → hub → leaves.
 //! - With feature `docker`, [`docker::DockerNats`] runs the server in a testcontainers container.
 //!
 //! What enters: a NATS URL (or nothing: the fixture starts a server). What leaves: typed messages
@@ -32,6 +33,7 @@ pub mod fixture;
 pub mod server;
 pub mod tasks;
 pub mod tip;
+pub mod trace;
 
 pub use bus::{Bus, BusOptions, CLAIMS_BUCKET, TASKS_BUCKET, TIP_STREAM, TIP_SUBJECT};
 pub use claims::{ClaimOutcome, ClaimRecord};

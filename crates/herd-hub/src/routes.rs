@@ -130,6 +130,7 @@ async fn upload_pack_rpc(
     let _enter = span.enter();
     if let Some(tp) = header_str(request.headers(), "traceparent") {
         span.record("traceparent", tp);
+        herd_bus::trace::set_parent(&span, tp);
     }
     let body = match rpc_body(
         &inner,
@@ -171,6 +172,7 @@ async fn receive_pack_rpc(
     }
     if let Some(tp) = &traceparent {
         span.record("traceparent", tp.as_str());
+        herd_bus::trace::set_parent(&span, tp);
     }
     let result = async {
         if let Some(s) = &slot

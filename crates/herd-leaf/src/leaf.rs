@@ -406,13 +406,32 @@ impl Leaf {
             commit.fork_retried_succeeded = tracing::field::Empty,
             commit.conflict = tracing::field::Empty,
         );
-        self.commit_inner(claim, files).instrument_in(span).await
+        let mut retries: u32 = 0;
+        let result = self
+            .commit_inner(claim, files, &mut retries)
+            .instrument_in(span.clone())
+            .await;
+        // Recorded on every exit, so spans count exactly what the leaf counted.
+        span.record("commit.fork_retries", retries);
+        span.record("commit.fork_retried", retries > 0);
+        match &result {
+            Ok(outcome) => {
+                span.record("commit.oid", outcome.oid.as_str());
+                span.record("commit.fork_retried_succeeded", retries > 0);
+            }
+            Err(e) => {
+                span.record("commit.fork_retried_succeeded", false);
+                span.record("commit.conflict", matches!(e, LeafError::Conflict { .. }));
+            }
+        }
+        result
     }
 
     async fn commit_inner(
         &self,
         claim: &Claim,
         files: Vec<(String, Vec<u8>)>,
+        retries: &mut u32,
     ) -> Result<CommitOutcome, LeafError> {
         let started = Instant::now();
         let id = claim.task.0.clone();
@@ -431,8 +450,6 @@ impl Leaf {
             .run(move |r| r.commit_files(&files, &author, &message))
             .await?
             .map_err(|e| LeafError::git(&id, e))?;
-        let mut retries: u32 = 0;
-        let span = tracing::Span::current();
         loop {
             let headers = self.push_headers();
             match worker.run(move |r| r.push(&as_refs(&headers))).await? {
@@ -445,17 +462,16 @@ impl Leaf {
                     });
                 }
                 PushResult::Rejected(reason) => {
-                    retries += 1;
+                    *retries += 1;
                     add(&self.counters.fork_retries, 1);
                     self.ledger.event(Some(&id), "fork_retry", Some(&reason))?;
-                    if retries >= self.retry.max_attempts {
-                        span.record("commit.fork_retries", retries);
+                    if *retries >= self.retry.max_attempts {
                         return Err(LeafError::RetriesExhausted {
                             task: id,
-                            attempts: retries,
+                            attempts: *retries,
                         });
                     }
-                    tokio::time::sleep(self.retry.backoff(retries - 1)).await;
+                    tokio::time::sleep(self.retry.backoff(*retries - 1)).await;
                     let headers = self.push_headers();
                     match worker
                         .run(move |r| r.fetch_and_rebase(&as_refs(&headers)))
@@ -464,7 +480,7 @@ impl Leaf {
                     {
                         Rebased::Onto(_) => self.check_epoch(claim).await?,
                         Rebased::Conflict(paths) => {
-                            return Err(self.unrecoverable(claim, paths, retries).await);
+                            return Err(self.unrecoverable(claim, paths, *retries).await);
                         }
                     }
                 }
@@ -474,10 +490,6 @@ impl Leaf {
             .run(|r| r.head().map(|o| o.to_string()))
             .await?
             .map_err(|e| LeafError::git(&id, e))?;
-        span.record("commit.oid", oid.as_str())
-            .record("commit.fork_retries", retries)
-            .record("commit.fork_retried", retries > 0);
-        span.record("commit.fork_retried_succeeded", retries > 0);
         add(&self.counters.commits, 1);
         let commit = oid.clone();
         self.update_record(&id, move |r| {
@@ -490,11 +502,11 @@ impl Leaf {
             TaskState::Committed,
             None,
             Some(&oid),
-            Some(u64::from(retries)),
+            Some(u64::from(*retries)),
         )?;
         Ok(CommitOutcome {
             oid,
-            fork_retries: retries,
+            fork_retries: *retries,
             latency: started.elapsed(),
         })
     }
@@ -502,9 +514,6 @@ impl Leaf {
     async fn unrecoverable(&self, claim: &Claim, paths: Vec<String>, retries: u32) -> LeafError {
         let id = claim.task.0.clone();
         add(&self.counters.fork_unrecoverable, 1);
-        tracing::Span::current()
-            .record("commit.conflict", true)
-            .record("commit.fork_retries", retries);
         let _ = self
             .ledger
             .event(Some(&id), "fork_unrecoverable", Some(&paths.join(",")));
@@ -520,7 +529,7 @@ impl Leaf {
 
     fn push_headers(&self) -> Vec<(String, String)> {
         let mut headers = vec![("x-herd-slot".to_string(), self.slot.clone())];
-        if let Some(tp) = crate::trace::current_traceparent() {
+        if let Some(tp) = herd_bus::trace::current_traceparent() {
             headers.push(("traceparent".to_string(), tp));
         }
         headers

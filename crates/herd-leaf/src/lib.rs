@@ -25,7 +25,6 @@ pub mod ledger;
 pub mod paths;
 pub mod stats;
 pub mod tip_sync;
-pub mod trace;
 pub mod worker;
 
 pub use error::LeafError;

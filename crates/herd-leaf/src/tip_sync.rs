@@ -215,6 +215,9 @@ fn handle(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>) {
         pull.skipped_idempotent = tracing::field::Empty,
         pull.skipped_coalesced = tracing::field::Empty,
     );
+    if let Some(tp) = event.traceparent.as_deref() {
+        herd_bus::trace::add_link(&span, tp);
+    }
     let before = ctx.tip();
     let outcome = {
         let Ok(mut state) = ctx.state.lock() else {
@@ -249,7 +252,10 @@ fn handle(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>) {
 }
 
 async fn pull(ctx: &SyncContext, tip: TipChanged, before: Option<String>) {
-    let headers = vec![("x-herd-slot".to_string(), ctx.slot.clone())];
+    let mut headers = vec![("x-herd-slot".to_string(), ctx.slot.clone())];
+    if let Some(tp) = herd_bus::trace::current_traceparent() {
+        headers.push(("traceparent".to_string(), tp));
+    }
     let fetched = fetch(ctx, headers.clone()).await;
     tracing::Span::current().record("pull.success", fetched.is_ok());
     let ok = fetched.is_ok();

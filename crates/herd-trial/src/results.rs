@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::TrialConfig;
 use crate::gates::GateResult;
 use crate::metrics::Summary;
+use crate::telemetry::{ExportTotals, SpanTotals};
 
 /// Exact counts. Each is counted once, where it happens; none is derived from another.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
@@ -103,11 +104,36 @@ pub struct TrialResults {
     pub gates: Vec<GateResult>,
     /// The history checker's report over this run's raw artifacts.
     pub history_check: herd_check::CheckReport,
+    /// Span totals of the run, when the counters came from spans (the same spans exported).
+    pub spans: Option<SpanTotals>,
+    /// Span export outcome (set by the binary after the final flush).
+    pub telemetry: Option<ExportTotals>,
     /// `true` when every gate passed and no work was lost.
     pub passed: bool,
 }
 
+impl Counters {
+    /// Takes the span-derived counters (fork retries, claims, broadcast outcomes).
+    pub fn take_spans(&mut self, t: &SpanTotals) {
+        self.fork_retries = t.fork_retries;
+        self.fork_unrecoverable = t.fork_unrecoverable;
+        self.claims_won = t.claims_won;
+        self.claims_lost = t.claims_lost;
+        self.broadcasts_delivered = t.sync_spans;
+        self.broadcasts_pulled = t.pulled;
+        self.broadcasts_skipped_idempotent = t.skipped_idempotent;
+        self.broadcasts_skipped_coalesced = t.skipped_coalesced;
+    }
+}
+
 impl TrialResults {
+    /// Writes `results.json` and `report.md` into `dir`.
+    pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
+        let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
+        std::fs::write(dir.join("results.json"), json + "\n")?;
+        std::fs::write(dir.join("report.md"), self.markdown())
+    }
+
     /// The stdout summary block (labels fixed by the design notes; extra lines below them).
     pub fn summary_block(&self) -> String {
         let c = &self.counters;
@@ -165,6 +191,29 @@ impl TrialResults {
             "  P50/P99 claim ms:   {:.2} / {:.2}",
             self.latency.claim.p50_ms, self.latency.claim.p99_ms
         );
+        if let Some(t) = &self.telemetry {
+            match &t.endpoint {
+                Some(url) => {
+                    let _ = writeln!(s, "  spans exported:     {} to {url}", t.spans_exported);
+                    let last = t
+                        .last_error
+                        .as_deref()
+                        .map(|e| format!("; last: {e}"))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        s,
+                        "  spans failed:       {} ({} failed exports{last})",
+                        t.spans_failed, t.batches_failed
+                    );
+                }
+                None => {
+                    let _ = writeln!(
+                        s,
+                        "  spans exported:     none (OTEL_EXPORTER_OTLP_ENDPOINT unset)"
+                    );
+                }
+            }
+        }
         let _ = writeln!(s, "  {}", self.history_check.summary_line());
         for v in &self.history_check.violations {
             let _ = writeln!(s, "    {}: {}", v.invariant, v.message);

@@ -27,6 +27,7 @@ use crate::progress::Progress;
 use crate::propagation::{self, Accepted, Holding};
 use crate::results::{Counters, Latencies, TrialResults};
 use crate::slot_runner::{SlotContext, SlotReport, run_slot};
+use crate::telemetry::{SpanCounts, SpanTotals};
 use crate::workload::Workload;
 
 /// A finished trial.
@@ -40,10 +41,14 @@ pub struct TrialOutcome {
 }
 
 /// Knobs that do not change what is measured.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct RunOptions {
     /// No progress output.
     pub quiet: bool,
+    /// The span-counting layer, if installed: then the trial's counters (fork retries, claims,
+    /// broadcast outcomes) are read from the spans themselves — the same spans that are
+    /// exported — instead of the leaves' own counters.
+    pub counts: Option<SpanCounts>,
 }
 
 /// Runs a trial with default options.
@@ -51,8 +56,19 @@ pub async fn run(config: TrialConfig) -> Result<TrialOutcome, TrialError> {
     run_with(config, RunOptions::default()).await
 }
 
-/// Runs a trial.
+/// Runs a trial inside a `herd.trial` span.
 pub async fn run_with(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome, TrialError> {
+    let span = tracing::info_span!(
+        "herd.trial",
+        agents = config.agents,
+        tasks_per_agent = config.tasks_per_agent,
+        seed = config.seed,
+        mode = ?config.mode,
+    );
+    tracing::Instrument::instrument(run_trial(config, opts), span).await
+}
+
+async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome, TrialError> {
     let started = Instant::now();
     config.validate()?;
     let workload = Workload::generate(&config);
@@ -102,8 +118,13 @@ pub async fn run_with(config: TrialConfig, opts: RunOptions) -> Result<TrialOutc
     });
     let work_started = Instant::now();
     let mut set = JoinSet::new();
+    let spans_before = opts.counts.as_ref().map(SpanCounts::totals);
     for (leaf, plan) in leaves.iter().zip(workload.slots.iter()) {
-        set.spawn(run_slot(leaf.clone(), plan.clone(), ctx.clone()));
+        let slot = run_slot(leaf.clone(), plan.clone(), ctx.clone());
+        set.spawn(tracing::Instrument::instrument(
+            slot,
+            tracing::Span::current(),
+        ));
     }
     let mut reports = Vec::new();
     while let Some(joined) = set.join_next().await {
@@ -124,7 +145,11 @@ pub async fn run_with(config: TrialConfig, opts: RunOptions) -> Result<TrialOutc
         .collect();
     let on_trunk = wait_on_trunk(&hub, &reported, deadline).await;
     let accepted_pushes = hub.stats().pushes_accepted;
-    let settled = wait_broadcasts_handled(&leaves, accepted_pushes, deadline).await;
+    let mut settled = wait_broadcasts_handled(&leaves, accepted_pushes, deadline).await;
+    if let (Some(counts), Some(before)) = (&opts.counts, &spans_before) {
+        let received: u64 = leaves.iter().map(|l| l.stats().tips_received).sum();
+        settled &= wait_spans_closed(counts, before, received, deadline).await;
+    }
     let drain_secs = drain_started.elapsed().as_secs_f64();
 
     // Read everything while it is still up.
@@ -168,13 +193,25 @@ pub async fn run_with(config: TrialConfig, opts: RunOptions) -> Result<TrialOutc
         claim.merge(&r.claim);
         commit.merge(&r.commit);
     }
-    for s in &leaf_stats {
-        counters.fork_retries += s.fork_retries;
-        counters.fork_unrecoverable += s.fork_unrecoverable;
-        counters.broadcasts_delivered += s.tips_received;
-        counters.broadcasts_pulled += s.pulled;
-        counters.broadcasts_skipped_idempotent += s.skipped_idempotent;
-        counters.broadcasts_skipped_coalesced += s.skipped_coalesced;
+    let span_totals = opts
+        .counts
+        .as_ref()
+        .zip(spans_before)
+        .map(|(c, before)| c.totals().since(&before));
+    match &span_totals {
+        Some(t) => counters.take_spans(t),
+        None => {
+            for s in &leaf_stats {
+                counters.fork_retries += s.fork_retries;
+                counters.fork_unrecoverable += s.fork_unrecoverable;
+                counters.claims_won += s.claims_won;
+                counters.claims_lost += s.claims_lost;
+                counters.broadcasts_delivered += s.tips_received;
+                counters.broadcasts_pulled += s.pulled;
+                counters.broadcasts_skipped_idempotent += s.skipped_idempotent;
+                counters.broadcasts_skipped_coalesced += s.skipped_coalesced;
+            }
+        }
     }
     let accepted = accepted_commits(&reports, &tips, &leaves_ids(&config));
     let holdings = holdings.lock().map(|h| h.clone()).unwrap_or_default();
@@ -217,11 +254,13 @@ pub async fn run_with(config: TrialConfig, opts: RunOptions) -> Result<TrialOutc
         drained,
         gates: gate_results,
         history_check: check.clone(),
+        spans: span_totals,
+        telemetry: None,
         passed,
         config,
     };
-    write_json(&out_dir.join("results.json"), &results)?;
-    std::fs::write(out_dir.join("report.md"), results.markdown())
+    results
+        .write(&out_dir)
         .map_err(|e| output_err(&out_dir, e))?;
     drop(temp_work);
     Ok(TrialOutcome {
@@ -235,8 +274,25 @@ fn add_slot(c: &mut Counters, r: &SlotReport) {
     c.tasks_opened += r.opened;
     c.tasks_closed += r.closed;
     c.tasks_failed += r.failed;
-    c.claims_won += r.claims_won;
-    c.claims_lost += r.claims_lost;
+}
+
+/// Waits until every `leaf.sync_on_broadcast` span of the run has closed (the leaf counts an
+/// outcome a moment before its span ends).
+async fn wait_spans_closed(
+    counts: &SpanCounts,
+    before: &SpanTotals,
+    received: u64,
+    deadline: Instant,
+) -> bool {
+    loop {
+        if counts.totals().since(before).sync_spans >= received {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn leaves_ids(config: &TrialConfig) -> Vec<String> {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use herd_check::history::{Op, Phase};
-use herd_leaf::{Leaf, LeafError};
+use herd_leaf::Leaf;
 
 use crate::events::EventLog;
 use crate::metrics::Latency;
@@ -28,10 +28,6 @@ pub struct SlotReport {
     pub closed: u64,
     /// Tasks that ended without a close.
     pub failed: u64,
-    /// Claims won / lost.
-    pub claims_won: u64,
-    /// Claims lost to another holder.
-    pub claims_lost: u64,
 }
 
 /// Shared by every slot runner.
@@ -49,7 +45,12 @@ pub async fn run_slot(leaf: Arc<Leaf>, plan: SlotPlan, ctx: Arc<SlotContext>) ->
     let mut report = SlotReport::default();
     for task in &plan.tasks {
         ctx.pacer.wait().await;
-        run_task(&leaf, &plan.slot_dir, task, &ctx, &mut report).await;
+        let span = tracing::info_span!("herd.task", leaf = %leaf.id(), slot = %plan.slot_dir, index = task.index);
+        tracing::Instrument::instrument(
+            run_task(&leaf, &plan.slot_dir, task, &ctx, &mut report),
+            span,
+        )
+        .await;
         ctx.progress.task_done();
     }
     report
@@ -90,9 +91,6 @@ async fn run_task(
     let claim = match leaf.claim(&task).await {
         Ok(claim) => claim,
         Err(e) => {
-            if matches!(e, LeafError::AlreadyClaimed { .. }) {
-                report.claims_lost += 1;
-            }
             log.record(Op::Claim, Phase::Fail, &id, slot, |ev| {
                 ev.task = Some(task_id.clone());
                 ev.error = Some(e.to_string());
@@ -102,7 +100,6 @@ async fn run_task(
         }
     };
     report.claim.record(t.elapsed());
-    report.claims_won += 1;
     let epoch = claim.epoch();
     log.record(Op::Claim, Phase::Ok, &id, slot, |ev| {
         ev.task = Some(task_id.clone());

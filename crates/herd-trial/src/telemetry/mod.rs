@@ -7,6 +7,7 @@
 //! [`preflight`] first. [`Telemetry::shutdown`] flushes with a timeout and returns the export
 //! counters, which the summary prints.
 
+pub mod context;
 pub mod endpoint;
 pub mod export;
 pub mod preflight;
@@ -105,6 +106,9 @@ impl Telemetry {
             .with(fmt)
             .try_init()
             .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
+        if provider.is_some() {
+            context::install_hooks();
+        }
         Ok(Telemetry {
             provider,
             endpoint: config.endpoint.clone(),

@@ -66,7 +66,7 @@ pub struct SpanTotals {
     pub fork_unrecoverable: u64,
     /// `leaf.sync_on_broadcast` spans closed.
     pub sync_spans: u64,
-    /// … with `pull.success = true`.
+    /// … with `pull.success` set (a fetch was attempted).
     pub pulled: u64,
     /// … with `pull.skipped_idempotent = true`.
     pub skipped_idempotent: u64,
@@ -78,6 +78,28 @@ pub struct SpanTotals {
     pub pushes_accepted: u64,
     /// … with `push.accepted = false`.
     pub pushes_rejected: u64,
+}
+
+impl SpanTotals {
+    /// What was counted since `before` (the layer is process-wide; a run takes its delta).
+    pub fn since(&self, before: &SpanTotals) -> SpanTotals {
+        SpanTotals {
+            claim_spans: self.claim_spans - before.claim_spans,
+            claims_won: self.claims_won - before.claims_won,
+            claims_lost: self.claims_lost - before.claims_lost,
+            commit_spans: self.commit_spans - before.commit_spans,
+            commits_ok: self.commits_ok - before.commits_ok,
+            fork_retries: self.fork_retries - before.fork_retries,
+            fork_unrecoverable: self.fork_unrecoverable - before.fork_unrecoverable,
+            sync_spans: self.sync_spans - before.sync_spans,
+            pulled: self.pulled - before.pulled,
+            skipped_idempotent: self.skipped_idempotent - before.skipped_idempotent,
+            skipped_coalesced: self.skipped_coalesced - before.skipped_coalesced,
+            receive_pack_spans: self.receive_pack_spans - before.receive_pack_spans,
+            pushes_accepted: self.pushes_accepted - before.pushes_accepted,
+            pushes_rejected: self.pushes_rejected - before.pushes_rejected,
+        }
+    }
 }
 
 impl SpanCounts {
@@ -132,7 +154,8 @@ impl SpanCounts {
             }
             "leaf.sync_on_broadcast" => {
                 add(&a.sync_spans, 1);
-                add(&a.pulled, u64::from(f.pull_success));
+                // A fetch attempted (pull.success set, true or false) is a pull.
+                add(&a.pulled, u64::from(f.pull_success.is_some()));
                 add(&a.skipped_idempotent, u64::from(f.skipped_idempotent));
                 add(&a.skipped_coalesced, u64::from(f.skipped_coalesced));
             }
@@ -156,7 +179,7 @@ struct Fields {
     fork_retries: u64,
     oid: bool,
     conflict: bool,
-    pull_success: bool,
+    pull_success: Option<bool>,
     skipped_idempotent: bool,
     skipped_coalesced: bool,
     push_accepted: Option<bool>,
@@ -166,7 +189,7 @@ impl Visit for Fields {
     fn record_bool(&mut self, field: &Field, value: bool) {
         match field.name() {
             "commit.conflict" => self.conflict = value,
-            "pull.success" => self.pull_success = value,
+            "pull.success" => self.pull_success = Some(value),
             "pull.skipped_idempotent" => self.skipped_idempotent = value,
             "pull.skipped_coalesced" => self.skipped_coalesced = value,
             "push.accepted" => self.push_accepted = Some(value),
