@@ -31,6 +31,7 @@ pub enum Mode {
 #[derive(Clone)]
 struct Shared {
     mode: Mode,
+    closed: Arc<std::sync::atomic::AtomicBool>,
     spans: Arc<Mutex<Vec<Span>>>,
     requests: Arc<Mutex<u64>>,
 }
@@ -47,6 +48,7 @@ impl OtlpReceiver {
     pub async fn start(mode: Mode) -> std::io::Result<OtlpReceiver> {
         let shared = Shared {
             mode,
+            closed: Arc::default(),
             spans: Arc::default(),
             requests: Arc::default(),
         };
@@ -89,8 +91,12 @@ impl OtlpReceiver {
         self.shared.requests.lock().map(|r| *r).unwrap_or(0)
     }
 
-    /// Stops serving; the port then refuses connections.
+    /// Goes away: new connections are refused and kept-alive ones get 503 with
+    /// `Connection: close`, as a collector that dies mid-run would.
     pub fn stop(&self) {
+        self.shared
+            .closed
+            .store(true, std::sync::atomic::Ordering::Release);
         self.handle.abort();
     }
 }
@@ -104,6 +110,14 @@ impl Drop for OtlpReceiver {
 async fn export(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -> Response {
     if let Ok(mut n) = shared.requests.lock() {
         *n += 1;
+    }
+    if shared.closed.load(std::sync::atomic::Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONNECTION, "close")],
+            "gone",
+        )
+            .into_response();
     }
     if shared.mode == Mode::Html {
         return (

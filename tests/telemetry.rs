@@ -1,0 +1,275 @@
+//! OTLP export end to end: a smoke trial's spans arrive at an in-test OTLP/HTTP receiver, the
+//! trace crosses leaf → hub, the summary equals an independent count of the exported spans,
+//! the pre-flight refuses an HTML page, and a collector dying mid-run is reported, not hidden.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use herd::trial::telemetry::receiver::{Mode, OtlpReceiver, attr};
+
+fn herd_bin() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("examples")
+        .join("herd");
+    if !bin.is_file() {
+        assert!(
+            Command::new(env!("CARGO"))
+                .args(["build", "--example", "herd"])
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    bin
+}
+
+/// Runs the example (blocking) with OTLP pointed at `endpoint`.
+fn herd(args: &[&str], endpoint: Option<&str>) -> Output {
+    let mut cmd = Command::new(herd_bin());
+    for (key, _) in std::env::vars() {
+        let keep =
+            ["HERD_CACHE_DIR", "HERD_NATS_SERVER", "HERD_NATS_NO_INSTALL"].contains(&key.as_str());
+        if (key.starts_with("HERD_") && !keep) || key == "NATS_URL" || key.starts_with("OTEL_") {
+            cmd.env_remove(&key);
+        }
+    }
+    if let Some(e) = endpoint {
+        cmd.env("OTEL_EXPORTER_OTLP_ENDPOINT", e);
+    }
+    cmd.args(args).output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned() + &String::from_utf8_lossy(&o.stderr)
+}
+
+fn results(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("results.json")).unwrap()).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smoke_trial_spans_arrive_and_the_summary_equals_their_count() {
+    let receiver = OtlpReceiver::start(Mode::Otlp).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let endpoint = receiver.endpoint();
+    let dir = out.path().to_str().unwrap().to_string();
+    let run = tokio::task::spawn_blocking(move || {
+        herd(
+            &["--agents", "4", "--tasks-per-agent", "5", "--out", &dir],
+            Some(&endpoint),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", stdout(&run));
+    let r = results(out.path());
+    let c = &r["counters"];
+    let n = |k: &str| c[k].as_u64().unwrap();
+    let spans = receiver.spans();
+    let named = |name: &str| spans.iter().filter(|s| s.name == name).collect::<Vec<_>>();
+
+    // Exported spans, counted here independently of the trial.
+    let commits = named("leaf.commit");
+    assert_eq!(commits.len() as u64, n("hub_commits"));
+    let syncs = named("leaf.sync_on_broadcast");
+    assert_eq!(
+        syncs.len() as u64,
+        n("broadcasts_pulled")
+            + n("broadcasts_skipped_idempotent")
+            + n("broadcasts_skipped_coalesced")
+    );
+    let count = |list: &[&opentelemetry_proto::tonic::trace::v1::Span], key: &str, value: &str| {
+        list.iter()
+            .filter(|s| attr(s, key).as_deref() == Some(value))
+            .count() as u64
+    };
+    assert_eq!(
+        count(&syncs, "pull.skipped_idempotent", "true"),
+        n("broadcasts_skipped_idempotent")
+    );
+    assert_eq!(
+        count(&syncs, "pull.skipped_coalesced", "true"),
+        n("broadcasts_skipped_coalesced")
+    );
+    assert_eq!(
+        syncs
+            .iter()
+            .filter(|s| attr(s, "pull.success").is_some())
+            .count() as u64,
+        n("broadcasts_pulled")
+    );
+    let claims = named("leaf.claim");
+    assert_eq!(count(&claims, "outcome", "won"), n("claims_won"));
+    assert_eq!(count(&claims, "outcome", "lost"), n("claims_lost"));
+    let retries: u64 = commits
+        .iter()
+        .map(|s| {
+            attr(s, "commit.fork_retries")
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        })
+        .sum();
+    assert_eq!(retries, n("fork_retries"));
+
+    // Attributes present.
+    for s in &commits {
+        for key in [
+            "commit.oid",
+            "commit.fork_retries",
+            "commit.fork_retried",
+            "commit.fork_retried_succeeded",
+        ] {
+            assert!(attr(s, key).is_some(), "leaf.commit lacks {key}");
+        }
+    }
+    for s in &syncs {
+        assert!(
+            attr(s, "tip.oid").is_some_and(|o| o.len() == 40),
+            "leaf.sync_on_broadcast lacks tip.oid"
+        );
+    }
+    for name in [
+        "herd.trial",
+        "herd.task",
+        "leaf.open",
+        "leaf.close",
+        "hub.upload_pack",
+    ] {
+        assert!(!named(name).is_empty(), "no {name} span exported");
+    }
+
+    // One trace across leaf → hub: every hub.receive_pack is a child of a leaf.commit.
+    let commit_ids: HashSet<(Vec<u8>, Vec<u8>)> = commits
+        .iter()
+        .map(|s| (s.trace_id.clone(), s.span_id.clone()))
+        .collect();
+    let receives = named("hub.receive_pack");
+    assert!(receives.len() as u64 >= n("hub_commits"));
+    for s in &receives {
+        assert!(
+            commit_ids.contains(&(s.trace_id.clone(), s.parent_span_id.clone())),
+            "hub.receive_pack without a leaf.commit parent"
+        );
+        assert!(attr(s, "push.accepted").is_some());
+    }
+    // Broadcast-driven syncs link to the push (a receive_pack's trace).
+    let receive_traces: HashSet<&Vec<u8>> = receives.iter().map(|s| &s.trace_id).collect();
+    let linked = syncs
+        .iter()
+        .filter(|s| s.links.iter().any(|l| receive_traces.contains(&l.trace_id)))
+        .count();
+    assert_eq!(
+        linked,
+        syncs.len(),
+        "every sync span links to the push that caused it"
+    );
+
+    // The stdout summary reports the export.
+    let text = stdout(&run);
+    assert!(text.contains("spans failed:       0"), "{text}");
+    let exported = r["telemetry"]["spans_exported"].as_u64().unwrap();
+    assert_eq!(exported, spans.len() as u64, "every exported span arrived");
+    let by_trace: HashMap<&Vec<u8>, usize> = spans.iter().fold(HashMap::new(), |mut m, s| {
+        *m.entry(&s.trace_id).or_default() += 1;
+        m
+    });
+    assert!(by_trace.len() >= 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preflight_refuses_an_html_page_and_no_trial_runs() {
+    let receiver = OtlpReceiver::start(Mode::Html).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (endpoint, dir) = (
+        receiver.endpoint(),
+        out.path().to_str().unwrap().to_string(),
+    );
+    let run = tokio::task::spawn_blocking(move || {
+        herd(
+            &["--agents", "2", "--tasks-per-agent", "2", "--out", &dir],
+            Some(&endpoint),
+        )
+    })
+    .await
+    .unwrap();
+    let text = stdout(&run);
+    assert_eq!(run.status.code(), Some(2), "{text}");
+    assert!(
+        text.contains(&receiver.traces_url()) && text.contains("text/html"),
+        "names the endpoint and its content-type: {text}"
+    );
+    assert!(!out.path().join("results.json").exists(), "no trial ran");
+    assert_eq!(
+        receiver.requests(),
+        1,
+        "only the pre-flight reached the page"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_dying_mid_run_is_reported_and_the_trial_completes() {
+    let receiver = OtlpReceiver::start(Mode::Otlp).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let (endpoint, dir) = (
+        receiver.endpoint(),
+        out.path().to_str().unwrap().to_string(),
+    );
+    let run = tokio::task::spawn_blocking(move || {
+        herd(
+            &["--agents", "3", "--tasks-per-agent", "6", "--out", &dir],
+            Some(&endpoint),
+        )
+    });
+    // The collector dies right after the pre-flight succeeded: every span export fails.
+    for _ in 0..500 {
+        if receiver.requests() >= 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    receiver.stop();
+    let run = run.await.unwrap();
+    let text = stdout(&run);
+    assert_eq!(
+        run.status.code(),
+        Some(0),
+        "the trial itself passes: {text}"
+    );
+    let r = results(out.path());
+    assert_eq!(r["counters"]["hub_commits"], 18);
+    let failed = r["telemetry"]["spans_failed"].as_u64().unwrap();
+    assert!(failed > 0, "failed exports must be counted: {text}");
+    assert!(
+        text.contains(&format!("spans failed:       {failed}")),
+        "{text}"
+    );
+}
+
+#[test]
+fn no_endpoint_means_no_export_and_the_trial_runs() {
+    let out = tempfile::tempdir().unwrap();
+    let run = herd(
+        &[
+            "--agents",
+            "2",
+            "--tasks-per-agent",
+            "2",
+            "--out",
+            out.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    let text = stdout(&run);
+    assert_eq!(run.status.code(), Some(0), "{text}");
+    assert!(
+        text.contains("spans exported:     none (OTEL_EXPORTER_OTLP_ENDPOINT unset)"),
+        "{text}"
+    );
+    assert!(results(out.path())["telemetry"]["endpoint"].is_null());
+}
