@@ -127,30 +127,27 @@ async fn upload_pack_rpc(
     request: Request,
 ) -> Response {
     let span = tracing::info_span!("hub.upload_pack", traceparent = tracing::field::Empty);
-    let _enter = span.enter();
     if let Some(tp) = header_str(request.headers(), "traceparent") {
         span.record("traceparent", tp);
         herd_bus::trace::set_parent(&span, tp);
     }
-    let body = match rpc_body(
-        &inner,
-        &repo,
-        request,
-        "application/x-git-upload-pack-request",
-    )
-    .await
-    {
-        Ok(b) => b,
-        Err(e) => return refused(&inner, e),
-    };
-    inner.stats.fetch();
-    match upload_pack::serve(&inner.config.dir, &body).await {
-        Ok(out) => {
-            inner.stats.bytes(body.len() as u64, out.len() as u64);
-            respond("application/x-git-upload-pack-result", out)
+    // Instrument, never `enter()` across an await: the task may resume on another thread.
+    let serve = async move {
+        let content_type = "application/x-git-upload-pack-request";
+        let body = match rpc_body(&inner, &repo, request, content_type).await {
+            Ok(b) => b,
+            Err(e) => return refused(&inner, e),
+        };
+        inner.stats.fetch();
+        match upload_pack::serve(&inner.config.dir, &body).await {
+            Ok(out) => {
+                inner.stats.bytes(body.len() as u64, out.len() as u64);
+                respond("application/x-git-upload-pack-result", out)
+            }
+            Err(e) => refused(&inner, e),
         }
-        Err(e) => refused(&inner, e),
-    }
+    };
+    tracing::Instrument::instrument(serve, span).await
 }
 
 async fn receive_pack_rpc(

@@ -292,7 +292,18 @@ impl Leaf {
     /// Records a new task in the bus and the ledger. Paths are validated first.
     pub async fn open_task(&self, title: &str, paths: Vec<String>) -> Result<TaskId, LeafError> {
         let span = tracing::info_span!("leaf.open", leaf = %self.id, task = tracing::field::Empty);
-        let _g = span.enter();
+        // Instrument, never `enter()` across an await: the task may resume on another thread.
+        self.open_task_inner(title, paths, &span)
+            .instrument_in(span.clone())
+            .await
+    }
+
+    async fn open_task_inner(
+        &self,
+        title: &str,
+        paths: Vec<String>,
+        span: &tracing::Span,
+    ) -> Result<TaskId, LeafError> {
         paths::validate(&self.slot, &paths)?;
         let n = self.next_task.fetch_add(1, Ordering::AcqRel);
         let id = format!("{}.t{n:04}", self.id);
