@@ -396,8 +396,10 @@ mod tests {
             .to_string();
         assert!(err.contains("agent"), "{err}");
 
-        let mut config = TrialConfig::default();
-        config.agents = 0;
+        let config = TrialConfig {
+            agents: 0,
+            ..Default::default()
+        };
         assert!(
             config
                 .validate()
@@ -405,8 +407,10 @@ mod tests {
                 .to_string()
                 .contains("agents")
         );
-        let mut config = TrialConfig::default();
-        config.bytes_per_file = Span::new(10, 5);
+        let config = TrialConfig {
+            bytes_per_file: Span::new(10, 5),
+            ..Default::default()
+        };
         let err = config.validate().unwrap_err().to_string();
         assert!(
             err.contains("bytes_per_file") && err.contains("min is greater than max"),
