@@ -123,3 +123,40 @@ async fn a_push_outside_its_slot_is_refused() {
     );
     assert_eq!(s.hub.tip(), tip_before);
 }
+
+/// git sends large request bodies gzip-encoded; the hub inflates them (within the limit).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gzip_encoded_push_is_accepted() {
+    use std::io::Write;
+    let s = common::hub().await;
+    let url = s.hub.url();
+    let work = s.dir.path().to_path_buf();
+    let seed = s.hub.tip().unwrap();
+    let (body, new) = tokio::task::spawn_blocking(move || {
+        let a = common::clone(&url, &work.join("a"));
+        let new = common::commit_file(&a, "slot-0/zipped.txt", &"compressible ".repeat(500));
+        (
+            common::receive_pack_body(&a, &seed, &new.to_string()),
+            new.to_string(),
+        )
+    })
+    .await
+    .unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&body).unwrap();
+    let gz = gz.finish().unwrap();
+    assert!(gz.len() < body.len());
+    let (status, report) = common::http(
+        s.hub.addr(),
+        "POST",
+        "/herd.git/git-receive-pack",
+        &[
+            ("Content-Type", "application/x-git-receive-pack-request"),
+            ("Content-Encoding", "gzip"),
+        ],
+        &gz,
+    );
+    assert_eq!(status, 200, "{report}");
+    assert!(report.contains("ok refs/heads/main"), "{report:?}");
+    assert_eq!(s.hub.tip().unwrap(), new);
+}

@@ -35,8 +35,9 @@ pub enum LeafError {
         /// Conflicting paths.
         paths: Vec<String>,
     },
-    /// The push kept losing the race.
-    #[error("task {task}: push still rejected after {attempts} attempts")]
+    /// The push kept losing the race until the retry budget ran out (a fork unrecoverable by
+    /// starvation); the claim was released.
+    #[error("task {task}: push still rejected after {attempts} attempts; claim released")]
     RetriesExhausted {
         /// The task.
         task: String,

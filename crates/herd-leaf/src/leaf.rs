@@ -416,6 +416,7 @@ impl Leaf {
             commit.fork_retried = tracing::field::Empty,
             commit.fork_retried_succeeded = tracing::field::Empty,
             commit.conflict = tracing::field::Empty,
+            commit.unrecoverable = tracing::field::Empty,
         );
         let mut retries: u32 = 0;
         let result = self
@@ -433,6 +434,11 @@ impl Leaf {
             Err(e) => {
                 span.record("commit.fork_retried_succeeded", false);
                 span.record("commit.conflict", matches!(e, LeafError::Conflict { .. }));
+                let unrecoverable = matches!(
+                    e,
+                    LeafError::Conflict { .. } | LeafError::RetriesExhausted { .. }
+                );
+                span.record("commit.unrecoverable", unrecoverable);
             }
         }
         result
@@ -477,10 +483,11 @@ impl Leaf {
                     add(&self.counters.fork_retries, 1);
                     self.ledger.event(Some(&id), "fork_retry", Some(&reason))?;
                     if *retries >= self.retry.max_attempts {
-                        return Err(LeafError::RetriesExhausted {
+                        let err = LeafError::RetriesExhausted {
                             task: id,
                             attempts: *retries,
-                        });
+                        };
+                        return Err(self.unrecoverable(claim, err, *retries).await);
                     }
                     tokio::time::sleep(self.retry.backoff(*retries - 1)).await;
                     let headers = self.push_headers();
@@ -491,7 +498,8 @@ impl Leaf {
                     {
                         Rebased::Onto(_) => self.check_epoch(claim).await?,
                         Rebased::Conflict(paths) => {
-                            return Err(self.unrecoverable(claim, paths, *retries).await);
+                            let err = LeafError::Conflict { task: id, paths };
+                            return Err(self.unrecoverable(claim, err, *retries).await);
                         }
                     }
                 }
@@ -522,12 +530,14 @@ impl Leaf {
         })
     }
 
-    async fn unrecoverable(&self, claim: &Claim, paths: Vec<String>, retries: u32) -> LeafError {
+    /// A fork that cannot be recovered (a content conflict, or a push that kept losing until the
+    /// retry budget ran out): the task fails, its claim is released so others may take it.
+    async fn unrecoverable(&self, claim: &Claim, err: LeafError, retries: u32) -> LeafError {
         let id = claim.task.0.clone();
         add(&self.counters.fork_unrecoverable, 1);
         let _ = self
             .ledger
-            .event(Some(&id), "fork_unrecoverable", Some(&paths.join(",")));
+            .event(Some(&id), "fork_unrecoverable", Some(&err.to_string()));
         let _ = self
             .update_record(&id, |r| r.state = TaskState::Failed)
             .await;
@@ -535,7 +545,7 @@ impl Leaf {
             .ledger
             .set_state(&id, TaskState::Failed, None, None, Some(u64::from(retries)));
         let _ = self.bus.release(&id, claim.epoch).await;
-        LeafError::Conflict { task: id, paths }
+        err
     }
 
     fn push_headers(&self) -> Vec<(String, String)> {

@@ -87,3 +87,52 @@ async fn the_same_path_written_twice_is_exactly_one_conflict() {
         TaskState::Failed
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_push_that_exhausts_its_retries_fails_the_task_and_releases_the_claim() {
+    let h = common::herd().await;
+    let a = h.leaf("leaf-a", "slot-a").await;
+    let retry = herd_leaf::RetryPolicy {
+        max_attempts: 1,
+        ..Default::default()
+    };
+    let b = herd_leaf::Leaf::open(herd_leaf::LeafConfig {
+        sync_on_broadcast: false,
+        retry,
+        ..h.config("leaf-b", "slot-b")
+    })
+    .await
+    .unwrap();
+    common::task(&a, "first", "a").await.unwrap();
+    let id = b
+        .open_task("starved", vec!["slot-b/s.txt".into()])
+        .await
+        .unwrap();
+    let claim = b.claim(&id).await.unwrap();
+    let err = b
+        .commit(&claim, vec![("slot-b/s.txt".into(), b"b".to_vec())])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LeafError::RetriesExhausted { task, attempts: 1 } if task == &id.0),
+        "{err:?}"
+    );
+    assert_eq!(
+        b.stats().fork_unrecoverable,
+        1,
+        "starvation is an unrecoverable fork"
+    );
+    assert!(
+        h.bus.claim(&id.0).await.unwrap().is_none(),
+        "the claim is released for others"
+    );
+    assert_eq!(
+        h.bus.task(&id.0).await.unwrap().unwrap().0.state,
+        TaskState::Failed
+    );
+    assert_eq!(
+        b.ledger().task(&id.0).unwrap().unwrap().state,
+        TaskState::Failed
+    );
+    assert_eq!(h.hub.trunk_len(), 2, "nothing of b's was pushed");
+}

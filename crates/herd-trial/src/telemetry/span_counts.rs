@@ -62,7 +62,7 @@ pub struct SpanTotals {
     pub commits_ok: u64,
     /// Sum of `commit.fork_retries`.
     pub fork_retries: u64,
-    /// … with `commit.conflict = true`.
+    /// … with `commit.unrecoverable = true` (a conflict, or retries exhausted).
     pub fork_unrecoverable: u64,
     /// `leaf.sync_on_broadcast` spans closed.
     pub sync_spans: u64,
@@ -150,7 +150,10 @@ impl SpanCounts {
                 add(&a.commit_spans, 1);
                 add(&a.fork_retries, f.fork_retries);
                 add(&a.commits_ok, u64::from(f.oid));
-                add(&a.fork_unrecoverable, u64::from(f.conflict));
+                add(
+                    &a.fork_unrecoverable,
+                    u64::from(f.unrecoverable || f.conflict),
+                );
             }
             "leaf.sync_on_broadcast" => {
                 add(&a.sync_spans, 1);
@@ -179,6 +182,7 @@ struct Fields {
     fork_retries: u64,
     oid: bool,
     conflict: bool,
+    unrecoverable: bool,
     pull_success: Option<bool>,
     skipped_idempotent: bool,
     skipped_coalesced: bool,
@@ -189,6 +193,7 @@ impl Visit for Fields {
     fn record_bool(&mut self, field: &Field, value: bool) {
         match field.name() {
             "commit.conflict" => self.conflict = value,
+            "commit.unrecoverable" => self.unrecoverable = value,
             "pull.success" => self.pull_success = Some(value),
             "pull.skipped_idempotent" => self.skipped_idempotent = value,
             "pull.skipped_coalesced" => self.skipped_coalesced = value,
