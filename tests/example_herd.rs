@@ -97,7 +97,7 @@ fn smoke_trial_counts_exactly_and_stdout_agrees_with_results_json() {
     assert_eq!(n("broadcasts_delivered"), 80);
 
     // Trunk length − seed, read from the kept hub repository itself.
-    let repo = git2::Repository::open_bare(out_dir.path().join("work/hub")).unwrap();
+    let repo = git2::Repository::open_bare(out_dir.path().join("state/hub")).unwrap();
     let mut walk = repo.revwalk().unwrap();
     walk.push_ref("refs/heads/main").unwrap();
     assert_eq!(walk.count(), 21);
@@ -107,7 +107,7 @@ fn smoke_trial_counts_exactly_and_stdout_agrees_with_results_json() {
         let ledger = rusqlite::Connection::open(
             out_dir
                 .path()
-                .join(format!("work/leaves/leaf-{i}/ledger.sqlite")),
+                .join(format!("state/leaves/leaf-{i}/ledger.sqlite")),
         )
         .unwrap();
         let closed: i64 = ledger

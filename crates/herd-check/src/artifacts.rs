@@ -5,8 +5,8 @@
 //! kv-tasks.jsonl      every stored revision of bucket herd-tasks (one KvRecord per line)
 //! kv-claims.jsonl     every stored revision of bucket herd-claims
 //! hub.json            {"pushes_accepted": N, "seed_commits": S}
-//! work/hub/           the hub's bare repository          (kept with --keep)
-//! work/leaves/<id>/   each leaf's directory: clone + ledger.sqlite (kept with --keep)
+//! state/hub/           the hub's bare repository          (kept with --keep)
+//! state/leaves/<id>/   each leaf's directory: clone + ledger.sqlite (kept with --keep)
 //! ```
 
 use std::path::{Path, PathBuf};
@@ -45,7 +45,7 @@ pub struct Artifacts {
 impl Artifacts {
     /// The standard layout of an output directory.
     pub fn in_dir(dir: &Path) -> Artifacts {
-        Artifacts::with_work(dir, &dir.join("work"))
+        Artifacts::with_work(dir, &dir.join("state"))
     }
 
     /// Outputs in `out`, hub repo and leaf dirs under `work` (a temp dir when not kept).

@@ -85,7 +85,7 @@ impl Run {
     fn valid() -> Run {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().to_path_buf();
-        let repo = Repository::init_bare(out.join("work/hub")).unwrap();
+        let repo = Repository::init_bare(out.join("state/hub")).unwrap();
         let seed = commit_file(&repo, "hub", "README", "seed\n", "seed", &[]);
         let mut tip = seed;
         let (mut events, mut kv_tasks, mut kv_claims, mut commits) =
@@ -215,7 +215,7 @@ impl Run {
         )
         .unwrap();
         for leaf in ["leaf-0", "leaf-1"] {
-            let dir = out.join("work/leaves").join(leaf);
+            let dir = out.join("state/leaves").join(leaf);
             std::fs::create_dir_all(&dir).unwrap();
             if !dir.join("ledger.sqlite").exists() {
                 write_ledger(&dir.join("ledger.sqlite"), &self.ledger_states(leaf));

@@ -77,7 +77,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     let temp_work = if config.keep { None } else { Some(tempdir()?) };
     let work_dir = temp_work
         .as_ref()
-        .map_or_else(|| out_dir.join("work"), |t| t.path().to_path_buf());
+        .map_or_else(|| out_dir.join("state"), |t| t.path().to_path_buf());
     mkdir(&work_dir.join("leaves"))?;
 
     let mut server = BusServer::from_env()?;
