@@ -16,16 +16,38 @@ fn herd_bin() -> PathBuf {
         .unwrap()
         .join("examples")
         .join("herd");
-    if !bin.is_file() {
-        assert!(
-            Command::new(env!("CARGO"))
-                .args(["build", "--example", "herd"])
-                .status()
-                .unwrap()
-                .success()
-        );
+    // `cargo test` builds the example; `cargo test --test <name>` does not. Rebuild only when a
+    // source is newer (an unconditional nested build flips features with the outer cargo).
+    let built = std::fs::metadata(&bin).and_then(|m| m.modified()).ok();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if built.is_none_or(|b| newest_source(root) > b) {
+        let status = Command::new(env!("CARGO"))
+            .args(["build", "--quiet", "--example", "herd"])
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the herd example failed");
     }
     bin
+}
+
+fn newest_source(root: &Path) -> std::time::SystemTime {
+    fn walk(dir: &Path, newest: &mut std::time::SystemTime) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("target") {
+                walk(&path, newest);
+            } else if path.extension().is_some_and(|e| e == "rs" || e == "toml")
+                && let Ok(modified) = entry.metadata().and_then(|m| m.modified())
+            {
+                *newest = (*newest).max(modified);
+            }
+        }
+    }
+    let mut newest = std::time::SystemTime::UNIX_EPOCH;
+    for dir in ["src", "crates", "examples"] {
+        walk(&root.join(dir), &mut newest);
+    }
+    newest
 }
 
 /// Runs the example (blocking) with OTLP pointed at `endpoint`.
@@ -229,13 +251,16 @@ async fn a_collector_dying_mid_run_is_reported_and_the_trial_completes() {
             Some(&endpoint),
         )
     });
-    // The collector dies right after the pre-flight succeeded: every span export fails.
-    for _ in 0..500 {
-        if receiver.requests() >= 1 {
+    // The collector dies once the trial has started (the pre-flight passed, events are being
+    // written): every span export after that fails.
+    let events = out.path().join("events.jsonl");
+    for _ in 0..3000 {
+        if events.exists() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
+    assert!(events.exists(), "the trial never started");
     receiver.stop();
     let run = run.await.unwrap();
     let text = stdout(&run);
