@@ -255,3 +255,36 @@ fn help_lists_every_knob() {
         assert!(stdout.contains(flag), "--help lacks {flag}");
     }
 }
+
+#[test]
+fn two_trials_against_one_external_server_via_nats_url_both_pass() {
+    let server = herd::bus::NatsServer::start().unwrap();
+    for run in 0..2 {
+        let out_dir = tempfile::tempdir().unwrap();
+        let out = herd(
+            &[
+                "--agents",
+                "2",
+                "--tasks-per-agent",
+                "3",
+                "--out",
+                out_dir.path().to_str().unwrap(),
+            ],
+            &[("NATS_URL", server.url())],
+        );
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "run {run}: {stdout}{stderr}");
+        let results: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(out_dir.path().join("results.json")).unwrap(),
+        )
+        .unwrap();
+        assert!(
+            results["environment"]["nats_server"]
+                .as_str()
+                .unwrap()
+                .contains(server.url()),
+            "the external server was used"
+        );
+        assert_eq!(results["counters"]["hub_commits"], 6);
+    }
+}

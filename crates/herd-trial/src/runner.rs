@@ -105,8 +105,10 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         server.url(),
         &log,
         &holdings,
+        &run_tag(&server),
     )
     .await?;
+    let leaves_ids: Vec<String> = leaves.iter().map(|l| l.id().to_string()).collect();
 
     // Work phase.
     let progress = Progress::default();
@@ -213,9 +215,10 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
             }
         }
     }
-    let accepted = accepted_commits(&reports, &tips, &leaves_ids(&config));
+    let leaf_ids: Vec<String> = leaves_ids;
+    let accepted = accepted_commits(&reports, &tips);
     let holdings = holdings.lock().map(|h| h.clone()).unwrap_or_default();
-    let propagation = propagation::lag(&accepted, &holdings, &leaves_ids(&config));
+    let propagation = propagation::lag(&accepted, &holdings, &leaf_ids);
 
     let commit_summary = commit.summary();
     let commits_per_min = if work_secs > 0.0 {
@@ -295,13 +298,24 @@ async fn wait_spans_closed(
     }
 }
 
-fn leaves_ids(config: &TrialConfig) -> Vec<String> {
-    (0..config.agents).map(leaf_id).collect()
+/// The id of the leaf in slot `i`. Against an external bus every run's ids carry a run tag
+/// (`r<ms>-leaf-3`): task ids derive from leaf ids, and a second trial on the same server must
+/// not collide with the first one's task records.
+pub fn leaf_id(run_tag: &str, i: u32) -> String {
+    format!("{run_tag}leaf-{i}")
 }
 
-/// The id of the leaf in slot `i`.
-pub fn leaf_id(i: u32) -> String {
-    format!("leaf-{i}")
+fn run_tag(server: &BusServer) -> String {
+    match server {
+        BusServer::Fixture(_) => String::new(),
+        BusServer::External { .. } => {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            format!("r{ms:x}-")
+        }
+    }
 }
 
 async fn open_leaves(
@@ -312,10 +326,11 @@ async fn open_leaves(
     bus_url: &str,
     log: &EventLog,
     holdings: &Arc<Mutex<Vec<Holding>>>,
+    tag: &str,
 ) -> Result<Vec<Arc<Leaf>>, TrialError> {
     let mut set = JoinSet::new();
-    for plan in &workload.slots {
-        let id = leaf_id(plan.slot);
+    for (index, plan) in workload.slots.iter().enumerate() {
+        let id = leaf_id(tag, plan.slot);
         let cfg = LeafConfig::new(
             &id,
             &plan.slot_dir,
@@ -339,14 +354,15 @@ async fn open_leaves(
             };
             Leaf::open(cfg)
                 .await
-                .map(Arc::new)
+                .map(|leaf| (index, Arc::new(leaf)))
                 .map_err(|source| TrialError::Leaf { leaf: id, source })
         });
     }
-    let mut leaves = Vec::new();
+    // In slot order: leaves[i] runs workload.slots[i].
+    let mut leaves: Vec<Option<Arc<Leaf>>> = vec![None; workload.slots.len()];
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok(Ok(leaf)) => leaves.push(leaf),
+            Ok(Ok((index, leaf))) => leaves[index] = Some(leaf),
             Ok(Err(e)) => return Err(e),
             Err(e) => {
                 return Err(TrialError::Output {
@@ -356,13 +372,7 @@ async fn open_leaves(
             }
         }
     }
-    leaves.sort_by_key(|l| {
-        l.id()
-            .trim_start_matches("leaf-")
-            .parse::<u32>()
-            .unwrap_or(u32::MAX)
-    });
-    Ok(leaves)
+    Ok(leaves.into_iter().flatten().collect())
 }
 
 /// Polls the hub until every reported oid is on the trunk or the deadline passes; returns how
@@ -396,16 +406,12 @@ async fn wait_broadcasts_handled(leaves: &[Arc<Leaf>], expected: u64, deadline: 
     }
 }
 
-fn accepted_commits(
-    reports: &[SlotReport],
-    tips: &[(u64, String)],
-    leaves: &[String],
-) -> Vec<Accepted> {
+fn accepted_commits(reports: &[SlotReport], tips: &[(u64, String)]) -> Vec<Accepted> {
     let seq_of: std::collections::HashMap<&str, u64> =
         tips.iter().map(|(s, o)| (o.as_str(), *s)).collect();
     let mut out = Vec::new();
-    for (i, r) in reports.iter().enumerate() {
-        let leaf = leaves.get(i).cloned().unwrap_or_default();
+    for r in reports {
+        let leaf = r.leaf.clone();
         for (oid, at) in &r.commits {
             if let Some(seq) = seq_of.get(oid.as_str()) {
                 out.push(Accepted {

@@ -16,6 +16,8 @@ use crate::workload::{SlotPlan, TaskSpec};
 /// What one leaf's run produced.
 #[derive(Default)]
 pub struct SlotReport {
+    /// The leaf that ran the slot.
+    pub leaf: String,
     /// Claim round trips.
     pub claim: Latency,
     /// Start of commit → hub accepted.
@@ -42,7 +44,10 @@ pub struct SlotContext {
 
 /// Runs every task of `plan` on `leaf`.
 pub async fn run_slot(leaf: Arc<Leaf>, plan: SlotPlan, ctx: Arc<SlotContext>) -> SlotReport {
-    let mut report = SlotReport::default();
+    let mut report = SlotReport {
+        leaf: leaf.id().to_string(),
+        ..Default::default()
+    };
     for task in &plan.tasks {
         ctx.pacer.wait().await;
         let span = tracing::info_span!("herd.task", leaf = %leaf.id(), slot = %plan.slot_dir, index = task.index);
