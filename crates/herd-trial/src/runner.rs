@@ -97,17 +97,15 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     let (log, writer) = EventLog::create(&out_dir.join("events.jsonl"), started)
         .map_err(|e| output_err(&out_dir, e))?;
     let holdings = Arc::new(Mutex::new(Vec::<Holding>::new()));
-    let leaves = open_leaves(
-        &config,
-        &workload,
-        &work_dir,
-        &hub.url(),
-        server.url(),
-        &log,
-        &holdings,
-        &run_tag(&server),
-    )
-    .await?;
+    let env = LeafEnv {
+        work_dir: &work_dir,
+        hub_url: hub.url(),
+        bus_url: server.url(),
+        log: &log,
+        holdings: &holdings,
+        tag: run_tag(&server),
+    };
+    let leaves = open_leaves(&config, &workload, env).await?;
     let leaves_ids: Vec<String> = leaves.iter().map(|l| l.id().to_string()).collect();
 
     // Work phase.
@@ -318,16 +316,30 @@ fn run_tag(server: &BusServer) -> String {
     }
 }
 
+/// What every leaf of a run shares.
+struct LeafEnv<'a> {
+    work_dir: &'a Path,
+    hub_url: String,
+    bus_url: &'a str,
+    log: &'a EventLog,
+    holdings: &'a Arc<Mutex<Vec<Holding>>>,
+    tag: String,
+}
+
 async fn open_leaves(
     config: &TrialConfig,
     workload: &Workload,
-    work_dir: &Path,
-    hub_url: &str,
-    bus_url: &str,
-    log: &EventLog,
-    holdings: &Arc<Mutex<Vec<Holding>>>,
-    tag: &str,
+    env: LeafEnv<'_>,
 ) -> Result<Vec<Arc<Leaf>>, TrialError> {
+    let LeafEnv {
+        work_dir,
+        hub_url,
+        bus_url,
+        log,
+        holdings,
+        tag,
+    } = env;
+    let (hub_url, tag) = (hub_url.as_str(), tag.as_str());
     let mut set = JoinSet::new();
     for (index, plan) in workload.slots.iter().enumerate() {
         let id = leaf_id(tag, plan.slot);
