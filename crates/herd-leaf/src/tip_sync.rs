@@ -219,11 +219,12 @@ fn handle(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>) {
         herd_bus::trace::add_link(&span, tp);
     }
     let before = ctx.tip();
+    let holds_it = ctx.holds(&tip.oid);
     let outcome = {
         let Ok(mut state) = ctx.state.lock() else {
             return;
         };
-        if ctx.holds(&tip.oid) || tip.seq <= state.seq_held {
+        if holds_it || tip.seq <= state.seq_held {
             state.seq_held = state.seq_held.max(tip.seq);
             SyncOutcome::SkippedIdempotent
         } else if state.in_flight {
@@ -238,7 +239,14 @@ fn handle(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>) {
     match outcome {
         SyncOutcome::SkippedIdempotent => {
             span.record("pull.skipped_idempotent", true);
-            ctx.report(&tip, outcome, before.clone(), before);
+            // Holding this very commit (its own push) means holding this tip; skipped because
+            // a newer tip was already pulled means holding that newer one.
+            let after = if holds_it {
+                Some(tip.oid.clone())
+            } else {
+                before.clone()
+            };
+            ctx.report(&tip, outcome, before, after);
         }
         SyncOutcome::SkippedCoalesced => {
             span.record("pull.skipped_coalesced", true);

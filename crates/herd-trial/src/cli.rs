@@ -153,7 +153,7 @@ mod tests {
 
         let cli = Cli::try_parse_from(["herd", "--gate", "phase2"]).unwrap();
         let config = resolve_config(&cli.trial, |_| None).unwrap();
-        assert_eq!((config.agents, config.pace_per_min), (4, Some(4.0)));
+        assert_eq!((config.agents, config.pace_per_min), (4, Some(3.75)));
     }
 
     #[test]

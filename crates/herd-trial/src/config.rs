@@ -251,13 +251,14 @@ impl TrialConfig {
         }
     }
 
-    /// The phase2 preset's workload shape: 4 agents paced to 4 commits/min in total, 3 tasks each.
+    /// The phase2 preset's workload shape: 4 agents, 3 tasks each, paced to 3.75 commits/min in
+    /// total (16 s apart: under the gate's 4/min with room for commit-latency jitter).
     /// Applied before the file, environment and flags, so each can still change it.
     pub fn phase2_defaults() -> ConfigLayer {
         ConfigLayer {
             agents: Some(4),
             tasks_per_agent: Some(3),
-            pace_per_min: Some(4.0),
+            pace_per_min: Some(3.75),
             ..Default::default()
         }
     }

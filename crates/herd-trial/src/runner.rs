@@ -219,11 +219,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     let propagation = propagation::lag(&accepted, &holdings, &leaf_ids);
 
     let commit_summary = commit.summary();
-    let commits_per_min = if work_secs > 0.0 {
-        hub_commits as f64 * 60.0 / work_secs
-    } else {
-        0.0
-    };
+    let commits_per_min = commit_rate_per_min(&reports);
     let drained = on_trunk == reported.len() as u64 && settled;
     let gate_results = gates::evaluate(&GateInput {
         config: &config,
@@ -269,6 +265,24 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         check,
         out_dir,
     })
+}
+
+/// The herd's commit rate between its first and last accepted commit: n commits span n − 1
+/// intervals, so dividing n by the work time would overstate a paced run's rate.
+fn commit_rate_per_min(reports: &[SlotReport]) -> f64 {
+    let times: Vec<Instant> = reports
+        .iter()
+        .flat_map(|r| r.commits.iter().map(|(_, at)| *at))
+        .collect();
+    let (Some(first), Some(last)) = (times.iter().min(), times.iter().max()) else {
+        return 0.0;
+    };
+    let span = last.saturating_duration_since(*first).as_secs_f64();
+    if times.len() < 2 || span <= 0.0 {
+        0.0
+    } else {
+        (times.len() - 1) as f64 * 60.0 / span
+    }
 }
 
 fn add_slot(c: &mut Counters, r: &SlotReport) {
