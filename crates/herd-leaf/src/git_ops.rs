@@ -62,6 +62,9 @@ pub enum Rebased {
     Onto(Oid),
     /// A real content conflict in these paths.
     Conflict(Vec<String>),
+    /// The trunk already holds the commit (the push landed though it looked refused): nothing
+    /// to replay, and replaying would duplicate it.
+    Landed,
 }
 
 impl Repo {
@@ -232,6 +235,9 @@ impl Repo {
         let tip = self.fetch(headers)?;
         let onto = self.repo.find_commit(tip)?;
         let local = self.repo.find_commit(self.head()?)?;
+        if onto.id() == local.id() || self.repo.graph_descendant_of(onto.id(), local.id())? {
+            return Ok(Rebased::Landed);
+        }
         let mut index = self.repo.cherrypick_commit(&local, &onto, 0, None)?;
         if index.has_conflicts() {
             let paths = index

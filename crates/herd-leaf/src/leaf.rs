@@ -497,6 +497,7 @@ impl Leaf {
                         .map_err(|e| LeafError::git(&id, e))?
                     {
                         Rebased::Onto(_) => self.check_epoch(claim).await?,
+                        Rebased::Landed => break,
                         Rebased::Conflict(paths) => {
                             let err = LeafError::Conflict { task: id, paths };
                             return Err(self.unrecoverable(claim, err, *retries).await);

@@ -136,3 +136,27 @@ async fn a_push_that_exhausts_its_retries_fails_the_task_and_releases_the_claim(
     );
     assert_eq!(h.hub.trunk_len(), 2, "nothing of b's was pushed");
 }
+
+/// A push that landed though the leaf took it for refused must not be replayed (it would put
+/// the task on the trunk twice): the rebase sees the trunk already holds it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_already_on_the_trunk_is_not_replayed() {
+    use herd_leaf::git_ops::{PushResult, Rebased, Repo};
+    let h = common::herd().await;
+    let (url, dir) = (h.hub.url(), h.dir.path().join("raw"));
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut repo = Repo::open_or_clone(&url, &dir).unwrap();
+        repo.commit_files(
+            &[("slot-a/x.txt".into(), b"x".to_vec())],
+            "leaf-a",
+            "leaf-a: t\n",
+        )
+        .unwrap();
+        assert!(matches!(repo.push(&[]), PushResult::Accepted));
+        repo.fetch_and_rebase(&[]).unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(matches!(outcome, Rebased::Landed), "{outcome:?}");
+    assert_eq!(h.hub.trunk_len(), 2);
+}
