@@ -83,14 +83,14 @@ impl Stats {
     /// A refused push.
     pub fn rejected(&self, reason: &str, took: Duration) {
         bump(&self.rejected, 1);
-        // Group "outside slot slot-3: path" under "outside slot".
-        let key = reason
-            .split(':')
-            .next()
-            .unwrap_or(reason)
-            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
-            .trim();
-        let key = key.strip_suffix(" slot").map_or(key, |k| k).to_string();
+        // Reasons carry detail after a colon, and "outside slot slot-3: path" names the slot:
+        // group by the fixed part so the map stays small.
+        let key = if reason.starts_with("outside slot") {
+            "outside slot"
+        } else {
+            reason.split(':').next().unwrap_or(reason).trim()
+        };
+        let key = key.to_string();
         if let Ok(mut map) = self.by_reason.lock() {
             *map.entry(key).or_default() += 1;
         }

@@ -62,10 +62,3 @@ pub enum TrialError {
         source: std::io::Error,
     },
 }
-
-impl TrialError {
-    /// Process exit code: 2 for everything that prevented a verdict.
-    pub fn exit_code(&self) -> i32 {
-        2
-    }
-}
