@@ -42,6 +42,31 @@ pub struct BusOptions {
     pub ping_interval: Duration,
     /// Timeout of a request (KV op, publish ack).
     pub request_timeout: Duration,
+    /// Limits of the tip stream when this connection creates it.
+    pub tip_limits: TipLimits,
+}
+
+/// How much the tip stream keeps: broadcasts carry packs, so a long run must not grow it without
+/// bound. The oldest messages are discarded first; a leaf that falls further behind than the
+/// stream keeps fetches from the hub instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TipLimits {
+    /// Oldest message kept.
+    pub max_age: Duration,
+    /// Bytes kept.
+    pub max_bytes: i64,
+    /// Largest message accepted (the hub caps payloads below this).
+    pub max_message_size: i32,
+}
+
+impl Default for TipLimits {
+    fn default() -> Self {
+        TipLimits {
+            max_age: Duration::from_secs(3600),
+            max_bytes: 1 << 30,
+            max_message_size: 1 << 20,
+        }
+    }
 }
 
 impl Default for BusOptions {
@@ -52,6 +77,7 @@ impl Default for BusOptions {
             connect_timeout: Duration::from_secs(2),
             ping_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
+            tip_limits: TipLimits::default(),
         }
     }
 }
@@ -84,7 +110,7 @@ impl Bus {
     pub async fn connect_with(url: &str, opts: BusOptions) -> Result<Bus> {
         let client = connect_client(url, &opts).await?;
         let js = jetstream::new(client.clone());
-        ensure_tip_stream(&js).await?;
+        ensure_tip_stream(&js, opts.tip_limits).await?;
         let tasks = ensure_bucket(&js, TASKS_BUCKET, None).await?;
         let claims = ensure_bucket(&js, CLAIMS_BUCKET, Some(CLAIM_MARKER_TTL)).await?;
         Ok(Bus {
@@ -149,12 +175,15 @@ async fn connect_client(url: &str, opts: &BusOptions) -> Result<async_nats::Clie
     }
 }
 
-async fn ensure_tip_stream(js: &jetstream::Context) -> Result<()> {
+async fn ensure_tip_stream(js: &jetstream::Context, limits: TipLimits) -> Result<()> {
     js.get_or_create_stream(stream::Config {
         name: TIP_STREAM.to_string(),
         subjects: vec![TIP_SUBJECT.to_string()],
         storage: stream::StorageType::File,
-        max_age: Duration::from_secs(24 * 3600),
+        max_age: limits.max_age,
+        max_bytes: limits.max_bytes,
+        max_message_size: limits.max_message_size,
+        discard: stream::DiscardPolicy::Old,
         // Dedupe on Nats-Msg-Id (the new tip oid): a retried publish is not a second broadcast.
         duplicate_window: Duration::from_secs(120),
         ..Default::default()

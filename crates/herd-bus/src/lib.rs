@@ -9,7 +9,8 @@
 //!   idempotently ensures stream `HERD_TIP` (`herd.tip.changed`) and KV buckets `herd-tasks` and
 //!   `herd-claims` (per-key TTL enabled).
 //! - [`TipChanged`] broadcasts ([`tip`]): published by the hub with the pusher's `traceparent` in
-//!   NATS headers, consumed by leaves as a [`TipStream`].
+//!   NATS headers and, under a size cap, the landed commit's objects as a pack; consumed by
+//!   leaves as a [`TipStream`]. The stream is bounded by age and bytes ([`TipLimits`]).
 //! - Claims ([`claims`]): `try_claim` → `Won { revision }` (the epoch) or `Lost { holder }`, a
 //!   TTL lease, `release` at a revision.
 //! - Task records ([`tasks`]): create, read, and compare-and-swap update with a typed conflict.
@@ -35,11 +36,11 @@ pub mod tasks;
 pub mod tip;
 pub mod trace;
 
-pub use bus::{Bus, BusOptions, CLAIMS_BUCKET, TASKS_BUCKET, TIP_STREAM, TIP_SUBJECT};
+pub use bus::{Bus, BusOptions, CLAIMS_BUCKET, TASKS_BUCKET, TIP_STREAM, TIP_SUBJECT, TipLimits};
 pub use claims::{ClaimOutcome, ClaimRecord};
 pub use dump::KvRecord;
 pub use error::{BusError, Result};
 pub use fixture::NatsServer;
 pub use server::{BusServer, NATS_URL_ENV};
 pub use tasks::{TaskRecord, TaskState};
-pub use tip::{TRACEPARENT, TipChanged, TipEvent, TipStream};
+pub use tip::{TRACEPARENT, TipChanged, TipEvent, TipOut, TipStream};

@@ -1,9 +1,15 @@
-//! Tip broadcasts: after the hub accepts a push to the trunk it publishes one [`TipChanged`] on
-//! `herd.tip.changed` (stream `HERD_TIP`); every leaf consumes them and pulls or skips.
+//! Tip broadcasts: for each commit the hub lands on the trunk it publishes one [`TipChanged`] on
+//! `herd.tip.changed` (stream `HERD_TIP`), in trunk order; every leaf consumes them.
 //!
 //! The message carries the W3C `traceparent` of the push in its NATS headers, so a leaf's sync
 //! span can link to the push that caused it, and `Nats-Msg-Id` = the new tip oid, so a publish
 //! retried after a lost ack is deduplicated by the server instead of broadcast twice.
+//!
+//! **Payload.** A broadcast may carry the landed commit's objects: a git pack of exactly what a
+//! holder of `prev` lacks to hold `oid`. The body is then the JSON record, one `\n`, and the
+//! pack bytes (`pack_bytes` says how many); a leaf that holds `prev` indexes the pack locally and
+//! never asks the hub. Without a pack (over the hub's size cap, or payloads off) the body is the
+//! JSON alone and leaves fetch.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -15,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::bus::{Bus, TIP_STREAM, TIP_SUBJECT};
 use crate::error::{BusError, Result};
+
+/// Most broadcasts a subscriber asks the server for at once.
+pub const TIP_PULL_BATCH: i64 = 32;
 
 /// Header name of the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";
@@ -32,6 +41,24 @@ pub struct TipChanged {
     pub slot: Option<String>,
     /// When the hub accepted the push, in milliseconds since the Unix epoch.
     pub at: u64,
+    /// The commit the leaf pushed, when the hub landed it as a different commit (the merge
+    /// queue rebases a push built on an older tip); `None` when `oid` is the pushed commit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<String>,
+    /// Bytes of the pack that follows the JSON record in the message body (0: no payload).
+    #[serde(default)]
+    pub pack_bytes: u64,
+}
+
+/// One broadcast to publish: the record, the pusher's trace context and an optional pack.
+#[derive(Clone, Debug)]
+pub struct TipOut {
+    /// The record (`pack_bytes` is set from `pack` when published).
+    pub tip: TipChanged,
+    /// The pusher's W3C trace context.
+    pub traceparent: Option<String>,
+    /// The landed commit's objects, as a git pack.
+    pub pack: Option<bytes::Bytes>,
 }
 
 /// One received broadcast.
@@ -43,6 +70,8 @@ pub struct TipEvent {
     pub traceparent: Option<String>,
     /// The message's sequence in the `HERD_TIP` stream.
     pub stream_seq: u64,
+    /// The landed commit's objects, when the broadcast carries them.
+    pub pack: Option<bytes::Bytes>,
 }
 
 /// Broadcasts as they arrive. Ends when the connection is closed for good.
@@ -59,30 +88,40 @@ impl Stream for TipStream {
 }
 
 impl Bus {
-    /// Publishes one broadcast and waits for the stream's ack. Returns the stream sequence.
+    /// Publishes one broadcast (no payload) and waits for the stream's ack. Returns the stream
+    /// sequence.
     pub async fn publish_tip(&self, tip: &TipChanged, traceparent: Option<&str>) -> Result<u64> {
-        let payload = serde_json::to_vec(tip).map_err(|source| BusError::Decode {
-            what: TIP_SUBJECT.into(),
-            source,
-        })?;
-        let mut headers = HeaderMap::new();
-        headers.insert("Nats-Msg-Id", tip.oid.as_str());
-        headers.insert("Content-Type", "application/json");
-        if let Some(tp) = traceparent {
-            headers.insert(TRACEPARENT, tp);
-        }
+        let out = TipOut {
+            tip: tip.clone(),
+            traceparent: traceparent.map(str::to_string),
+            pack: None,
+        };
+        let mut seqs = self.publish_tips(std::slice::from_ref(&out)).await?;
+        Ok(seqs.pop().unwrap_or(0))
+    }
+
+    /// Publishes broadcasts in order, pipelined: every message is sent before the first ack is
+    /// awaited (the stream keeps publish order on one connection). Returns the stream sequences.
+    pub async fn publish_tips(&self, tips: &[TipOut]) -> Result<Vec<u64>> {
         let publish = |e: Box<dyn std::error::Error + Send + Sync>| BusError::Publish {
             subject: TIP_SUBJECT,
             source: e,
         };
-        let ack = self
-            .js
-            .publish_with_headers(TIP_SUBJECT, headers, payload.into())
-            .await
-            .map_err(|e| publish(Box::new(e)))?
-            .await
-            .map_err(|e| publish(Box::new(e)))?;
-        Ok(ack.sequence)
+        let mut acks = Vec::with_capacity(tips.len());
+        for out in tips {
+            let (headers, body) = encode(out)?;
+            let ack = self
+                .js
+                .publish_with_headers(TIP_SUBJECT, headers, body)
+                .await
+                .map_err(|e| publish(Box::new(e)))?;
+            acks.push(ack);
+        }
+        let mut seqs = Vec::with_capacity(acks.len());
+        for ack in acks {
+            seqs.push(ack.await.map_err(|e| publish(Box::new(e)))?.sequence);
+        }
+        Ok(seqs)
     }
 
     /// Broadcasts published after this call.
@@ -113,6 +152,9 @@ impl Bus {
             .create_consumer(OrderedConfig {
                 filter_subject: TIP_SUBJECT.to_string(),
                 deliver_policy,
+                // Bounds what one subscriber buffers: with payloads of up to the hub's cap a
+                // default batch of 500 could hold over 100 MiB per leaf.
+                max_batch: TIP_PULL_BATCH,
                 ..Default::default()
             })
             .await
@@ -135,12 +177,38 @@ impl Bus {
     }
 }
 
+fn encode(out: &TipOut) -> Result<(HeaderMap, bytes::Bytes)> {
+    let mut tip = out.tip.clone();
+    tip.pack_bytes = out.pack.as_ref().map_or(0, |p| p.len() as u64);
+    let mut body = serde_json::to_vec(&tip).map_err(|source| BusError::Decode {
+        what: TIP_SUBJECT.into(),
+        source,
+    })?;
+    if let Some(pack) = &out.pack {
+        // serde_json never writes a raw newline, so the first one ends the record.
+        body.push(b'\n');
+        body.extend_from_slice(pack);
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", tip.oid.as_str());
+    headers.insert("Content-Type", "application/json");
+    if let Some(tp) = &out.traceparent {
+        headers.insert(TRACEPARENT, tp.as_str());
+    }
+    Ok((headers, body.into()))
+}
+
 fn decode(m: &async_nats::jetstream::Message) -> Result<TipEvent> {
+    let body = &m.payload;
+    let split = body.iter().position(|b| *b == b'\n').unwrap_or(body.len());
     let tip: TipChanged =
-        serde_json::from_slice(&m.payload).map_err(|source| BusError::Decode {
+        serde_json::from_slice(&body[..split]).map_err(|source| BusError::Decode {
             what: TIP_SUBJECT.into(),
             source,
         })?;
+    let pack = (tip.pack_bytes > 0)
+        .then(|| body.slice((split + 1).min(body.len())..))
+        .filter(|p| p.len() as u64 == tip.pack_bytes);
     let traceparent = m
         .headers
         .as_ref()
@@ -151,5 +219,6 @@ fn decode(m: &async_nats::jetstream::Message) -> Result<TipEvent> {
         tip,
         traceparent,
         stream_seq,
+        pack,
     })
 }

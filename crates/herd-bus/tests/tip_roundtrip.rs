@@ -13,6 +13,40 @@ fn tip(n: u64) -> TipChanged {
         seq: n,
         slot: Some("slot-1".into()),
         at: 1_700_000_000_000 + n,
+        pushed: None,
+        pack_bytes: 0,
+    }
+}
+
+/// A payload travels after the record, byte for byte, in a pipelined batch, in order.
+#[tokio::test]
+async fn payloads_round_trip_in_publish_order() {
+    let (_server, bus) = common::bus().await;
+    let mut tips = bus.tips().await.unwrap();
+    let outs: Vec<herd_bus::TipOut> = (1..=5)
+        .map(|n| herd_bus::TipOut {
+            tip: tip(n),
+            traceparent: None,
+            // Bytes including newlines: only the first newline ends the record.
+            pack: (n % 2 == 1).then(|| bytes::Bytes::from(vec![b'\n'; n as usize * 1000])),
+        })
+        .collect();
+    bus.publish_tips(&outs).await.unwrap();
+    for n in 1..=5u64 {
+        let ev = tokio::time::timeout(Duration::from_secs(5), tips.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        assert_eq!(ev.tip.seq, n);
+        match ev.pack {
+            Some(pack) => {
+                assert_eq!(n % 2, 1);
+                assert_eq!(pack.len() as u64, n * 1000);
+                assert_eq!(ev.tip.pack_bytes, n * 1000);
+            }
+            None => assert_eq!((n % 2, ev.tip.pack_bytes), (0, 0)),
+        }
     }
 }
 

@@ -1,6 +1,6 @@
-//! `GET /info/refs?service=…`: the ref advertisement that opens every smart-HTTP exchange.
-//! receive-pack's is built in process (one ref, our capabilities); upload-pack's comes from
-//! `git upload-pack --advertise-refs`. Both are prefixed with the `# service=` packet.
+//! `GET /info/refs?service=…`: the ref advertisement that opens every smart-HTTP exchange,
+//! prefixed with the `# service=` packet. receive-pack's is here (one ref, its capabilities);
+//! upload-pack's is in [`crate::upload_pack`].
 
 use git2::Repository;
 
@@ -18,9 +18,9 @@ pub fn service_header(service: &str) -> Vec<u8> {
     out
 }
 
-/// The full receive-pack advertisement.
+/// The receive-pack advertisement (without the `# service=` header).
 pub fn receive_pack(repo: &Repository) -> Result<Vec<u8>, git2::Error> {
-    let mut out = service_header("git-receive-pack");
+    let mut out = Vec::new();
     let tip = repo::tip(repo)?;
     pkt_line::write(
         &mut out,

@@ -6,7 +6,11 @@
 //! and keeps one connection per thread and host alive. [`register`] installs it once per
 //! process. [`with_headers`] adds request headers for the git calls made inside it on the
 //! current thread (git2 runs the transport on the calling thread): the leaf passes its
-//! `traceparent` and `x-herd-slot` this way. Plain HTTP/1.1 only (the hub is loopback).
+//! `traceparent` and `x-herd-slot` this way. [`last_exchange`] tells what the hub said beyond
+//! what libgit2 reports: the tip it last advertised for a push (libgit2 refuses a push locally
+//! when that tip is not in the local store, without saying which tip it was) and the commit a
+//! push became on the trunk ([`crate::LANDED_HEADER`], set when the merge queue replayed it).
+//! Plain HTTP/1.1 only (the hub is loopback).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -19,6 +23,7 @@ use git2::transport::{Service, SmartSubtransport, SmartSubtransportStream, Trans
 
 thread_local! {
     static EXTRA_HEADERS: RefCell<Vec<(String, String)>> = const { RefCell::new(Vec::new()) };
+    static EXCHANGE: RefCell<Exchange> = RefCell::new(Exchange::default());
     static CONNECTIONS: RefCell<HashMap<String, BufReader<TcpStream>>> = RefCell::new(HashMap::new());
 }
 
@@ -39,8 +44,23 @@ pub fn register() -> Result<(), String> {
         .clone()
 }
 
+/// What the hub told this thread in the git calls of the last [`with_headers`] scope.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Exchange {
+    /// The trunk tip of the last receive-pack advertisement.
+    pub advertised_tip: Option<git2::Oid>,
+    /// The commit the last push landed as (the [`crate::LANDED_HEADER`] response header).
+    pub landed: Option<git2::Oid>,
+}
+
+/// What the hub said during the last [`with_headers`] scope on this thread.
+pub fn last_exchange() -> Exchange {
+    EXCHANGE.with(|e| e.borrow().clone())
+}
+
 /// Runs `f` with extra HTTP request headers on this thread's git requests.
 pub fn with_headers<R>(headers: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
+    EXCHANGE.with(|e| *e.borrow_mut() = Exchange::default());
     let new: Vec<(String, String)> = headers
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -84,6 +104,7 @@ impl SmartSubtransport for HttpSubtransport {
             headers,
             body: Vec::new(),
             response: None,
+            action,
         }))
     }
 
@@ -121,6 +142,7 @@ struct HttpStream {
     headers: Vec<(String, String)>,
     body: Vec<u8>,
     response: Option<Cursor<Vec<u8>>>,
+    action: Service,
 }
 
 impl Write for HttpStream {
@@ -201,6 +223,7 @@ impl HttpStream {
         if keep {
             CONNECTIONS.with(|c| c.borrow_mut().insert(self.target.authority.clone(), conn));
         }
+        self.note(&response);
         if response.status != 200 {
             let reason = String::from_utf8_lossy(&response.body)
                 .lines()
@@ -219,6 +242,41 @@ impl HttpStream {
 struct Response {
     status: u16,
     body: Vec<u8>,
+    landed: Option<String>,
+}
+
+impl HttpStream {
+    /// Keeps what [`Exchange`] reports from a response.
+    fn note(&self, response: &Response) {
+        match self.action {
+            Service::ReceivePackLs => {
+                let tip = advertised_tip(&response.body);
+                EXCHANGE.with(|e| e.borrow_mut().advertised_tip = tip);
+            }
+            Service::ReceivePack => {
+                let landed = response
+                    .landed
+                    .as_deref()
+                    .and_then(|t| git2::Oid::from_str(t).ok());
+                EXCHANGE.with(|e| e.borrow_mut().landed = landed);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The oid of the first ref line of an advertisement (after the `# service=` packet).
+fn advertised_tip(body: &[u8]) -> Option<git2::Oid> {
+    let mut reader = crate::pkt_line::PktReader::new(body);
+    while let Ok(Some(pkt)) = reader.next_pkt() {
+        if let crate::pkt_line::Pkt::Data(line) = pkt
+            && !line.starts_with(b"#")
+        {
+            let hex = std::str::from_utf8(line.get(..40)?).ok()?;
+            return git2::Oid::from_str(hex).ok();
+        }
+    }
+    None
 }
 
 /// Nothing came back on a reused connection: safe to retry.
@@ -262,6 +320,7 @@ fn read_response(
     let mut length = None;
     let mut chunked = false;
     let mut keep = true;
+    let mut landed = None;
     loop {
         let mut line = String::new();
         if conn.read_line(&mut line).map_err(|_| ()).unwrap_or(0) == 0 {
@@ -277,6 +336,7 @@ fn read_response(
                 "content-length" => length = value.parse::<usize>().ok(),
                 "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
                 "connection" => keep = !value.eq_ignore_ascii_case("close"),
+                crate::mode::LANDED_HEADER => landed = Some(value.to_string()),
                 _ => {}
             }
         }
@@ -292,7 +352,14 @@ fn read_response(
         conn.read_to_end(&mut body).map(|_| body)
     };
     match body {
-        Ok(body) => (Ok(Response { status, body }), keep),
+        Ok(body) => (
+            Ok(Response {
+                status,
+                body,
+                landed,
+            }),
+            keep,
+        ),
         Err(e) => (Err(e), false),
     }
 }

@@ -1,9 +1,14 @@
 //! `Hub`: the bare repository, its HTTP server and the push pipeline.
 //!
-//! Pushes are serialized by one async lock held from parsing to broadcast: the in-process
-//! receive-pack (on a blocking thread), the compare-and-swap of main, and then exactly one
-//! `TipChanged` on the bus — published before the push is answered, so when a leaf's push
-//! returns its broadcast is already in the stream, and broadcasts arrive in trunk order.
+//! A push goes: parse ([`crate::receive_pack`]) → the command rules, including race mode's
+//! "old must be the tip", before anything is indexed ([`crate::policy`]) → the pack into a
+//! quarantine ([`crate::quarantine`]) → the update rules over the quarantine view → the
+//! integration the hub was built with ([`HubMode`]: [`crate::race`] or [`crate::queue`]),
+//! which moves main and publishes one `TipChanged` per landed commit (with its objects as a
+//! payload under the size cap) before the push is answered.
+//!
+//! Fetches and advertisements read through their own handles ([`ReadPool`]) and never wait on
+//! the push path; repacks run in a background task, never under the push path's lock.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,17 +16,23 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use git2::{Oid, Repository};
-use herd_bus::{Bus, TipChanged};
-use tokio::sync::oneshot;
+use herd_bus::{Bus, TipChanged, TipOut};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use crate::error::{HubError, RequestError};
+use crate::mode::{HubMode, Landed};
+use crate::payload;
+use crate::policy::{self, Update};
+use crate::quarantine::{self, Quarantine};
+use crate::read_pool::ReadPool;
 use crate::receive_pack::{self, PushOutcome};
+use crate::refusal::Refusal;
 use crate::repack::{self, RepackPolicy};
 use crate::repo;
 use crate::stats::{HubStats, Stats};
 
-/// Hub settings; `dir` is required, the rest has defaults.
+/// Hub settings. `HubConfig::new(dir)` gives the defaults.
 #[derive(Clone, Debug)]
 pub struct HubConfig {
     /// The bare repository directory (created if missing).
@@ -38,6 +49,10 @@ pub struct HubConfig {
     pub repack: RepackPolicy,
     /// The repository name in the URL (`http://host:port/<name>`), default `herd.git`.
     pub name: String,
+    /// How accepted pushes land on the trunk (default race).
+    pub mode: HubMode,
+    /// Largest payload pack a broadcast carries, bytes (default 256 KiB; 0 = no payloads).
+    pub payload_max_bytes: usize,
 }
 
 impl Default for HubConfig {
@@ -50,16 +65,30 @@ impl Default for HubConfig {
             body_timeout: Duration::from_secs(30),
             repack: RepackPolicy::default(),
             name: "herd.git".into(),
+            mode: HubMode::default(),
+            payload_max_bytes: payload::DEFAULT_MAX_BYTES,
         }
     }
+}
+
+/// How landed pushes reach the trunk.
+pub(crate) enum Integrator {
+    Race { serial: tokio::sync::Mutex<()> },
+    Queue { tx: mpsc::UnboundedSender<crate::queue::QueueItem> },
 }
 
 /// State shared by the handlers.
 pub(crate) struct Inner {
     pub(crate) config: HubConfig,
+    /// The push path's handle (integration only).
     pub(crate) repo: Mutex<Repository>,
-    pub(crate) push_lock: tokio::sync::Mutex<()>,
+    /// Handles for fetches and advertisements.
+    pub(crate) reads: ReadPool,
     pub(crate) stats: Stats,
+    /// The trunk tip and its length, as the integrator last moved them.
+    trunk: Mutex<(Oid, u64)>,
+    integrator: Integrator,
+    repack_due: Notify,
 }
 
 /// A running hub.
@@ -67,13 +96,15 @@ pub struct Hub {
     inner: Arc<Inner>,
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
-    server: Option<JoinHandle<()>>,
+    tasks: Vec<JoinHandle<()>>,
 }
 
 impl Hub {
     /// Opens or creates the repository and starts serving.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
         let repo = repo::open_or_init(&config.dir)?;
+        let tip = repo::tip(&repo).map_err(HubError::Git)?;
+        let len = repo::trunk_len(&repo).map_err(HubError::Git)?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| HubError::Bind {
@@ -84,30 +115,50 @@ impl Hub {
             addr: config.bind,
             source,
         })?;
+        let (integrator, queue_rx) = match config.mode {
+            HubMode::Race => (
+                Integrator::Race {
+                    serial: tokio::sync::Mutex::new(()),
+                },
+                None,
+            ),
+            HubMode::Queue => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                (Integrator::Queue { tx }, Some(rx))
+            }
+        };
         let inner = Arc::new(Inner {
+            reads: ReadPool::new(config.dir.clone()),
             config,
             repo: Mutex::new(repo),
-            push_lock: tokio::sync::Mutex::new(()),
             stats: Stats::default(),
+            trunk: Mutex::new((tip, len)),
+            integrator,
+            repack_due: Notify::new(),
         });
+        let mut tasks = Vec::new();
+        if let Some(rx) = queue_rx {
+            tasks.push(tokio::spawn(crate::queue::run(inner.clone(), rx)));
+        }
+        tasks.push(tokio::spawn(repacker(inner.clone())));
         let app = crate::routes::router(inner.clone());
         let (stop, stopped) = oneshot::channel::<()>();
         let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
             // Small request/response exchanges: Nagle + delayed ACK would add ~40 ms each.
             let _ = tcp.set_nodelay(true);
         });
-        let server = tokio::spawn(async move {
+        tasks.push(tokio::spawn(async move {
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = stopped.await;
                 })
                 .await;
-        });
+        }));
         Ok(Hub {
             inner,
             addr,
             stop: Some(stop),
-            server: Some(server),
+            tasks,
         })
     }
 
@@ -126,6 +177,11 @@ impl Hub {
         &self.inner.config.dir
     }
 
+    /// How this hub integrates pushes.
+    pub fn mode(&self) -> HubMode {
+        self.inner.config.mode
+    }
+
     /// Counters.
     pub fn stats(&self) -> HubStats {
         self.inner.stats.snapshot()
@@ -133,7 +189,7 @@ impl Hub {
 
     /// Commits on main, seed included.
     pub fn trunk_len(&self) -> u64 {
-        self.with_repo(repo::trunk_len).unwrap_or(0)
+        self.inner.trunk.lock().expect("trunk lock").1
     }
 
     /// Is `oid` (hex) on main?
@@ -141,38 +197,31 @@ impl Hub {
         let Ok(oid) = Oid::from_str(oid) else {
             return false;
         };
-        self.with_repo(|r| repo::trunk_contains(r, oid))
+        self.inner
+            .reads
+            .with(|r| repo::trunk_contains(r, oid).unwrap_or(false))
             .unwrap_or(false)
     }
 
     /// The tip of main.
     pub fn tip(&self) -> Option<String> {
-        self.with_repo(repo::tip).ok().map(|o| o.to_string())
+        Some(self.inner.tip().to_string())
     }
 
-    fn with_repo<T>(
-        &self,
-        f: impl FnOnce(&Repository) -> Result<T, git2::Error>,
-    ) -> Result<T, git2::Error> {
-        let repo = self
-            .inner
-            .repo
-            .lock()
-            .map_err(|_| git2::Error::from_str("hub repository lock poisoned"))?;
-        f(&repo)
-    }
-
-    /// Graceful stop: in-flight requests finish, then the listener closes.
+    /// Graceful stop: in-flight requests finish, then the listener closes and the queue and
+    /// repack tasks end.
     pub async fn shutdown(mut self) {
-        self.stop_server().await;
-    }
-
-    async fn stop_server(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
-        if let Some(server) = self.server.take() {
+        // The server task ends first; it owned the last router clone of `inner`.
+        let mut tasks = std::mem::take(&mut self.tasks);
+        if let Some(server) = tasks.pop() {
             let _ = server.await;
+        }
+        for task in tasks {
+            task.abort();
+            let _ = task.await;
         }
     }
 }
@@ -182,89 +231,216 @@ impl Drop for Hub {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Repacks when the landed-commit count crosses the policy's period, off the push path.
+/// Aborted by [`Hub::shutdown`] (or when the hub is dropped).
+async fn repacker(inner: Arc<Inner>) {
+    loop {
+        inner.repack_due.notified().await;
+        let me = inner.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            repack::repack(&me.config.dir)?;
+            // Fresh handles: the packs the old ones mapped were merged away.
+            let fresh = Repository::open_bare(&me.config.dir)?;
+            *me.repo.lock().expect("hub repository lock") = fresh;
+            me.reads.invalidate();
+            me.stats.repacked();
+            Ok::<_, HubError>(())
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "repack failed"),
+            Err(e) => tracing::warn!(error = %e, "repack task failed"),
+        }
     }
 }
 
 /// What the HTTP layer passes to a push.
+#[derive(Clone, Debug)]
 pub(crate) struct PushContext {
     pub(crate) slot: Option<String>,
     pub(crate) traceparent: Option<String>,
 }
 
+/// A broadcast ready to publish, and whether its payload was dropped for size.
+pub(crate) struct Broadcast {
+    out: TipOut,
+    over_cap: bool,
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 impl Inner {
+    /// The trunk tip as last moved.
+    pub(crate) fn tip(&self) -> Oid {
+        self.trunk.lock().expect("trunk lock").0
+    }
+
+    /// Records that main moved to `tip` with `added` more commits; returns the new length
+    /// (the sequence number of `tip`). Called by the integrator only, in trunk order.
+    pub(crate) fn advance_trunk(&self, tip: Oid, added: u64) -> u64 {
+        let mut trunk = self.trunk.lock().expect("trunk lock");
+        let before = trunk.1;
+        *trunk = (tip, before + added);
+        if self.config.repack.crossed(before, before + added) {
+            self.repack_due.notify_one();
+        }
+        trunk.1
+    }
+
+    /// The broadcast of one landed commit (on a blocking thread: builds its payload).
+    pub(crate) fn broadcast_for(
+        &self,
+        repo: &Repository,
+        landed: &Landed,
+        chain: &[Oid],
+        ctx: &PushContext,
+    ) -> Broadcast {
+        let cap = self.config.payload_max_bytes;
+        let pack = match payload::build(repo, landed.prev, chain, cap) {
+            Ok(pack) => pack,
+            Err(e) => {
+                tracing::warn!(error = %e.message(), oid = %landed.landed, "building payload");
+                None
+            }
+        };
+        let over_cap = pack.is_none() && cap > 0 && !chain.is_empty();
+        Broadcast {
+            out: TipOut {
+                tip: TipChanged {
+                    oid: landed.landed.to_string(),
+                    prev: landed.prev.to_string(),
+                    seq: landed.seq,
+                    slot: ctx.slot.clone(),
+                    at: now_ms(),
+                    pushed: (landed.pushed != landed.landed).then(|| landed.pushed.to_string()),
+                    pack_bytes: 0,
+                },
+                traceparent: ctx.traceparent.clone(),
+                pack: pack.map(bytes::Bytes::from),
+            },
+            over_cap,
+        }
+    }
+
+    /// Publishes broadcasts in order (one pipelined batch).
+    pub(crate) async fn publish(&self, broadcasts: Vec<Broadcast>) {
+        if broadcasts.is_empty() {
+            return;
+        }
+        let Some(bus) = &self.config.bus else { return };
+        let outs: Vec<TipOut> = broadcasts.iter().map(|b| b.out.clone()).collect();
+        match bus.publish_tips(&outs).await {
+            Ok(_) => {
+                for b in &broadcasts {
+                    self.stats
+                        .broadcast(b.out.pack.as_ref().map(|p| p.len()), b.over_cap);
+                }
+            }
+            Err(e) => {
+                for _ in &broadcasts {
+                    self.stats.publish_failed();
+                }
+                tracing::warn!(error = %e, "tip broadcast failed");
+            }
+        }
+    }
+
     /// Runs one push end to end; returns the report-status body and the outcome.
     pub(crate) async fn push(
         self: &Arc<Self>,
         body: bytes::Bytes,
         ctx: PushContext,
     ) -> Result<(Vec<u8>, PushOutcome), RequestError> {
-        let _serial = self.push_lock.lock().await;
         let started = Instant::now();
-        let me = self.clone();
-        let slot = ctx.slot.clone();
-        let (outcome, sideband) = tokio::task::spawn_blocking(move || {
-            let req = receive_pack::parse(&body)?;
-            let repo = me
-                .repo
-                .lock()
-                .map_err(|_| RequestError::internal("hub repository lock poisoned"))?;
-            let outcome = receive_pack::apply(&repo, &me.config.dir, &req, slot.as_deref())?;
-            Ok::<_, RequestError>((outcome, req.sideband()))
-        })
-        .await
-        .map_err(|e| RequestError::internal(format!("receive task failed: {e}")))??;
-        match (&outcome.accepted, outcome.reject_reason()) {
-            (Some((prev, new)), _) => {
-                self.stats.accepted(started.elapsed());
-                let seq = self.stats.accepted_count();
-                self.broadcast(*prev, *new, seq, &ctx).await;
-                self.maybe_repack(seq).await;
+        let req = receive_pack::parse(&body)?;
+        let sideband = req.sideband();
+        let mut statuses = Vec::new();
+        let first = req.commands[0].clone();
+        let result = match policy::check_command(&first, self.config.mode, self.tip()) {
+            Err(refusal) => Err(refusal),
+            Ok(()) => {
+                let pack = body.slice_ref(req.pack);
+                let (update, quarantine) = self.admit(first.clone(), pack, ctx.slot.clone()).await?;
+                match update {
+                    Ok(update) => self.integrate(update, quarantine, &ctx).await,
+                    Err(refusal) => Err(refusal),
+                }
             }
-            (None, reason) => self
-                .stats
-                .rejected(reason.unwrap_or("rejected"), started.elapsed()),
+        };
+        match &result {
+            Ok(_) => self.stats.accepted(started.elapsed()),
+            Err(r) => self.stats.rejected(r.name(), started.elapsed()),
         }
+        statuses.push((first.refname.clone(), result));
+        for extra in &req.commands[1..] {
+            statuses.push((extra.refname.clone(), Err(Refusal::OneUpdate)));
+        }
+        let outcome = PushOutcome { statuses };
         Ok((outcome.report(sideband), outcome))
     }
 
-    async fn broadcast(&self, prev: Oid, new: Oid, seq: u64, ctx: &PushContext) {
-        let Some(bus) = &self.config.bus else { return };
-        let at = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let tip = TipChanged {
-            oid: new.to_string(),
-            prev: prev.to_string(),
-            seq,
-            slot: ctx.slot.clone(),
-            at,
-        };
-        if let Err(e) = bus.publish_tip(&tip, ctx.traceparent.as_deref()).await {
-            self.stats.publish_failed();
-            tracing::warn!(error = %e, oid = %new, "tip broadcast failed");
-        }
+    /// Indexes the pack into a quarantine and checks the update over it (blocking thread).
+    /// A malformed pack is a request error (4xx); a policy refusal is an `ng`.
+    async fn admit(
+        self: &Arc<Self>,
+        cmd: receive_pack::Command,
+        pack: bytes::Bytes,
+        slot: Option<String>,
+    ) -> Result<(Result<Update, Refusal>, Option<Quarantine>), RequestError> {
+        let me = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let dir = &me.config.dir;
+            let quarantine = me
+                .reads
+                .with(|r| Quarantine::index(r, dir, &pack))
+                .map_err(|e| RequestError::internal(e.message().to_string()))??;
+            let extra: Vec<&Path> = quarantine.iter().map(Quarantine::path).collect();
+            let view = quarantine::view(dir, &extra)
+                .map_err(|e| RequestError::internal(e.message().to_string()))?;
+            let update =
+                policy::check_update(&view, &cmd, me.config.mode, me.tip(), slot.as_deref());
+            Ok((update, quarantine))
+        })
+        .await
+        .map_err(|e| RequestError::internal(format!("receive task failed: {e}")))?
     }
 
-    async fn maybe_repack(self: &Arc<Self>, accepted: u64) {
-        if !self.config.repack.due(accepted) {
-            return;
-        }
-        let me = self.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            repack::repack(&me.config.dir)?;
-            // Reopen so libgit2 drops its handles on the packs that were merged away.
-            let fresh = Repository::open_bare(&me.config.dir)?;
-            if let Ok(mut repo) = me.repo.lock() {
-                *repo = fresh;
+    async fn integrate(
+        self: &Arc<Self>,
+        update: Update,
+        quarantine: Option<Quarantine>,
+        ctx: &PushContext,
+    ) -> Result<Vec<Landed>, Refusal> {
+        match &self.integrator {
+            Integrator::Race { serial } => {
+                crate::race::land(self, serial, update, quarantine, ctx).await
             }
-            Ok::<_, HubError>(())
-        })
-        .await;
-        match result {
-            Ok(Ok(())) => self.stats.repacked(),
-            Ok(Err(e)) => tracing::warn!(error = %e, "repack failed"),
-            Err(e) => tracing::warn!(error = %e, "repack task failed"),
+            Integrator::Queue { tx } => {
+                let (reply, answer) = oneshot::channel();
+                let item = crate::queue::QueueItem {
+                    update,
+                    quarantine,
+                    ctx: ctx.clone(),
+                    reply,
+                };
+                tx.send(item)
+                    .map_err(|_| Refusal::Storage("the merge queue stopped".into()))?;
+                answer
+                    .await
+                    .map_err(|_| Refusal::Storage("the merge queue stopped".into()))?
+            }
         }
     }
 }

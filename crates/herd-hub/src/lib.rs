@@ -2,19 +2,23 @@
 //!
 //! This room is the one git repository every leaf pushes to: a bare repository served over git
 //! smart HTTP (protocol v0/v1, stateless-rpc) by axum, so libgit2 and the stock `git` CLI can
-//! both clone, fetch and push.
+//! both clone, fetch and push. Everything runs in process — no `git` subprocess on any request.
 //!
-//! - **receive-pack runs in process** ([`receive_pack`]): pkt-line commands ([`pkt_line`]), the
-//!   pack indexed into a quarantine, policy checks, then `reference_matching` moves
-//!   `refs/heads/main` as a compare-and-swap of the tip. A stale push is a *fork* and gets
-//!   `ng refs/heads/main non-fast-forward`; forced pushes, deletes and other refs are refused;
-//!   with an `x-herd-slot` header, commits touching paths outside that slot are refused.
-//! - **upload-pack pipes to `git upload-pack --stateless-rpc`** ([`upload_pack`]): read-only,
-//!   and git's negotiation is well tested; the in-process push path is where speed matters.
-//! - After each accepted push the hub publishes exactly one `TipChanged` on the bus, with the
-//!   request's `traceparent`, before answering the push ([`hub`]).
-//! - [`stats`]: pushes accepted/rejected, bytes, receive latency; [`repack`]: pack hygiene.
-//! - [`client`]: the fast `http://` transport leaves use with git2, and request headers.
+//! - **Push** ([`hub`]): pkt-line commands ([`pkt_line`], [`receive_pack`]) → the trunk policy
+//!   ([`policy`]: ordered rules, first refusal wins; a refusal is a [`Refusal`] whose kind tells
+//!   a pusher *fork* or *policy*) → the pack into a quarantine ([`quarantine`]) → integration
+//!   by the [`HubMode`] chosen at construction: [`race`] (compare-and-swap of the tip; a stale
+//!   push is refused before its pack is indexed) or [`queue`] (a merge queue that replays
+//!   disjoint stale pushes onto the tip and lands groups in one ref update).
+//! - **Broadcasts**: one `TipChanged` per landed commit, in trunk order, published before the
+//!   push is answered, carrying the commit's objects as a pack under a size cap ([`payload`]),
+//!   so leaves holding the previous tip never ask the hub.
+//! - **Fetch** ([`upload_pack`]): negotiation and pack building in process (revwalk +
+//!   `PackBuilder`), through read-only handles ([`read_pool`]).
+//! - [`stats`]: requests by route, pushes, landed commits, broadcasts, payload bytes, latency;
+//!   [`repack`]: pack hygiene in a background task; [`tree_diff`]: O(changed) tree diffs.
+//! - [`client`]: the fast `http://` transport leaves use with git2 (request headers, the
+//!   landed-commit response header, the last advertised tip).
 //!
 //! Bad input (malformed pkt-lines, truncated packs, unknown services, wrong content types,
 //! oversized bodies) gets a 4xx with a one-line reason and leaves the repository unchanged.
@@ -24,16 +28,28 @@ pub mod advertise;
 pub mod client;
 pub mod error;
 pub mod hub;
+pub mod mode;
+pub mod payload;
 pub mod pkt_line;
+pub mod policy;
+pub mod quarantine;
+pub mod queue;
+pub mod race;
+pub mod read_pool;
 pub mod receive_pack;
+pub mod refusal;
 pub mod repack;
 pub mod repo;
 pub mod routes;
 pub mod stats;
+pub mod tree_diff;
 pub mod upload_pack;
 
 pub use error::{HubError, RequestError};
 pub use hub::{Hub, HubConfig};
+pub use mode::{HubMode, LANDED_HEADER, Landed};
+pub use policy::QUEUE_REF;
+pub use refusal::{Refusal, RefusalKind, Refused, classify};
 pub use repack::RepackPolicy;
 pub use routes::SLOT_HEADER;
 pub use stats::HubStats;

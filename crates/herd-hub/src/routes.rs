@@ -25,6 +25,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 use crate::advertise;
 use crate::error::RequestError;
 use crate::hub::{Inner, PushContext};
+use crate::mode::LANDED_HEADER;
+use crate::stats::Route;
 use crate::upload_pack;
 
 /// Header naming the slot a push writes in.
@@ -79,29 +81,19 @@ async fn info_refs(
     UrlPath(repo): UrlPath<String>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let service = q.get("service").cloned().unwrap_or_default();
+    inner.stats.request(match service.as_str() {
+        "git-upload-pack" => Route::UploadAdvert,
+        "git-receive-pack" => Route::ReceiveAdvert,
+        _ => Route::Other,
+    });
     if let Err(e) = check_repo(&inner, &repo) {
         return refused(&inner, e);
     }
-    let service = q.get("service").map(String::as_str).unwrap_or("");
-    let body = match service {
-        "git-receive-pack" => {
-            let adv = inner
-                .repo
-                .lock()
-                .map_err(|_| RequestError::internal("repository lock poisoned"))
-                .and_then(|r| {
-                    advertise::receive_pack(&r)
-                        .map_err(|e| RequestError::internal(e.message().to_string()))
-                });
-            match adv {
-                Ok(b) => b,
-                Err(e) => return refused(&inner, e),
-            }
-        }
-        "git-upload-pack" => match upload_pack::advertise(&inner.config.dir).await {
-            Ok(refs) => [advertise::service_header(service), refs].concat(),
-            Err(e) => return refused(&inner, e),
-        },
+    let advertise: fn(&git2::Repository) -> Result<Vec<u8>, git2::Error> = match service.as_str()
+    {
+        "git-receive-pack" => advertise::receive_pack,
+        "git-upload-pack" => upload_pack::advertise,
         "" => {
             return refused(
                 &inner,
@@ -117,6 +109,16 @@ async fn info_refs(
             );
         }
     };
+    let me = inner.clone();
+    let refs = tokio::task::spawn_blocking(move || me.reads.with(advertise)).await;
+    let refs = match refs {
+        Ok(Ok(Ok(refs))) => refs,
+        Ok(Ok(Err(e)) | Err(e)) => {
+            return refused(&inner, RequestError::internal(e.message().to_string()));
+        }
+        Err(e) => return refused(&inner, RequestError::internal(e.to_string())),
+    };
+    let body = [advertise::service_header(&service), refs].concat();
     inner.stats.bytes(0, body.len() as u64);
     respond(&format!("application/x-{service}-advertisement"), body)
 }
@@ -126,6 +128,7 @@ async fn upload_pack_rpc(
     UrlPath(repo): UrlPath<String>,
     request: Request,
 ) -> Response {
+    inner.stats.request(Route::Fetch);
     let span = tracing::info_span!("hub.upload_pack", traceparent = tracing::field::Empty);
     if let Some(tp) = header_str(request.headers(), "traceparent") {
         span.record("traceparent", tp);
@@ -138,8 +141,15 @@ async fn upload_pack_rpc(
             Ok(b) => b,
             Err(e) => return refused(&inner, e),
         };
-        inner.stats.fetch();
-        match upload_pack::serve(&inner.config.dir, &body).await {
+        let (me, request) = (inner.clone(), body.clone());
+        let served = tokio::task::spawn_blocking(move || {
+            me.reads
+                .with(|r| upload_pack::serve(r, &request))
+                .map_err(|e| RequestError::internal(e.message().to_string()))?
+        })
+        .await
+        .unwrap_or_else(|e| Err(RequestError::internal(format!("fetch task failed: {e}"))));
+        match served {
             Ok(out) => {
                 inner.stats.bytes(body.len() as u64, out.len() as u64);
                 respond("application/x-git-upload-pack-result", out)
@@ -155,6 +165,7 @@ async fn receive_pack_rpc(
     UrlPath(repo): UrlPath<String>,
     request: Request,
 ) -> Response {
+    inner.stats.request(Route::Push);
     let slot = header_str(request.headers(), SLOT_HEADER).map(str::to_string);
     let traceparent = header_str(request.headers(), "traceparent").map(str::to_string);
     let span = tracing::info_span!(
@@ -198,11 +209,17 @@ async fn receive_pack_rpc(
     let result = tracing::Instrument::instrument(result, span.clone()).await;
     match result {
         Ok((report, outcome)) => {
-            span.record("push.accepted", outcome.accepted.is_some());
-            if let Some(reason) = outcome.reject_reason() {
-                span.record("push.reject_reason", reason);
+            span.record("push.accepted", outcome.refusal().is_none());
+            if let Some(refusal) = outcome.refusal() {
+                span.record("push.reject_reason", refusal.name());
             }
-            respond("application/x-git-receive-pack-result", report)
+            let mut response = respond("application/x-git-receive-pack-result", report);
+            if let Some(last) = outcome.landed().last()
+                && let Ok(value) = header::HeaderValue::from_str(&last.landed.to_string())
+            {
+                response.headers_mut().insert(LANDED_HEADER, value);
+            }
+            response
         }
         Err(e) => {
             span.record("push.accepted", false);

@@ -1,5 +1,7 @@
-//! `HubStats`: pushes accepted and rejected (by reason), bytes in and out, and the receive
-//! latency histogram — counted by the hub itself, where each happens.
+//! `HubStats`: what the hub did, counted where it happens — HTTP requests by route, pushes
+//! accepted and refused (by refusal name), commits landed and how (as pushed, or replayed by
+//! the merge queue, in how many group commits), broadcasts and their payloads, bytes, and the
+//! receive latency histogram.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,24 +11,48 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 
 /// A snapshot of the hub's counters.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct HubStats {
-    /// Pushes to main accepted.
+    /// HTTP requests served (every route, refused ones included).
+    pub requests: u64,
+    /// `GET info/refs?service=git-upload-pack`.
+    pub upload_adverts: u64,
+    /// `GET info/refs?service=git-receive-pack`.
+    pub receive_adverts: u64,
+    /// `POST git-upload-pack` (fetch and clone rounds).
+    pub fetches: u64,
+    /// `POST git-receive-pack`.
+    pub push_requests: u64,
+    /// Pushes whose update landed.
     pub pushes_accepted: u64,
     /// Pushes refused (any reason).
     pub pushes_rejected: u64,
-    /// Refusals by reason (`non-fast-forward`, `outside slot`, ...).
+    /// Refusals by name (`stale`, `overlap`, `outside-slot`, ...).
     pub rejected_by_reason: BTreeMap<String, u64>,
+    /// Commits the trunk gained.
+    pub commits_landed: u64,
+    /// Of those, commits the merge queue replayed onto a newer tip (a new oid).
+    pub commits_replayed: u64,
+    /// Ref updates that landed commits (one per accepted race push, one per queue group).
+    pub landing_batches: u64,
+    /// Most commits one ref update landed.
+    pub largest_batch: u64,
     /// Requests refused before processing (bad input, 4xx).
     pub bad_requests: u64,
+    /// Tip broadcasts published.
+    pub broadcasts: u64,
+    /// Broadcasts that carried a payload pack.
+    pub payloads: u64,
+    /// Payload bytes published.
+    pub payload_bytes: u64,
+    /// Broadcasts sent without payload because the pack was over the cap.
+    pub payloads_over_cap: u64,
     /// Tip broadcasts that could not be published.
     pub publish_failures: u64,
     /// Request body bytes received.
     pub bytes_in: u64,
     /// Response body bytes sent.
     pub bytes_out: u64,
-    /// Fetches (upload-pack requests) served.
-    pub fetches: u64,
     /// Repacks run.
     pub repacks: u64,
     /// Receive latency p50, µs.
@@ -37,13 +63,25 @@ pub struct HubStats {
 
 /// The live counters.
 pub struct Stats {
+    requests: AtomicU64,
+    upload_adverts: AtomicU64,
+    receive_adverts: AtomicU64,
+    fetches: AtomicU64,
+    push_requests: AtomicU64,
     accepted: AtomicU64,
     rejected: AtomicU64,
+    commits_landed: AtomicU64,
+    commits_replayed: AtomicU64,
+    landing_batches: AtomicU64,
+    largest_batch: AtomicU64,
     bad_requests: AtomicU64,
+    broadcasts: AtomicU64,
+    payloads: AtomicU64,
+    payload_bytes: AtomicU64,
+    payloads_over_cap: AtomicU64,
     publish_failures: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
-    fetches: AtomicU64,
     repacks: AtomicU64,
     by_reason: Mutex<BTreeMap<String, u64>>,
     receive: Mutex<Histogram<u64>>,
@@ -51,15 +89,28 @@ pub struct Stats {
 
 impl Default for Stats {
     fn default() -> Self {
+        let zero = || AtomicU64::new(0);
         Stats {
-            accepted: AtomicU64::new(0),
-            rejected: AtomicU64::new(0),
-            bad_requests: AtomicU64::new(0),
-            publish_failures: AtomicU64::new(0),
-            bytes_in: AtomicU64::new(0),
-            bytes_out: AtomicU64::new(0),
-            fetches: AtomicU64::new(0),
-            repacks: AtomicU64::new(0),
+            requests: zero(),
+            upload_adverts: zero(),
+            receive_adverts: zero(),
+            fetches: zero(),
+            push_requests: zero(),
+            accepted: zero(),
+            rejected: zero(),
+            commits_landed: zero(),
+            commits_replayed: zero(),
+            landing_batches: zero(),
+            largest_batch: zero(),
+            bad_requests: zero(),
+            broadcasts: zero(),
+            payloads: zero(),
+            payload_bytes: zero(),
+            payloads_over_cap: zero(),
+            publish_failures: zero(),
+            bytes_in: zero(),
+            bytes_out: zero(),
+            repacks: zero(),
             by_reason: Mutex::new(BTreeMap::new()),
             // Constant, valid bounds (1 µs .. 1 h, 3 significant digits).
             receive: Mutex::new(
@@ -73,28 +124,71 @@ fn bump(x: &AtomicU64, n: u64) {
     x.fetch_add(n, Ordering::AcqRel);
 }
 
+/// An HTTP route, for the request counters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Route {
+    /// `GET info/refs?service=git-upload-pack`.
+    UploadAdvert,
+    /// `GET info/refs?service=git-receive-pack`.
+    ReceiveAdvert,
+    /// `POST git-upload-pack`.
+    Fetch,
+    /// `POST git-receive-pack`.
+    Push,
+    /// Anything else (refused).
+    Other,
+}
+
 impl Stats {
+    /// One HTTP request on `route`.
+    pub fn request(&self, route: Route) {
+        bump(&self.requests, 1);
+        match route {
+            Route::UploadAdvert => bump(&self.upload_adverts, 1),
+            Route::ReceiveAdvert => bump(&self.receive_adverts, 1),
+            Route::Fetch => bump(&self.fetches, 1),
+            Route::Push => bump(&self.push_requests, 1),
+            Route::Other => {}
+        }
+    }
+
     /// An accepted push, taking `took`.
     pub fn accepted(&self, took: Duration) {
         bump(&self.accepted, 1);
         self.record(took);
     }
 
-    /// A refused push.
-    pub fn rejected(&self, reason: &str, took: Duration) {
+    /// A refused push, by refusal name.
+    pub fn rejected(&self, name: &str, took: Duration) {
         bump(&self.rejected, 1);
-        // Reasons carry detail after a colon, and "outside slot slot-3: path" names the slot:
-        // group by the fixed part so the map stays small.
-        let key = if reason.starts_with("outside slot") {
-            "outside slot"
-        } else {
-            reason.split(':').next().unwrap_or(reason).trim()
-        };
-        let key = key.to_string();
-        if let Ok(mut map) = self.by_reason.lock() {
-            *map.entry(key).or_default() += 1;
-        }
+        *self
+            .by_reason
+            .lock()
+            .expect("stats lock")
+            .entry(name.to_string())
+            .or_default() += 1;
         self.record(took);
+    }
+
+    /// One ref update that landed `commits` commits, `replayed` of them rebased by the hub.
+    pub fn landed(&self, commits: u64, replayed: u64) {
+        bump(&self.commits_landed, commits);
+        bump(&self.commits_replayed, replayed);
+        bump(&self.landing_batches, 1);
+        self.largest_batch.fetch_max(commits, Ordering::AcqRel);
+    }
+
+    /// A broadcast published, with a payload of `payload` bytes (if any); `over_cap` when its
+    /// pack was dropped for size.
+    pub fn broadcast(&self, payload: Option<usize>, over_cap: bool) {
+        bump(&self.broadcasts, 1);
+        if let Some(bytes) = payload {
+            bump(&self.payloads, 1);
+            bump(&self.payload_bytes, bytes as u64);
+        }
+        if over_cap {
+            bump(&self.payloads_over_cap, 1);
+        }
     }
 
     /// A request refused as bad input.
@@ -113,50 +207,55 @@ impl Stats {
         bump(&self.bytes_out, outbound);
     }
 
-    /// An upload-pack served.
-    pub fn fetch(&self) {
-        bump(&self.fetches, 1);
-    }
-
     /// A repack ran.
     pub fn repacked(&self) {
         bump(&self.repacks, 1);
     }
 
-    /// Accepted pushes so far.
-    pub fn accepted_count(&self) -> u64 {
-        self.accepted.load(Ordering::Acquire)
+    /// Commits landed so far.
+    pub fn commits_landed(&self) -> u64 {
+        self.commits_landed.load(Ordering::Acquire)
     }
 
     fn record(&self, took: Duration) {
-        if let Ok(mut h) = self.receive.lock() {
-            h.saturating_record((took.as_micros() as u64).max(1));
-        }
+        self.receive
+            .lock()
+            .expect("stats lock")
+            .saturating_record((took.as_micros() as u64).max(1));
     }
 
     /// A snapshot.
     pub fn snapshot(&self) -> HubStats {
         let g = |x: &AtomicU64| x.load(Ordering::Acquire);
-        let (p50, p99) = self
-            .receive
-            .lock()
-            .map(|h| {
-                if h.is_empty() {
-                    (0, 0)
-                } else {
-                    (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
-                }
-            })
-            .unwrap_or((0, 0));
+        let (p50, p99) = {
+            let h = self.receive.lock().expect("stats lock");
+            if h.is_empty() {
+                (0, 0)
+            } else {
+                (h.value_at_quantile(0.5), h.value_at_quantile(0.99))
+            }
+        };
         HubStats {
+            requests: g(&self.requests),
+            upload_adverts: g(&self.upload_adverts),
+            receive_adverts: g(&self.receive_adverts),
+            fetches: g(&self.fetches),
+            push_requests: g(&self.push_requests),
             pushes_accepted: g(&self.accepted),
             pushes_rejected: g(&self.rejected),
-            rejected_by_reason: self.by_reason.lock().map(|m| m.clone()).unwrap_or_default(),
+            rejected_by_reason: self.by_reason.lock().expect("stats lock").clone(),
+            commits_landed: g(&self.commits_landed),
+            commits_replayed: g(&self.commits_replayed),
+            landing_batches: g(&self.landing_batches),
+            largest_batch: g(&self.largest_batch),
             bad_requests: g(&self.bad_requests),
+            broadcasts: g(&self.broadcasts),
+            payloads: g(&self.payloads),
+            payload_bytes: g(&self.payload_bytes),
+            payloads_over_cap: g(&self.payloads_over_cap),
             publish_failures: g(&self.publish_failures),
             bytes_in: g(&self.bytes_in),
             bytes_out: g(&self.bytes_out),
-            fetches: g(&self.fetches),
             repacks: g(&self.repacks),
             receive_p50_us: p50,
             receive_p99_us: p99,

@@ -175,9 +175,9 @@ async fn each_bad_request_is_a_4xx_and_changes_nothing() {
     for (body, needle) in [
         (
             cmd(&tip, &zero, "refs/heads/main"),
-            "deleting main is refused",
+            "deleting the trunk is refused",
         ),
-        (side, "only refs/heads/main"),
+        (side, "ref refs/heads/side refused"),
     ] {
         let (got, report) = common::http(
             addr,

@@ -70,7 +70,7 @@ async fn git_cli_clone_commit_push_fetch_and_forced_push_refused() {
     assert!(s.hub.trunk_contains(&pushed));
     assert_eq!(s.hub.trunk_len(), 3);
     assert_eq!(
-        s.hub.stats().rejected_by_reason.get("non-fast-forward"),
+        s.hub.stats().rejected_by_reason.get("rewrite"),
         Some(&1),
         "the forced push reached the hub and was refused there"
     );

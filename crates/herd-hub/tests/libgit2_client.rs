@@ -68,6 +68,7 @@ async fn the_hub_refuses_a_stale_old_tip_with_the_standard_report() {
     let url = s.hub.url();
     let work = s.dir.path().to_path_buf();
     let seed = s.hub.tip().unwrap();
+    let stale_old = seed.clone();
     let body = tokio::task::spawn_blocking(move || {
         let a = common::clone(&url, &work.join("a"));
         let b = common::clone(&url, &work.join("b"));
@@ -89,7 +90,7 @@ async fn the_hub_refuses_a_stale_old_tip_with_the_standard_report() {
     );
     assert_eq!(status, 200);
     assert!(
-        report.contains("ng refs/heads/main non-fast-forward"),
+        report.contains("ng refs/heads/main non-fast-forward: the trunk moved to"),
         "{report:?}"
     );
     assert_eq!(s.hub.tip(), tip);
@@ -98,10 +99,30 @@ async fn the_hub_refuses_a_stale_old_tip_with_the_standard_report() {
         before,
         "a refused push leaves no objects behind"
     );
-    assert_eq!(
-        s.hub.stats().rejected_by_reason.get("non-fast-forward"),
-        Some(&1)
+    assert_eq!(s.hub.stats().rejected_by_reason.get("stale"), Some(&1));
+
+    // A push that cannot win costs no pack: with a stale old tip even a corrupt pack is never
+    // read — the answer is the fork refusal, not a 400 for the pack.
+    let mut corrupt = Vec::new();
+    herd_hub::pkt_line::write(
+        &mut corrupt,
+        format!("{stale_old} {} refs/heads/main\0report-status\n", "4".repeat(40)).as_bytes(),
     );
+    herd_hub::pkt_line::flush(&mut corrupt);
+    corrupt.extend_from_slice(b"PACK\0\0\0\x02\0\0\0\x05not a pack at all");
+    let (status, report) = common::http(
+        s.hub.addr(),
+        "POST",
+        "/herd.git/git-receive-pack",
+        &[("Content-Type", "application/x-git-receive-pack-request")],
+        &corrupt,
+    );
+    assert_eq!(status, 200, "{report}");
+    assert!(
+        report.contains(&format!("the trunk moved to {}", tip.unwrap())),
+        "{report:?}"
+    );
+    assert_eq!(common::snapshot(s.hub.dir()), before);
 }
 
 #[tokio::test(flavor = "multi_thread")]

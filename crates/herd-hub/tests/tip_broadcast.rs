@@ -1,4 +1,5 @@
-//! Exactly one TipChanged per accepted push, in trunk order; none for refused pushes.
+//! Exactly one TipChanged per accepted push, in trunk order, carrying the commit's objects;
+//! none for refused pushes.
 
 mod common;
 
@@ -53,7 +54,8 @@ async fn one_broadcast_per_accepted_push_none_for_refusals() {
     );
     assert_eq!(
         got.iter().map(|e| e.tip.seq).collect::<Vec<_>>(),
-        vec![1, 2, 3]
+        vec![2, 3, 4],
+        "seq is the commit's position on the trunk (the seed is 1)"
     );
     assert_eq!(got[1].tip.prev, oids[0]);
     assert!(
@@ -61,6 +63,46 @@ async fn one_broadcast_per_accepted_push_none_for_refusals() {
             |e| e.traceparent.as_deref() == Some(tp) && e.tip.slot.as_deref() == Some("slot-0")
         )
     );
+    // Each carries its commit's objects: a pack a holder of `prev` can index on its own.
+    for ev in &got {
+        let pack = ev.pack.as_ref().expect("a payload under the cap");
+        assert_eq!(pack.len() as u64, ev.tip.pack_bytes);
+        assert!(pack.starts_with(b"PACK"));
+    }
+    let holder = tempfile::tempdir().unwrap();
+    let repo = git2::Repository::init_bare(holder.path()).unwrap();
+    let index = |bytes: &[u8]| {
+        let odb = repo.odb().unwrap();
+        let dir = holder.path().join("objects/pack");
+        let mut indexer = git2::Indexer::new(Some(&odb), &dir, 0o444, true).unwrap();
+        std::io::Write::write_all(&mut indexer, bytes).unwrap();
+        indexer.commit().unwrap();
+    };
+    // Start from a full copy of the seed, then apply the three payloads in order.
+    let hub = git2::Repository::open_bare(s.hub.dir()).unwrap();
+    let mut builder = hub.packbuilder().unwrap();
+    let mut walk = hub.revwalk().unwrap();
+    walk.push(git2::Oid::from_str(&got[0].tip.prev).unwrap())
+        .unwrap();
+    builder.insert_walk(&mut walk).unwrap();
+    let mut seed_pack = git2::Buf::new();
+    builder.write_buf(&mut seed_pack).unwrap();
+    index(&seed_pack);
+    for ev in &got {
+        index(ev.pack.as_ref().unwrap());
+    }
+    let tip = repo
+        .find_commit(git2::Oid::from_str(&oids[2]).unwrap())
+        .unwrap();
+    let odb = repo.odb().unwrap();
+    tip.tree()
+        .unwrap()
+        .walk(git2::TreeWalkMode::PreOrder, |_, e| {
+            assert!(odb.exists(e.id()), "{:?}", e.name());
+            git2::TreeWalkResult::Ok
+        })
+        .unwrap();
+
     // Nothing for the refused push.
     assert!(
         tokio::time::timeout(Duration::from_millis(500), tips.next())
