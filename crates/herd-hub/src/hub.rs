@@ -89,6 +89,8 @@ pub(crate) struct Inner {
     trunk: Mutex<(Oid, u64)>,
     integrator: Integrator,
     repack_due: Notify,
+    /// Held while the merge queue lands a group; [`Hub::hold_queue`] holds it from outside.
+    pub(crate) queue_gate: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// A running hub.
@@ -135,6 +137,7 @@ impl Hub {
             trunk: Mutex::new((tip, len)),
             integrator,
             repack_due: Notify::new(),
+            queue_gate: Arc::new(tokio::sync::Mutex::new(())),
         });
         let mut tasks = Vec::new();
         if let Some(rx) = queue_rx {
@@ -180,6 +183,12 @@ impl Hub {
     /// How this hub integrates pushes.
     pub fn mode(&self) -> HubMode {
         self.inner.config.mode
+    }
+
+    /// Holds the merge queue: pushes wait (accepted into the queue, not yet landed) until the
+    /// guard is dropped, then land as one group. For tests and fault injection.
+    pub async fn hold_queue(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.inner.queue_gate.clone().lock_owned().await
     }
 
     /// Counters.

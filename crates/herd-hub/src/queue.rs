@@ -44,6 +44,7 @@ pub(crate) struct QueueItem {
 /// The lander: runs until every sender is gone.
 pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<QueueItem>) {
     while let Some(first) = rx.recv().await {
+        let _gate = inner.queue_gate.lock().await;
         let mut group = vec![first];
         while group.len() < MAX_GROUP {
             match rx.try_recv() {

@@ -44,6 +44,15 @@ pub enum LeafError {
         /// Attempts made.
         attempts: u32,
     },
+    /// The hub refused the push on policy (outside the slot, not linear, ...): retrying the same
+    /// change cannot help; the task failed and its claim was released.
+    #[error("task {task}: refused by the hub: {reason}; claim released")]
+    Refused {
+        /// The task.
+        task: String,
+        /// The hub's reason.
+        reason: String,
+    },
     /// A path a task wants to write is not allowed.
     #[error("invalid path {path:?}: {reason}")]
     InvalidPath {

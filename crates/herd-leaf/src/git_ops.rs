@@ -1,15 +1,30 @@
-//! The git side of a leaf, run only on its worker thread: clone or reopen, build a commit on
-//! top of the latest known trunk tip, push (checking both the push error and the
-//! `push_update_reference` callback — `Remote::push` returns Ok for a refused ref), fetch, and
-//! rebase a rejected commit onto the new tip (`cherrypick_commit`).
+//! The git side of a leaf, run only on its worker thread ([`crate::worker`]).
+//!
+//! - **The worktree holds the leaf's slot only.** A commit writes the task's files there and
+//!   builds its tree by swapping those entries into the base tip's tree (`TreeUpdateBuilder`:
+//!   only the trees on the changed paths are rewritten), so its cost does not grow with the
+//!   other slots — a full `reset --hard` per commit touched every file of every slot.
+//! - **A rebase after a fork** replays the same entries onto the new tip when the trunk did not
+//!   touch them since the old base, and falls back to a three-way `cherrypick_commit` (which
+//!   finds real content conflicts) otherwise.
+//! - **A push** sends `<commit>:refs/heads/main` (race) or `<commit>:refs/for/main` (merge
+//!   queue) and checks both the push error and the `push_update_reference` callback —
+//!   `Remote::push` returns Ok for a refused ref. Refusals are read once ([`herd_hub::classify`]).
+//! - **Payloads** from tip broadcasts are read into the object database ([`crate::pack_reader`]);
+//!   a fetch is the fallback.
+//!
+//! What the leaf holds of the trunk lives in memory ([`Held`], shared with the async side, plus
+//! a watch channel that wakes a committer waiting for a tip); refs are written by [`Repo::flush`].
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use git2::build::CheckoutBuilder;
-use git2::{
-    ErrorCode, FetchOptions, Oid, PushOptions, RemoteCallbacks, Repository, ResetType, Signature,
-};
+use git2::{FetchOptions, Mempack, ObjectType, Oid, PushOptions, RemoteCallbacks, Repository};
+use herd_hub::tree_diff::{self, Change};
+use herd_hub::{RefusalKind, classify};
+use tokio::sync::watch;
+
+use crate::pack_reader;
 
 /// Where the trunk's tip is tracked locally.
 pub const ORIGIN_MAIN: &str = "refs/remotes/origin/main";
@@ -36,21 +51,58 @@ impl Held {
     }
 }
 
-/// The leaf's repository and the shared [`Held`] view.
-pub struct Repo {
-    repo: Repository,
+/// The commit being pushed: what it was built on and the entries it sets.
+#[derive(Clone, Debug)]
+struct Built {
+    commit: Oid,
+    base: Oid,
+    changes: Vec<Change>,
+}
+
+/// Everything the worker keeps between jobs.
+pub struct RepoState {
     workdir: PathBuf,
     /// Shared with the tip subscriber.
     pub held: Arc<Mutex<Held>>,
+    tip_tx: watch::Sender<Option<Oid>>,
+    unflushed: usize,
+    built: Option<Built>,
+}
+
+/// The repository as a job sees it.
+pub struct Repo<'r> {
+    git: &'r Repository,
+    writes: &'r Mempack<'r>,
+    st: &'r mut RepoState,
+}
+
+/// Which ref a push targets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PushTarget {
+    /// `refs/heads/main`: a compare-and-swap of the tip (race mode).
+    Trunk,
+    /// `refs/for/main`: the merge queue.
+    Queue,
 }
 
 /// How a push ended.
 #[derive(Debug)]
 pub enum PushResult {
-    /// The hub accepted it.
-    Accepted,
-    /// Refused (stale tip: a fork), with the reason.
-    Rejected(String),
+    /// The hub landed it; `landed` is the commit on the trunk (the pushed one, or its replay).
+    Accepted {
+        /// The commit on the trunk.
+        landed: Oid,
+    },
+    /// Refused: a fork (rebase and retry) or a policy refusal (give up), with the reason and
+    /// the trunk tip the hub named, if any.
+    Rejected {
+        /// The hub's (or libgit2's) reason.
+        reason: String,
+        /// What to do about it.
+        kind: RefusalKind,
+        /// The trunk tip to rebase onto, when known.
+        tip: Option<Oid>,
+    },
     /// Transport or hub failure; `unknown` when the push may have landed.
     Failed { reason: String, unknown: bool },
 }
@@ -67,9 +119,18 @@ pub enum Rebased {
     Landed,
 }
 
-impl Repo {
-    /// Clones `url` into `dir` or reopens an existing clone there.
-    pub fn open_or_clone(url: &str, dir: &Path) -> Result<Repo, git2::Error> {
+/// Why a payload was not applied.
+#[derive(Debug)]
+pub enum ApplyError {
+    /// The leaf does not hold the payload's base tip: fetch instead.
+    NotAtBase,
+    /// The pack or its objects were unusable (missing base, corrupt): fetch instead.
+    Bad(String),
+}
+
+impl RepoState {
+    /// Clones `url` into `dir` (or reopens the clone there) and reads what it holds.
+    pub fn open_or_clone(url: &str, dir: &Path) -> Result<(Repository, RepoState), git2::Error> {
         herd_hub::client::register().map_err(|e| git2::Error::from_str(&e))?;
         let repo = if dir.join(".git").is_dir() {
             Repository::open(dir)?
@@ -88,58 +149,145 @@ impl Repo {
         {
             repo.set_head(MAIN)?;
         }
+        // A ref naming an object that never reached disk (a crash before a flush) is dropped;
+        // the leaf fetches the trunk again.
+        let valid = |name: &str| {
+            repo.refname_to_id(name)
+                .ok()
+                .filter(|oid| repo.find_commit(*oid).is_ok())
+        };
         let held = Held {
-            remote_tip: repo.refname_to_id(ORIGIN_MAIN).ok(),
-            local_head: repo.refname_to_id(MAIN).ok(),
+            remote_tip: valid(ORIGIN_MAIN),
+            local_head: valid(MAIN),
             pushed: Default::default(),
         };
-        Ok(Repo {
-            repo,
+        let (tip_tx, _) = watch::channel(held.remote_tip);
+        let state = RepoState {
             workdir: dir.to_path_buf(),
             held: Arc::new(Mutex::new(held)),
-        })
+            tip_tx,
+            unflushed: 0,
+            built: None,
+        };
+        Ok((repo, state))
+    }
+
+    /// A receiver that sees every change of the remote-tracking tip.
+    pub fn watch_tip(&self) -> watch::Receiver<Option<Oid>> {
+        self.tip_tx.subscribe()
+    }
+}
+
+impl Repo<'_> {
+    /// Opens (or clones) a leaf repository at `dir` and runs `f` on it on this thread, with the
+    /// same memory backend the worker uses; flushes afterwards. For tools and tests that drive
+    /// the git side without a leaf.
+    pub fn scoped<T>(
+        url: &str,
+        dir: &Path,
+        f: impl FnOnce(&mut Repo<'_>) -> T,
+    ) -> Result<T, git2::Error> {
+        let (git, mut state) = RepoState::open_or_clone(url, dir)?;
+        let odb = git.odb()?;
+        let writes = odb.add_new_mempack_backend(1000)?;
+        let mut repo = Repo::new(&git, &writes, &mut state);
+        let out = f(&mut repo);
+        repo.flush()?;
+        Ok(out)
+    }
+}
+
+impl<'r> Repo<'r> {
+    pub(crate) fn new(git: &'r Repository, writes: &'r Mempack<'r>, st: &'r mut RepoState) -> Self {
+        Repo { git, writes, st }
     }
 
     fn update(&self, f: impl FnOnce(&mut Held)) {
-        if let Ok(mut held) = self.held.lock() {
-            f(&mut held);
-        }
-    }
-
-    fn set_local_head(&self, oid: Oid) {
-        self.update(|h| h.local_head = Some(oid));
+        f(&mut self.st.held.lock().expect("held lock"));
     }
 
     fn set_remote_tip(&self, oid: Oid) {
         self.update(|h| h.remote_tip = Some(oid));
+        self.st.tip_tx.send_replace(Some(oid));
+    }
+
+    /// Object bytes written to memory since the last flush.
+    pub fn unflushed(&self) -> usize {
+        self.st.unflushed
     }
 
     /// The remote-tracking tip.
     pub fn origin_tip(&self) -> Result<Oid, git2::Error> {
-        self.repo.refname_to_id(ORIGIN_MAIN)
+        self.st
+            .held
+            .lock()
+            .expect("held lock")
+            .remote_tip
+            .ok_or_else(|| git2::Error::from_str("the leaf holds no trunk tip"))
     }
 
-    /// Local main.
+    /// The commit this leaf built last, or the trunk tip.
     pub fn head(&self) -> Result<Oid, git2::Error> {
-        self.repo.refname_to_id(MAIN)
+        let held = self.st.held.lock().expect("held lock");
+        held.local_head
+            .or(held.remote_tip)
+            .ok_or_else(|| git2::Error::from_str("the leaf holds no commit"))
     }
 
-    /// Resets the worktree to the trunk tip, writes `files`, and commits them on top of it.
+    /// Is `ancestor` the tip the leaf holds, or an ancestor of it?
+    pub fn holds_commit(&self, ancestor: Oid) -> bool {
+        match self.origin_tip() {
+            Ok(tip) => tip == ancestor || self.git.graph_descendant_of(tip, ancestor).unwrap_or(false),
+            Err(_) => false,
+        }
+    }
+
+    /// Writes the memory backend's objects as one pack, then saves the refs.
+    pub fn flush(&mut self) -> Result<(), git2::Error> {
+        if self.st.unflushed > 0 {
+            let mut buf = git2::Buf::new();
+            self.writes.dump(self.git, &mut buf)?;
+            let odb = self.git.odb()?;
+            let mut writer = odb.packwriter()?;
+            std::io::Write::write_all(&mut writer, &buf)
+                .map_err(|e| git2::Error::from_str(&format!("writing leaf pack: {e}")))?;
+            writer.commit()?;
+            self.writes.reset()?;
+            self.st.unflushed = 0;
+        }
+        self.save_refs()
+    }
+
+    fn save_refs(&self) -> Result<(), git2::Error> {
+        let (tip, head) = {
+            let held = self.st.held.lock().expect("held lock");
+            (held.remote_tip, held.local_head)
+        };
+        if let Some(tip) = tip {
+            self.git.reference(ORIGIN_MAIN, tip, true, "herd: trunk tip")?;
+        }
+        if let Some(head) = head.or(tip) {
+            self.git.reference(MAIN, head, true, "herd: last commit")?;
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, kind: ObjectType, data: &[u8]) -> Result<Oid, git2::Error> {
+        self.st.unflushed += data.len();
+        self.git.odb()?.write(kind, data)
+    }
+
+    /// Writes `files` into the worktree and commits them on top of the trunk tip the leaf holds.
     pub fn commit_files(
         &mut self,
         files: &[(String, Vec<u8>)],
         author: &str,
         message: &str,
     ) -> Result<Oid, git2::Error> {
-        let base = self.repo.find_commit(self.origin_tip()?)?;
-        self.repo.reset(
-            base.as_object(),
-            ResetType::Hard,
-            Some(CheckoutBuilder::new().force()),
-        )?;
-        let mut index = self.repo.index()?;
+        let base = self.origin_tip()?;
+        let mut changes = Vec::with_capacity(files.len());
         for (path, bytes) in files {
-            let full = self.workdir.join(path);
+            let full = self.st.workdir.join(path);
             if let Some(parent) = full.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| {
                     git2::Error::from_str(&format!("mkdir {}: {e}", parent.display()))
@@ -147,23 +295,113 @@ impl Repo {
             }
             std::fs::write(&full, bytes)
                 .map_err(|e| git2::Error::from_str(&format!("write {}: {e}", full.display())))?;
-            index.add_path(Path::new(path))?;
+            let blob = self.write(ObjectType::Blob, bytes)?;
+            changes.push(Change {
+                path: path.clone(),
+                old: None,
+                new: Some((blob, 0o100644)),
+            });
         }
-        index.write()?;
-        let tree = self.repo.find_tree(index.write_tree()?)?;
-        let sig = Signature::now(author, &format!("{author}@herd"))?;
-        let oid = self
-            .repo
-            .commit(Some(MAIN), &sig, &sig, message, &tree, &[&base])?;
-        self.set_local_head(oid);
-        Ok(oid)
+        let sig = git2::Signature::now(author, &format!("{author}@herd"))?;
+        let commit = self.commit_onto(base, &changes, &sig, &sig, message)?;
+        self.st.built = Some(Built {
+            commit,
+            base,
+            changes,
+        });
+        self.update(|h| h.local_head = Some(commit));
+        Ok(commit)
     }
 
-    /// Pushes local main with extra request headers (slot, traceparent).
-    pub fn push(&mut self, headers: &[(&str, &str)]) -> PushResult {
+    fn commit_onto(
+        &mut self,
+        base: Oid,
+        changes: &[Change],
+        author: &git2::Signature<'_>,
+        committer: &git2::Signature<'_>,
+        message: &str,
+    ) -> Result<Oid, git2::Error> {
+        let parent = self.git.find_commit(base)?;
+        let tree_id = tree_diff::apply(self.git, &parent.tree()?, changes)?;
+        let tree = self.git.find_tree(tree_id)?;
+        // Trees and the commit went to the memory backend; count them for the flush.
+        self.st.unflushed += 256 * (changes.len() + 2) + message.len();
+        self.git
+            .commit(None, author, committer, message, &tree, &[&parent])
+    }
+
+    /// Replays the commit being pushed onto `onto` (a newer trunk tip the leaf holds).
+    pub fn rebase_onto(&mut self, onto: Oid) -> Result<Rebased, git2::Error> {
+        let built = self
+            .st
+            .built
+            .clone()
+            .ok_or_else(|| git2::Error::from_str("nothing to rebase"))?;
+        if onto == built.commit || self.git.graph_descendant_of(onto, built.commit)? {
+            return Ok(Rebased::Landed);
+        }
+        if onto == built.base {
+            return Ok(Rebased::Onto(built.commit));
+        }
+        let local = self.git.find_commit(built.commit)?;
+        let (author, committer) = (local.author().to_owned(), local.committer().to_owned());
+        let message = local.message().unwrap_or("").to_string();
+        let onto_tree = self.git.find_commit(onto)?.tree()?;
+        let base_tree = self.git.find_commit(built.base)?.tree()?;
+        let untouched = built
+            .changes
+            .iter()
+            .all(|c| tree_diff::entry_at(&onto_tree, &c.path) == tree_diff::entry_at(&base_tree, &c.path));
+        let commit = if untouched {
+            self.commit_onto(onto, &built.changes, &author, &committer, &message)?
+        } else {
+            let onto_commit = self.git.find_commit(onto)?;
+            let index = self.git.cherrypick_commit(&local, &onto_commit, 0, None)?;
+            if index.has_conflicts() {
+                let paths = index
+                    .conflicts()?
+                    .filter_map(|c| c.ok())
+                    .filter_map(|c| c.our.or(c.their).or(c.ancestor))
+                    .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+                    .collect();
+                return Ok(Rebased::Conflict(paths));
+            }
+            let mut index = index;
+            let tree = self.git.find_tree(index.write_tree_to(self.git)?)?;
+            self.st.unflushed += 4096;
+            self.git
+                .commit(None, &author, &committer, &message, &tree, &[&onto_commit])?
+        };
+        self.st.built = Some(Built {
+            commit,
+            base: onto,
+            changes: built.changes,
+        });
+        self.update(|h| h.local_head = Some(commit));
+        Ok(Rebased::Onto(commit))
+    }
+
+    /// The base of the commit being pushed.
+    pub fn built_base(&self) -> Option<Oid> {
+        self.st.built.as_ref().map(|b| b.base)
+    }
+
+    /// Pushes the commit being built to `target`, with extra request headers (slot,
+    /// traceparent).
+    pub fn push(&mut self, headers: &[(&str, &str)], target: PushTarget) -> PushResult {
+        let Some(commit) = self.st.built.as_ref().map(|b| b.commit) else {
+            return PushResult::Failed {
+                reason: "nothing to push".into(),
+                unknown: false,
+            };
+        };
+        let dst = match target {
+            PushTarget::Trunk => MAIN,
+            PushTarget::Queue => herd_hub::QUEUE_REF,
+        };
         let mut refused: Option<String> = None;
-        let result = {
-            let mut remote = match self.repo.find_remote("origin") {
+        let (result, exchange) = {
+            let mut remote = match self.git.find_remote("origin") {
                 Ok(r) => r,
                 Err(e) => {
                     return PushResult::Failed {
@@ -180,35 +418,39 @@ impl Repo {
             let mut opts = PushOptions::new();
             opts.remote_callbacks(callbacks);
             herd_hub::client::with_headers(headers, || {
-                remote.push(&[&format!("{MAIN}:{MAIN}")], Some(&mut opts))
+                let r = remote.push(&[format!("{commit}:{dst}")], Some(&mut opts));
+                (r, herd_hub::client::last_exchange())
             })
         };
         match (result, refused) {
-            (Ok(()), None) => match self.head() {
-                Ok(head) => {
-                    let _ = self.repo.reference(ORIGIN_MAIN, head, true, "pushed");
+            (Ok(()), None) => {
+                let landed = exchange.landed.unwrap_or(commit);
+                if landed == commit {
+                    // The trunk is now this very commit, which the leaf holds.
                     self.update(|h| {
-                        h.remote_tip = Some(head);
-                        h.pushed.push_back(head);
+                        h.pushed.push_back(commit);
                         if h.pushed.len() > PUSHED_MEMORY {
                             h.pushed.pop_front();
                         }
                     });
-                    PushResult::Accepted
+                    self.set_remote_tip(commit);
                 }
-                Err(e) => PushResult::Failed {
-                    reason: e.message().to_string(),
-                    unknown: true,
-                },
-            },
-            (Ok(()), Some(reason)) => PushResult::Rejected(reason),
-            // libgit2 refuses locally when the advertised tip is not in the local store.
-            (Err(e), _)
-                if e.code() == ErrorCode::NotFastForward
-                    || e.message().contains("not present locally") =>
-            {
-                PushResult::Rejected(e.message().to_string())
+                PushResult::Accepted { landed }
             }
+            (Ok(()), Some(reason)) => {
+                let refused = classify(&reason);
+                PushResult::Rejected {
+                    tip: refused.tip.or(exchange.advertised_tip),
+                    kind: refused.kind,
+                    reason,
+                }
+            }
+            // libgit2 refuses locally when the advertised tip is not in the local store.
+            (Err(e), _) if classify(e.message()).kind == RefusalKind::Fork => PushResult::Rejected {
+                reason: e.message().to_string(),
+                kind: RefusalKind::Fork,
+                tip: exchange.advertised_tip,
+            },
             // The request may have reached the hub before the connection failed.
             (Err(e), _) => PushResult::Failed {
                 reason: e.message().to_string(),
@@ -219,58 +461,43 @@ impl Repo {
 
     /// Fetches the trunk; returns the new remote-tracking tip.
     pub fn fetch(&mut self, headers: &[(&str, &str)]) -> Result<Oid, git2::Error> {
-        let mut remote = self.repo.find_remote("origin")?;
+        // Saved refs are the fetch's haves: stale ones would make the hub send more.
+        self.save_refs()?;
+        let mut remote = self.git.find_remote("origin")?;
         let mut opts = FetchOptions::new();
         opts.update_fetchhead(false);
         herd_hub::client::with_headers(headers, || {
-            remote.fetch(&[&format!("+{MAIN}:{ORIGIN_MAIN}")], Some(&mut opts), None)
+            remote.fetch(&[format!("+{MAIN}:{ORIGIN_MAIN}")], Some(&mut opts), None)
         })?;
-        let tip = self.origin_tip()?;
+        let tip = self.git.refname_to_id(ORIGIN_MAIN)?;
         self.set_remote_tip(tip);
         Ok(tip)
     }
 
-    /// Fetches, then replays local main's commit onto the new trunk tip.
-    pub fn fetch_and_rebase(&mut self, headers: &[(&str, &str)]) -> Result<Rebased, git2::Error> {
-        let tip = self.fetch(headers)?;
-        let onto = self.repo.find_commit(tip)?;
-        let local = self.repo.find_commit(self.head()?)?;
-        if onto.id() == local.id() || self.repo.graph_descendant_of(onto.id(), local.id())? {
-            return Ok(Rebased::Landed);
+    /// Applies a broadcast payload taking the leaf from `prev` to `oid`.
+    pub fn apply_payload(&mut self, prev: Oid, oid: Oid, pack: &[u8]) -> Result<(), ApplyError> {
+        if self.origin_tip().ok() != Some(prev) {
+            return Err(ApplyError::NotAtBase);
         }
-        let mut index = self.repo.cherrypick_commit(&local, &onto, 0, None)?;
-        if index.has_conflicts() {
-            let paths = index
-                .conflicts()?
-                .filter_map(|c| c.ok())
-                .filter_map(|c| c.our.or(c.their).or(c.ancestor))
-                .map(|e| String::from_utf8_lossy(&e.path).into_owned())
-                .collect();
-            self.repo.reset(
-                onto.as_object(),
-                ResetType::Hard,
-                Some(CheckoutBuilder::new().force()),
-            )?;
-            return Ok(Rebased::Conflict(paths));
+        let odb = self.git.odb().map_err(|e| ApplyError::Bad(e.message().into()))?;
+        let objects = pack_reader::read(pack, |base| {
+            odb.read(base)
+                .ok()
+                .map(|o| (o.kind(), o.data().to_vec()))
+        })
+        .map_err(|e| ApplyError::Bad(e.to_string()))?;
+        for (kind, data) in &objects {
+            self.write(*kind, data)
+                .map_err(|e| ApplyError::Bad(e.message().into()))?;
         }
-        let tree = self.repo.find_tree(index.write_tree_to(&self.repo)?)?;
-        let author = local.author();
-        let oid = self.repo.commit(
-            None,
-            &author,
-            &local.committer(),
-            local.message().unwrap_or(""),
-            &tree,
-            &[&onto],
-        )?;
-        self.repo.reference(MAIN, oid, true, "herd rebase")?;
-        self.set_local_head(oid);
-        let commit = self.repo.find_commit(oid)?;
-        self.repo.reset(
-            commit.as_object(),
-            ResetType::Hard,
-            Some(CheckoutBuilder::new().force()),
-        )?;
-        Ok(Rebased::Onto(oid))
+        match self.git.find_commit(oid) {
+            Ok(c) if c.parent_id(0).ok() == Some(prev) => {
+                self.set_remote_tip(oid);
+                Ok(())
+            }
+            _ => Err(ApplyError::Bad(format!(
+                "the payload does not hold commit {oid} on {prev}"
+            ))),
+        }
     }
 }

@@ -5,17 +5,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use git2::Oid;
 use herd_bus::{Bus, BusError, ClaimOutcome, TaskRecord, TaskState};
+use herd_hub::HubMode;
 use rand::RngExt;
+use tokio::sync::watch;
 
 mod commit;
 
 use crate::error::LeafError;
-use crate::git_ops::{Held, Repo};
+use crate::git_ops::{Held, RepoState};
 use crate::ledger::{Ledger, LedgerTask};
 use crate::paths;
 use crate::stats::{Counters, LeafStats, add};
-use crate::tip_sync::{SyncContext, SyncHook, TipSync};
+use crate::tip_sync::{SyncContext, SyncHook, SyncPolicy, TipSync};
 use crate::worker::{Worker, WorkerThread};
 
 /// Bounded, jittered retry of rejected pushes.
@@ -68,9 +71,18 @@ pub struct LeafConfig {
     pub retry: RetryPolicy,
     /// Observer of every handled broadcast.
     pub on_sync: Option<SyncHook>,
-    /// Pull on tip broadcasts (default). Off, the leaf only fetches when a push is rejected:
-    /// the baseline that shows what broadcasts buy.
-    pub sync_on_broadcast: bool,
+    /// How the leaf follows the trunk (default: apply broadcast payloads).
+    pub sync: SyncPolicy,
+    /// How the hub integrates pushes: race pushes `refs/heads/main` as a compare-and-swap,
+    /// queue pushes `refs/for/main` to the merge queue.
+    pub hub_mode: HubMode,
+    /// Subscribe to tip broadcasts (default). Off, the leaf learns of a new tip only when its
+    /// push is refused (use with on-demand sync): the baseline that shows what broadcasts buy,
+    /// and deterministic forks for tests.
+    pub subscribe: bool,
+    /// How long a leaf whose push lost the race waits for the new tip's broadcast before it
+    /// fetches instead (payload sync).
+    pub tip_wait: Duration,
 }
 
 impl LeafConfig {
@@ -85,7 +97,10 @@ impl LeafConfig {
             claim_ttl: Duration::from_secs(60),
             retry: RetryPolicy::default(),
             on_sync: None,
-            sync_on_broadcast: true,
+            sync: SyncPolicy::default(),
+            hub_mode: HubMode::default(),
+            subscribe: true,
+            tip_wait: Duration::from_secs(2),
         }
     }
 }
@@ -124,6 +139,9 @@ impl Claim {
 pub struct CommitOutcome {
     /// The commit on the trunk.
     pub oid: String,
+    /// The commit the leaf pushed: `oid` itself, or (merge queue) the commit the hub replayed
+    /// onto a newer tip as `oid`.
+    pub pushed: String,
     /// Rebase-and-retry rounds it took.
     pub fork_retries: u32,
     /// From the start of `commit` to the hub's acceptance.
@@ -137,6 +155,10 @@ pub struct Leaf {
     bus: Bus,
     claim_ttl: Duration,
     retry: RetryPolicy,
+    policy: SyncPolicy,
+    hub_mode: HubMode,
+    tip_wait: Duration,
+    tip_rx: watch::Receiver<Option<Oid>>,
     worker: Mutex<Option<Worker>>,
     thread: Mutex<Option<WorkerThread>>,
     sync: tokio::sync::Mutex<Option<TipSync>>,
@@ -183,17 +205,19 @@ impl Leaf {
         })?;
         let ledger = Arc::new(Ledger::open(&config.dir)?);
         let (url, repo_dir) = (config.hub_url.clone(), config.dir.join("repo"));
-        let repo = tokio::task::spawn_blocking(move || Repo::open_or_clone(&url, &repo_dir))
-            .await
-            .map_err(|_| LeafError::WorkerGone)?
-            .map_err(|e| LeafError::Hub {
-                task: String::new(),
-                reason: format!("cloning {}: {}", config.hub_url, e.message()),
-                unknown: false,
-            })?;
-        let held = repo.held.clone();
+        let (repo, state) =
+            tokio::task::spawn_blocking(move || RepoState::open_or_clone(&url, &repo_dir))
+                .await
+                .map_err(|_| LeafError::WorkerGone)?
+                .map_err(|e| LeafError::Hub {
+                    task: String::new(),
+                    reason: format!("cloning {}: {}", config.hub_url, e.message()),
+                    unknown: false,
+                })?;
+        let held = state.held.clone();
+        let tip_rx = state.watch_tip();
         let counters = Arc::new(Counters::default());
-        let (worker, thread) = Worker::start(&config.id, repo)?;
+        let (worker, thread) = Worker::start(&config.id, repo, state)?;
         let sync_ctx = Arc::new(SyncContext::new(
             config.id.clone(),
             config.slot.clone(),
@@ -203,12 +227,22 @@ impl Leaf {
             held.clone(),
             config.on_sync.clone(),
         ));
-        let sync = if config.sync_on_broadcast {
+        let sync = if config.subscribe {
             let tips = bus.tips().await.map_err(|e| LeafError::bus("", e))?;
-            Some(TipSync::spawn(tips, sync_ctx.clone()))
+            Some(TipSync::spawn(tips, sync_ctx.clone(), config.sync))
         } else {
             None
         };
+        if held.lock().expect("held lock").remote_tip.is_none() {
+            // Reopened after a crash that lost the tip's objects: start from the trunk again.
+            crate::tip_sync::fetch(&sync_ctx)
+                .await
+                .map_err(|reason| LeafError::Hub {
+                    task: String::new(),
+                    reason: format!("fetching {}: {reason}", config.hub_url),
+                    unknown: false,
+                })?;
+        }
         Ok(Leaf {
             next_task: AtomicU64::new(ledger.task_count()?),
             id: config.id,
@@ -216,6 +250,10 @@ impl Leaf {
             bus,
             claim_ttl: config.claim_ttl,
             retry: config.retry,
+            policy: config.sync,
+            hub_mode: config.hub_mode,
+            tip_wait: config.tip_wait,
+            tip_rx,
             worker: Mutex::new(Some(worker)),
             thread: Mutex::new(Some(thread)),
             sync: tokio::sync::Mutex::new(sync),
@@ -250,8 +288,14 @@ impl Leaf {
     pub fn remote_tip(&self) -> Option<String> {
         self.held
             .lock()
-            .ok()
-            .and_then(|h| h.remote_tip.map(|o| o.to_string()))
+            .expect("held lock")
+            .remote_tip
+            .map(|o| o.to_string())
+    }
+
+    /// How this leaf follows the trunk.
+    pub fn sync_policy(&self) -> SyncPolicy {
+        self.policy
     }
 
     /// Local main (its last commit, or the trunk tip it was reset to).

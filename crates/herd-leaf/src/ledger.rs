@@ -14,8 +14,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::error::LeafError;
 
-/// The schema this code writes.
-pub const SCHEMA_VERSION: i64 = 1;
+/// The schema this code writes. Version 2 added `pushed_oid`.
+pub const SCHEMA_VERSION: i64 = 2;
 /// The ledger's file name inside the leaf directory.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
 
@@ -32,8 +32,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     closed_at     INTEGER,
     released_at   INTEGER,
     failed_at     INTEGER,
-    commit_oid    TEXT,
-    fork_retries  INTEGER NOT NULL DEFAULT 0
+    commit_oid    TEXT,                    -- the commit on the trunk
+    fork_retries  INTEGER NOT NULL DEFAULT 0,
+    pushed_oid    TEXT                     -- the commit pushed, when the hub replayed it
 );
 CREATE TABLE IF NOT EXISTS events (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -59,6 +60,8 @@ pub struct LedgerTask {
     pub epoch: Option<u64>,
     /// Commit on the trunk.
     pub commit: Option<String>,
+    /// The commit pushed, when the hub landed it as a different one (merge queue).
+    pub pushed: Option<String>,
     /// Fork retries of its commit.
     pub fork_retries: u64,
 }
@@ -107,6 +110,10 @@ impl Ledger {
             )));
         }
         conn.execute_batch(SCHEMA).map_err(err)?;
+        if version == 1 {
+            conn.execute_batch("ALTER TABLE tasks ADD COLUMN pushed_oid TEXT")
+                .map_err(err)?;
+        }
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;
         Ok(Ledger {
@@ -179,6 +186,22 @@ impl Ledger {
         })
     }
 
+    /// Records the commit a task pushed when the hub landed it as a different commit (the merge
+    /// queue replays a push built on an older tip); `commit_oid` holds the landed one.
+    pub fn set_pushed(&self, id: &str, pushed: &str) -> Result<(), LeafError> {
+        self.with(id, |c| {
+            c.execute(
+                "UPDATE tasks SET pushed_oid = ?2 WHERE id = ?1",
+                params![id, pushed],
+            )?;
+            c.execute(
+                "INSERT INTO events (at, task, kind, detail) VALUES (?1, ?2, 'replayed', ?3)",
+                params![now_ms(), id, pushed],
+            )?;
+            Ok(())
+        })
+    }
+
     /// Appends an event not tied to a state change (broadcast outcomes, fork retries).
     pub fn event(
         &self,
@@ -198,7 +221,7 @@ impl Ledger {
     /// One task.
     pub fn task(&self, id: &str) -> Result<Option<LedgerTask>, LeafError> {
         self.with(id, |c| {
-            c.query_row("SELECT id, title, paths, state, epoch, commit_oid, fork_retries FROM tasks WHERE id = ?1", [id], row)
+            c.query_row("SELECT id, title, paths, state, epoch, commit_oid, fork_retries, pushed_oid FROM tasks WHERE id = ?1", [id], row)
                 .optional()
         })
     }
@@ -206,7 +229,7 @@ impl Ledger {
     /// Every task, in id order.
     pub fn tasks(&self) -> Result<Vec<LedgerTask>, LeafError> {
         self.with("", |c| {
-            let mut stmt = c.prepare("SELECT id, title, paths, state, epoch, commit_oid, fork_retries FROM tasks ORDER BY id")?;
+            let mut stmt = c.prepare("SELECT id, title, paths, state, epoch, commit_oid, fork_retries, pushed_oid FROM tasks ORDER BY id")?;
             stmt.query_map([], row)?.collect()
         })
     }
@@ -241,6 +264,7 @@ fn row(r: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerTask> {
         epoch: r.get::<_, Option<i64>>(4)?.map(|e| e as u64),
         commit: r.get(5)?,
         fork_retries: r.get::<_, i64>(6)? as u64,
+        pushed: r.get(7)?,
     })
 }
 

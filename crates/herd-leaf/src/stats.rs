@@ -7,12 +7,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub struct LeafStats {
     /// Tip broadcasts received.
     pub tips_received: u64,
+    /// Broadcasts whose payload the leaf applied (no request to the hub).
+    pub applied: u64,
     /// Broadcasts that made the leaf fetch.
     pub pulled: u64,
     /// Broadcasts skipped: the leaf already had that tip (or a newer one).
     pub skipped_idempotent: u64,
     /// Broadcasts skipped: a pull was already in flight.
     pub skipped_coalesced: u64,
+    /// Broadcasts noted for a later on-demand fetch.
+    pub deferred: u64,
+    /// Fetches before a commit (on-demand sync) or after a fork whose tip never arrived.
+    pub commit_fetches: u64,
     /// Extra fetches after an in-flight pull, for tips that were coalesced into it.
     pub catch_up_pulls: u64,
     /// Fetches that failed.
@@ -21,6 +27,8 @@ pub struct LeafStats {
     pub fork_retries: u64,
     /// Forks that could not be rebased.
     pub fork_unrecoverable: u64,
+    /// Pushes the hub refused on policy (the task failed at once).
+    pub policy_refusals: u64,
     /// Claims won.
     pub claims_won: u64,
     /// Claims lost.
@@ -32,13 +40,17 @@ pub struct LeafStats {
 #[derive(Default)]
 pub(crate) struct Counters {
     pub tips_received: AtomicU64,
+    pub applied: AtomicU64,
     pub pulled: AtomicU64,
     pub skipped_idempotent: AtomicU64,
     pub skipped_coalesced: AtomicU64,
+    pub deferred: AtomicU64,
+    pub commit_fetches: AtomicU64,
     pub catch_up_pulls: AtomicU64,
     pub pull_failures: AtomicU64,
     pub fork_retries: AtomicU64,
     pub fork_unrecoverable: AtomicU64,
+    pub policy_refusals: AtomicU64,
     pub claims_won: AtomicU64,
     pub claims_lost: AtomicU64,
     pub commits: AtomicU64,
@@ -53,13 +65,17 @@ impl Counters {
         let g = |x: &AtomicU64| x.load(Ordering::Acquire);
         LeafStats {
             tips_received: g(&self.tips_received),
+            applied: g(&self.applied),
             pulled: g(&self.pulled),
             skipped_idempotent: g(&self.skipped_idempotent),
             skipped_coalesced: g(&self.skipped_coalesced),
+            deferred: g(&self.deferred),
+            commit_fetches: g(&self.commit_fetches),
             catch_up_pulls: g(&self.catch_up_pulls),
             pull_failures: g(&self.pull_failures),
             fork_retries: g(&self.fork_retries),
             fork_unrecoverable: g(&self.fork_unrecoverable),
+            policy_refusals: g(&self.policy_refusals),
             claims_won: g(&self.claims_won),
             claims_lost: g(&self.claims_lost),
             commits: g(&self.commits),

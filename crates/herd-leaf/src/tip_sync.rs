@@ -1,11 +1,19 @@
-//! The tip subscriber: each `TipChanged` is *pulled* (fetched), *skipped idempotent* (the leaf
-//! already holds that tip or a newer one) or *skipped coalesced* (a pull is in flight). Exactly
-//! one of the three per broadcast, so `pulled + skipped == received` always holds.
+//! The tip subscriber: how a leaf follows the trunk, one [`SyncPolicy`] chosen at construction.
 //!
-//! A coalesced broadcast may name a tip newer than the one the in-flight pull fetches, so when a
-//! pull finishes the leaf fetches once more if a newer tip was coalesced into it (a *catch-up*
-//! pull, counted separately): no leaf is left behind on a stale tip. Fetches go through the
-//! repository worker, so they never run concurrently with the leaf's own commit.
+//! - [`SyncPolicy::Payload`] (default): a broadcast carries the landed commit's objects; a leaf
+//!   holding its `prev` writes them into its object store and moves its remote-tracking tip —
+//!   **applied**, no request to the hub. A broadcast it already holds is **skipped
+//!   (idempotent)**; one it cannot apply (no payload, a gap, a bad pack) is **pulled** over HTTP
+//!   as a fallback. Broadcasts are handled one at a time, in stream (= trunk) order.
+//! - [`SyncPolicy::Fetch`]: every broadcast is pulled over HTTP, or **skipped (coalesced)**
+//!   while a pull is in flight — with a *catch-up* pull when the pull ends if a newer tip was
+//!   coalesced into it (counted separately), so no leaf is left on a stale tip. This is the
+//!   bones design: ≈ N − 1 fetches per commit.
+//! - [`SyncPolicy::OnDemand`]: broadcasts only tell the leaf the newest tip (**deferred**); it
+//!   fetches before building a commit when it lacks that tip, and after a refused push.
+//!
+//! Exactly one outcome per broadcast, so `applied + pulled + skipped + deferred == received`.
+//! Git work goes through the repository worker, never concurrently with the leaf's own commit.
 
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -17,14 +25,55 @@ use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::git_ops::Held;
+use crate::git_ops::{ApplyError, Held};
 use crate::ledger::Ledger;
 use crate::stats::{Counters, add};
 use crate::worker::Worker;
 
+/// How a leaf follows the trunk.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyncPolicy {
+    /// Apply the objects a broadcast carries; fetch only when that is impossible.
+    #[default]
+    Payload,
+    /// Fetch over HTTP on every broadcast (coalesced).
+    Fetch,
+    /// Fetch only before a commit (when a newer tip was announced) or after a refused push.
+    OnDemand,
+}
+
+impl SyncPolicy {
+    /// `payload`, `fetch` or `on-demand`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncPolicy::Payload => "payload",
+            SyncPolicy::Fetch => "fetch",
+            SyncPolicy::OnDemand => "on-demand",
+        }
+    }
+}
+
+impl std::str::FromStr for SyncPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "payload" => Ok(SyncPolicy::Payload),
+            "fetch" => Ok(SyncPolicy::Fetch),
+            "on-demand" | "ondemand" | "on_demand" => Ok(SyncPolicy::OnDemand),
+            _ => Err(format!("{s:?}: expected payload, fetch or on-demand")),
+        }
+    }
+}
+
 /// What a leaf did with one broadcast.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SyncOutcome {
+    /// Wrote the broadcast's payload into the object store: no request to the hub.
+    Applied,
     /// Fetched (`ok` false when the fetch failed).
     Pulled {
         /// Did the fetch succeed?
@@ -34,15 +83,28 @@ pub enum SyncOutcome {
     SkippedIdempotent,
     /// A pull was in flight.
     SkippedCoalesced,
+    /// On-demand sync: noted, fetched before the leaf's next commit if still needed.
+    Deferred,
 }
 
 impl SyncOutcome {
-    /// `pulled`, `skipped_idempotent` or `skipped_coalesced`.
+    /// `applied`, `pulled`, `skipped_idempotent`, `skipped_coalesced` or `deferred`.
     pub fn as_str(self) -> &'static str {
         match self {
+            SyncOutcome::Applied => "applied",
             SyncOutcome::Pulled { .. } => "pulled",
             SyncOutcome::SkippedIdempotent => "skipped_idempotent",
             SyncOutcome::SkippedCoalesced => "skipped_coalesced",
+            SyncOutcome::Deferred => "deferred",
+        }
+    }
+
+    /// Where the tip came from: `payload`, `fetch` or `none`.
+    pub fn source(self) -> &'static str {
+        match self {
+            SyncOutcome::Applied => "payload",
+            SyncOutcome::Pulled { .. } => "fetch",
+            _ => "none",
         }
     }
 }
@@ -58,7 +120,7 @@ pub struct SyncEvent {
     pub outcome: SyncOutcome,
     /// The remote-tracking tip before.
     pub before: Option<String>,
-    /// The remote-tracking tip after (`None` for coalesced: unchanged and not yet known).
+    /// The remote-tracking tip after (`None` when unchanged and not yet known).
     pub after: Option<String>,
     /// When the outcome was final.
     pub at: Instant,
@@ -74,6 +136,8 @@ struct SyncState {
     seq_held: u64,
     /// Highest sequence coalesced into the in-flight pull.
     pending: u64,
+    /// Newest broadcast seen (sequence, tip): what an on-demand leaf fetches up to.
+    newest: Option<(u64, Oid)>,
 }
 
 pub(crate) struct SyncContext {
@@ -114,19 +178,28 @@ impl SyncContext {
         let Ok(oid) = Oid::from_str(oid) else {
             return false;
         };
-        self.held.lock().map(|h| h.holds(oid)).unwrap_or(false)
+        self.held.lock().expect("held lock").holds(oid)
     }
 
     fn tip(&self) -> Option<String> {
         self.held
             .lock()
-            .ok()
-            .and_then(|h| h.remote_tip.map(|o| o.to_string()))
+            .expect("held lock")
+            .remote_tip
+            .map(|o| o.to_string())
     }
 
     /// Is a pull (or catch-up) still running?
     pub fn busy(&self) -> bool {
-        self.state.lock().map(|s| s.in_flight).unwrap_or(false)
+        self.state.lock().expect("sync state lock").in_flight
+    }
+
+    /// The newest announced tip, when the leaf does not hold it yet (on-demand sync).
+    pub fn behind(&self) -> Option<Oid> {
+        let newest = self.state.lock().expect("sync state lock").newest;
+        newest
+            .map(|(_, oid)| oid)
+            .filter(|oid| !self.held.lock().expect("held lock").holds(*oid))
     }
 
     fn report(
@@ -137,13 +210,34 @@ impl SyncContext {
         after: Option<String>,
     ) {
         let counter = match outcome {
+            SyncOutcome::Applied => &self.counters.applied,
             SyncOutcome::Pulled { .. } => &self.counters.pulled,
             SyncOutcome::SkippedIdempotent => &self.counters.skipped_idempotent,
             SyncOutcome::SkippedCoalesced => &self.counters.skipped_coalesced,
+            SyncOutcome::Deferred => &self.counters.deferred,
         };
         add(counter, 1);
         if let SyncOutcome::Pulled { ok: false } = outcome {
             add(&self.counters.pull_failures, 1);
+        }
+        let span = tracing::Span::current();
+        span.record("pull.source", outcome.source());
+        match outcome {
+            SyncOutcome::Applied => {
+                span.record("pull.applied", true);
+            }
+            SyncOutcome::Pulled { ok } => {
+                span.record("pull.success", ok);
+            }
+            SyncOutcome::SkippedIdempotent => {
+                span.record("pull.skipped_idempotent", true);
+            }
+            SyncOutcome::SkippedCoalesced => {
+                span.record("pull.skipped_coalesced", true);
+            }
+            SyncOutcome::Deferred => {
+                span.record("pull.deferred", true);
+            }
         }
         if let Err(e) = self.ledger.event(None, outcome.as_str(), Some(&tip.oid)) {
             tracing::warn!(error = %e, "ledger event");
@@ -159,6 +253,14 @@ impl SyncContext {
             });
         }
     }
+
+    fn headers(&self) -> Vec<(String, String)> {
+        let mut headers = vec![("x-herd-slot".to_string(), self.slot.clone())];
+        if let Some(tp) = herd_bus::trace::current_traceparent() {
+            headers.push(("traceparent".to_string(), tp));
+        }
+        headers
+    }
 }
 
 /// The running subscriber.
@@ -168,9 +270,9 @@ pub(crate) struct TipSync {
 }
 
 impl TipSync {
-    pub fn spawn(tips: TipStream, ctx: Arc<SyncContext>) -> TipSync {
+    pub fn spawn(tips: TipStream, ctx: Arc<SyncContext>, policy: SyncPolicy) -> TipSync {
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(run(tips, ctx, cancel.clone()));
+        let handle = tokio::spawn(run(tips, ctx, policy, cancel.clone()));
         TipSync { cancel, handle }
     }
 
@@ -186,14 +288,27 @@ impl TipSync {
     }
 }
 
-async fn run(mut tips: TipStream, ctx: Arc<SyncContext>, cancel: CancellationToken) {
+async fn run(
+    mut tips: TipStream,
+    ctx: Arc<SyncContext>,
+    policy: SyncPolicy,
+    cancel: CancellationToken,
+) {
     let mut pulls = JoinSet::new();
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(_) = pulls.join_next(), if !pulls.is_empty() => {}
             next = tips.next() => match next {
-                Some(Ok(event)) => handle(&ctx, event, &mut pulls),
+                Some(Ok(event)) => {
+                    add(&ctx.counters.tips_received, 1);
+                    let span = sync_span(&ctx, &event);
+                    match policy {
+                        SyncPolicy::Payload => on_payload(&ctx, event).instrument(span).await,
+                        SyncPolicy::Fetch => span.in_scope(|| on_fetch(&ctx, event, &mut pulls, span.clone())),
+                        SyncPolicy::OnDemand => span.in_scope(|| on_demand(&ctx, event)),
+                    }
+                }
                 Some(Err(e)) => tracing::warn!(leaf = %ctx.leaf, error = %e, "tip stream error"),
                 None => break,
             },
@@ -202,28 +317,123 @@ async fn run(mut tips: TipStream, ctx: Arc<SyncContext>, cancel: CancellationTok
     while pulls.join_next().await.is_some() {}
 }
 
-fn handle(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>) {
-    add(&ctx.counters.tips_received, 1);
-    let tip = event.tip;
+fn sync_span(ctx: &SyncContext, event: &TipEvent) -> tracing::Span {
     let span = tracing::info_span!(
         "leaf.sync_on_broadcast",
         leaf = %ctx.leaf,
-        tip.oid = %tip.oid,
-        tip.seq = tip.seq,
+        tip.oid = %event.tip.oid,
+        tip.seq = event.tip.seq,
         traceparent = event.traceparent.as_deref().unwrap_or(""),
+        pull.source = tracing::field::Empty,
+        pull.applied = tracing::field::Empty,
         pull.success = tracing::field::Empty,
         pull.skipped_idempotent = tracing::field::Empty,
         pull.skipped_coalesced = tracing::field::Empty,
+        pull.deferred = tracing::field::Empty,
     );
     if let Some(tp) = event.traceparent.as_deref() {
         herd_bus::trace::add_link(&span, tp);
     }
+    span
+}
+
+/// Records `seq` as held; returns whether the broadcast is nothing new (held already).
+fn already_held(ctx: &SyncContext, tip: &TipChanged) -> bool {
+    let holds = ctx.holds(&tip.oid);
+    let mut state = ctx.state.lock().expect("sync state lock");
+    if holds || tip.seq <= state.seq_held {
+        state.seq_held = state.seq_held.max(tip.seq);
+        return true;
+    }
+    false
+}
+
+fn hold_seq(ctx: &SyncContext, seq: u64) {
+    let mut state = ctx.state.lock().expect("sync state lock");
+    state.seq_held = state.seq_held.max(seq);
+}
+
+async fn on_payload(ctx: &SyncContext, event: TipEvent) {
+    let tip = event.tip;
+    let before = ctx.tip();
+    if already_held(ctx, &tip) {
+        let after = if ctx.holds(&tip.oid) {
+            Some(tip.oid.clone())
+        } else {
+            before.clone()
+        };
+        ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
+        return;
+    }
+    let (Ok(prev), Ok(oid)) = (Oid::from_str(&tip.prev), Oid::from_str(&tip.oid)) else {
+        tracing::warn!(leaf = %ctx.leaf, oid = %tip.oid, "malformed broadcast ignored");
+        ctx.report(&tip, SyncOutcome::SkippedIdempotent, before.clone(), before);
+        return;
+    };
+    let applied = match event.pack {
+        Some(pack) => ctx
+            .worker
+            .run(move |r| r.apply_payload(prev, oid, &pack))
+            .await
+            .unwrap_or_else(|e| Err(ApplyError::Bad(e.to_string()))),
+        None => Err(ApplyError::Bad("no payload".into())),
+    };
+    match applied {
+        Ok(()) => {
+            hold_seq(ctx, tip.seq);
+            ctx.report(&tip, SyncOutcome::Applied, before, Some(tip.oid.clone()));
+        }
+        Err(ApplyError::NotAtBase)
+            if ctx
+                .worker
+                .run(move |r| r.holds_commit(oid))
+                .await
+                .unwrap_or(false) =>
+        {
+            // A fetch already went past this tip.
+            hold_seq(ctx, tip.seq);
+            let after = ctx.tip();
+            ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
+        }
+        Err(why) => {
+            tracing::debug!(leaf = %ctx.leaf, oid = %tip.oid, reason = ?why, "payload not applicable: fetching");
+            let ok = fetch(ctx).await.is_ok();
+            if ok {
+                hold_seq(ctx, tip.seq);
+            }
+            ctx.report(&tip, SyncOutcome::Pulled { ok }, before, ctx.tip());
+        }
+    }
+}
+
+fn on_demand(ctx: &SyncContext, event: TipEvent) {
+    let tip = event.tip;
+    let before = ctx.tip();
+    if already_held(ctx, &tip) {
+        let after = ctx.holds(&tip.oid).then(|| tip.oid.clone()).or(before.clone());
+        ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
+        return;
+    }
+    if let Ok(oid) = Oid::from_str(&tip.oid) {
+        let mut state = ctx.state.lock().expect("sync state lock");
+        if state.newest.is_none_or(|(s, _)| s < tip.seq) {
+            state.newest = Some((tip.seq, oid));
+        }
+    }
+    ctx.report(&tip, SyncOutcome::Deferred, before, None);
+}
+
+fn on_fetch(
+    ctx: &Arc<SyncContext>,
+    event: TipEvent,
+    pulls: &mut JoinSet<()>,
+    span: tracing::Span,
+) {
+    let tip = event.tip;
     let before = ctx.tip();
     let holds_it = ctx.holds(&tip.oid);
     let outcome = {
-        let Ok(mut state) = ctx.state.lock() else {
-            return;
-        };
+        let mut state = ctx.state.lock().expect("sync state lock");
         if holds_it || tip.seq <= state.seq_held {
             state.seq_held = state.seq_held.max(tip.seq);
             SyncOutcome::SkippedIdempotent
@@ -238,7 +448,6 @@ fn handle(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>) {
     };
     match outcome {
         SyncOutcome::SkippedIdempotent => {
-            span.record("pull.skipped_idempotent", true);
             // Holding this very commit (its own push) means holding this tip; skipped because
             // a newer tip was already pulled means holding that newer one.
             let after = if holds_it {
@@ -248,11 +457,8 @@ fn handle(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>) {
             };
             ctx.report(&tip, outcome, before, after);
         }
-        SyncOutcome::SkippedCoalesced => {
-            span.record("pull.skipped_coalesced", true);
-            ctx.report(&tip, outcome, before, None);
-        }
-        SyncOutcome::Pulled { .. } => {
+        SyncOutcome::SkippedCoalesced => ctx.report(&tip, outcome, before, None),
+        _ => {
             let ctx = ctx.clone();
             pulls.spawn(async move { pull(&ctx, tip, before).await }.instrument(span));
         }
@@ -260,21 +466,13 @@ fn handle(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>) {
 }
 
 async fn pull(ctx: &SyncContext, tip: TipChanged, before: Option<String>) {
-    let mut headers = vec![("x-herd-slot".to_string(), ctx.slot.clone())];
-    if let Some(tp) = herd_bus::trace::current_traceparent() {
-        headers.push(("traceparent".to_string(), tp));
-    }
-    let fetched = fetch(ctx, headers.clone()).await;
-    tracing::Span::current().record("pull.success", fetched.is_ok());
-    let ok = fetched.is_ok();
+    let ok = fetch(ctx).await.is_ok();
     let mut held = if ok { tip.seq } else { 0 };
     ctx.report(&tip, SyncOutcome::Pulled { ok }, before, ctx.tip());
     // Catch up on tips coalesced while this pull ran.
     loop {
         let due = {
-            let Ok(mut state) = ctx.state.lock() else {
-                return;
-            };
+            let mut state = ctx.state.lock().expect("sync state lock");
             state.seq_held = state.seq_held.max(held);
             if state.pending > state.seq_held {
                 held = state.pending;
@@ -288,17 +486,17 @@ async fn pull(ctx: &SyncContext, tip: TipChanged, before: Option<String>) {
             return;
         }
         add(&ctx.counters.catch_up_pulls, 1);
-        if fetch(ctx, headers.clone()).await.is_err() {
+        if fetch(ctx).await.is_err() {
             // Give up on this round; the next broadcast or commit fetches again.
-            if let Ok(mut state) = ctx.state.lock() {
-                state.in_flight = false;
-            }
+            ctx.state.lock().expect("sync state lock").in_flight = false;
             return;
         }
     }
 }
 
-async fn fetch(ctx: &SyncContext, headers: Vec<(String, String)>) -> Result<(), String> {
+/// One fetch through the worker.
+pub(crate) async fn fetch(ctx: &SyncContext) -> Result<(), String> {
+    let headers = ctx.headers();
     let result = ctx
         .worker
         .run(move |repo| {

@@ -1,18 +1,35 @@
 //! One owner per repository: a dedicated thread owns the leaf's `git2::Repository` (git2 is
 //! blocking and not `Sync`) and runs jobs sent over a channel, one at a time. The committer and
 //! the tip subscriber both go through it, so a commit can never race the leaf's own pull.
+//!
+//! Writes go to memory: the thread adds a memory backend (`Mempack`) to the object database at
+//! the highest priority, so the objects of the leaf's commits, rebases and applied broadcast
+//! payloads cost no file each. After a job that leaves more than [`FLUSH_BYTES`] unflushed, and
+//! when the thread stops, they are written as one pack and the refs are saved
+//! ([`Repo::flush`]) — refs on disk never name an object that exists only in memory, except the
+//! remote-tracking ref libgit2 itself writes after a push (repaired on open if it dangles).
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
 
+use git2::Repository;
 use tokio::sync::oneshot;
 
 use crate::error::LeafError;
-use crate::git_ops::Repo;
+use crate::git_ops::{Repo, RepoState};
+
+/// Unflushed object bytes that trigger a flush after a job.
+pub const FLUSH_BYTES: usize = 1 << 20;
+
+/// Priority of the memory backend: above the pack (2) and loose (1) backends, so every write
+/// lands in it and reads see it first.
+const MEMPACK_PRIORITY: i32 = 1000;
+
+type JobFn = Box<dyn for<'r> FnOnce(&mut Repo<'r>) + Send>;
 
 /// A unit of work, or the instruction to stop after the jobs queued before it.
 enum Job {
-    Run(Box<dyn FnOnce(&mut Repo) + Send>),
+    Run(JobFn),
     Stop,
 }
 
@@ -29,20 +46,26 @@ pub struct WorkerThread {
 
 impl Worker {
     /// Starts the thread that owns `repo`.
-    pub fn start(name: &str, mut repo: Repo) -> Result<(Worker, WorkerThread), LeafError> {
+    pub fn start(
+        name: &str,
+        repo: Repository,
+        state: RepoState,
+    ) -> Result<(Worker, WorkerThread), LeafError> {
         let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel::<Result<(), git2::Error>>();
         let handle = std::thread::Builder::new()
             .name(format!("herd-leaf-{name}"))
-            .spawn(move || {
-                while let Ok(Job::Run(job)) = rx.recv() {
-                    job(&mut repo);
-                }
-            })
+            .spawn(move || serve(repo, state, rx, ready_tx))
             .map_err(|source| LeafError::Io {
                 what: "starting worker thread for",
                 path: name.to_string(),
                 source,
             })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(LeafError::git("", e)),
+            Err(_) => return Err(LeafError::WorkerGone),
+        }
         Ok((
             Worker { tx },
             WorkerThread {
@@ -54,23 +77,56 @@ impl Worker {
     /// Runs `f` on the worker thread and returns its result.
     pub async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&mut Repo) -> T + Send + 'static,
+        f: impl for<'r> FnOnce(&mut Repo<'r>) -> T + Send + 'static,
     ) -> Result<T, LeafError> {
         let (reply, result) = oneshot::channel();
         self.tx
-            .send(Job::Run(Box::new(move |repo: &mut Repo| {
+            .send(Job::Run(Box::new(move |repo: &mut Repo<'_>| {
                 let _ = reply.send(f(repo));
             })))
             .map_err(|_| LeafError::WorkerGone)?;
         result.await.map_err(|_| LeafError::WorkerGone)
     }
-}
 
-impl Worker {
-    /// Asks the thread to exit once the jobs queued before this call are done. Later `run`
-    /// calls fail with `WorkerGone`.
+    /// Asks the thread to flush and exit once the jobs queued before this call are done.
+    /// Later `run` calls fail with `WorkerGone`.
     pub fn stop(&self) {
         let _ = self.tx.send(Job::Stop);
+    }
+}
+
+fn serve(
+    repo: Repository,
+    mut state: RepoState,
+    rx: mpsc::Receiver<Job>,
+    ready: mpsc::Sender<Result<(), git2::Error>>,
+) {
+    let odb = match repo.odb() {
+        Ok(odb) => odb,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let writes = match odb.add_new_mempack_backend(MEMPACK_PRIORITY) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    while let Ok(Job::Run(job)) = rx.recv() {
+        let mut r = Repo::new(&repo, &writes, &mut state);
+        job(&mut r);
+        if r.unflushed() > FLUSH_BYTES
+            && let Err(e) = r.flush()
+        {
+            tracing::warn!(error = %e.message(), "flushing leaf objects");
+        }
+    }
+    if let Err(e) = Repo::new(&repo, &writes, &mut state).flush() {
+        tracing::warn!(error = %e.message(), "flushing leaf objects at stop");
     }
 }
 

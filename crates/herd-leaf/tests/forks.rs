@@ -97,7 +97,8 @@ async fn a_push_that_exhausts_its_retries_fails_the_task_and_releases_the_claim(
         ..Default::default()
     };
     let b = herd_leaf::Leaf::open(herd_leaf::LeafConfig {
-        sync_on_broadcast: false,
+        subscribe: false,
+        sync: herd_leaf::SyncPolicy::OnDemand,
         retry,
         ..h.config("leaf-b", "slot-b")
     })
@@ -141,19 +142,25 @@ async fn a_push_that_exhausts_its_retries_fails_the_task_and_releases_the_claim(
 /// the task on the trunk twice): the rebase sees the trunk already holds it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_already_on_the_trunk_is_not_replayed() {
-    use herd_leaf::git_ops::{PushResult, Rebased, Repo};
+    use herd_leaf::git_ops::{PushResult, PushTarget, Rebased, Repo};
     let h = common::herd().await;
     let (url, dir) = (h.hub.url(), h.dir.path().join("raw"));
     let outcome = tokio::task::spawn_blocking(move || {
-        let mut repo = Repo::open_or_clone(&url, &dir).unwrap();
-        repo.commit_files(
-            &[("slot-a/x.txt".into(), b"x".to_vec())],
-            "leaf-a",
-            "leaf-a: t\n",
-        )
-        .unwrap();
-        assert!(matches!(repo.push(&[]), PushResult::Accepted));
-        repo.fetch_and_rebase(&[]).unwrap()
+        Repo::scoped(&url, &dir, |repo| {
+            repo.commit_files(
+                &[("slot-a/x.txt".into(), b"x".to_vec())],
+                "leaf-a",
+                "leaf-a: t\n",
+            )
+            .unwrap();
+            assert!(matches!(
+                repo.push(&[], PushTarget::Trunk),
+                PushResult::Accepted { .. }
+            ));
+            let tip = repo.fetch(&[]).unwrap();
+            repo.rebase_onto(tip).unwrap()
+        })
+        .unwrap()
     })
     .await
     .unwrap();

@@ -131,6 +131,18 @@ pub fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, String) {
+    let (status, _, body) = http_full(addr, method, path, headers, body);
+    (status, body)
+}
+
+/// Raw HTTP/1.1 request; returns (status, response head, body).
+pub fn http_full(
+    addr: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, String, String) {
     let mut stream = std::net::TcpStream::connect(addr).unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
@@ -146,11 +158,11 @@ pub fn http(
     stream.read_to_end(&mut resp).unwrap();
     let text = String::from_utf8_lossy(&resp).into_owned();
     let status = text.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = text
+    let (head, body) = text
         .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
+        .map(|(h, b)| (h.to_string(), b.to_string()))
         .unwrap_or_default();
-    (status, body)
+    (status, head, body)
 }
 
 /// Every file under the repository (paths and sizes), to prove a refused request changed nothing.
@@ -176,6 +188,11 @@ pub fn snapshot(dir: &Path) -> Vec<(String, u64)> {
 
 /// A receive-pack request body: `<old> <new> refs/heads/main` plus a pack of `new`'s commit.
 pub fn receive_pack_body(repo: &Repository, old: &str, new: &str) -> Vec<u8> {
+    receive_pack_body_to(repo, old, new, "refs/heads/main")
+}
+
+/// The same, naming `refname` (e.g. the merge queue's `refs/for/main`).
+pub fn receive_pack_body_to(repo: &Repository, old: &str, new: &str, refname: &str) -> Vec<u8> {
     let mut builder = repo.packbuilder().unwrap();
     builder.insert_commit(Oid::from_str(new).unwrap()).unwrap();
     let mut pack = git2::Buf::new();
@@ -183,7 +200,7 @@ pub fn receive_pack_body(repo: &Repository, old: &str, new: &str) -> Vec<u8> {
     let mut body = Vec::new();
     herd_hub::pkt_line::write(
         &mut body,
-        format!("{old} {new} refs/heads/main\0report-status\n").as_bytes(),
+        format!("{old} {new} {refname}\0report-status\n").as_bytes(),
     );
     herd_hub::pkt_line::flush(&mut body);
     body.extend_from_slice(&pack);

@@ -1,16 +1,31 @@
-//! The commit path of a leaf: write, commit, push, and on a fork fetch, rebase and retry —
-//! bounded and jittered — until the hub accepts, the fork proves unrecoverable, or the claim
-//! is no longer live.
+//! The commit path of a leaf: write, commit, push, and on a fork get the new tip, rebase and
+//! retry — bounded — until the hub accepts, the fork proves unrecoverable, the hub refuses on
+//! policy, or the claim is no longer live.
+//!
+//! Getting the new tip after a fork depends on the sync policy: with payload sync the leaf
+//! waits (up to `tip_wait`) until the broadcast of the tip the hub named has been applied — no
+//! request to the hub — and fetches only if it does not come; with fetch and on-demand sync it
+//! backs off (jittered) and fetches. Before every push the leaf rebases onto the newest tip it
+//! already holds, so it never pushes onto a tip it knows is stale.
 
 use std::time::Instant;
 
+use git2::Oid;
 use herd_bus::TaskState;
+use herd_hub::{HubMode, RefusalKind};
 
 use super::{Claim, CommitOutcome, InstrumentIn, Leaf};
 use crate::error::LeafError;
-use crate::git_ops::{PushResult, Rebased};
+use crate::git_ops::{PushResult, PushTarget, Rebased};
 use crate::paths;
 use crate::stats::add;
+use crate::tip_sync::SyncPolicy;
+
+/// What one rebase round decided.
+enum Next {
+    Push,
+    Landed,
+}
 
 impl Leaf {
     /// Is `claim` still the live claim of its task?
@@ -44,11 +59,13 @@ impl Leaf {
             task = %claim.task,
             claim.epoch = claim.epoch,
             commit.oid = tracing::field::Empty,
+            commit.pushed = tracing::field::Empty,
             commit.fork_retries = tracing::field::Empty,
             commit.fork_retried = tracing::field::Empty,
             commit.fork_retried_succeeded = tracing::field::Empty,
             commit.conflict = tracing::field::Empty,
             commit.unrecoverable = tracing::field::Empty,
+            commit.refused = tracing::field::Empty,
         );
         let mut retries: u32 = 0;
         let result = self
@@ -61,11 +78,13 @@ impl Leaf {
         match &result {
             Ok(outcome) => {
                 span.record("commit.oid", outcome.oid.as_str());
+                span.record("commit.pushed", outcome.pushed.as_str());
                 span.record("commit.fork_retried_succeeded", retries > 0);
             }
             Err(e) => {
                 span.record("commit.fork_retried_succeeded", false);
                 span.record("commit.conflict", matches!(e, LeafError::Conflict { .. }));
+                span.record("commit.refused", matches!(e, LeafError::Refused { .. }));
                 let unrecoverable = matches!(
                     e,
                     LeafError::Conflict { .. } | LeafError::RetriesExhausted { .. }
@@ -87,6 +106,9 @@ impl Leaf {
         let paths: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
         paths::validate(&self.slot, &paths)?;
         self.check_epoch(claim).await?;
+        if self.policy == SyncPolicy::OnDemand && self.sync_ctx.behind().is_some() {
+            self.fetch_for(&id).await?;
+        }
         let worker = self.worker()?;
         let (author, message) = (
             self.id.clone(),
@@ -99,10 +121,19 @@ impl Leaf {
             .run(move |r| r.commit_files(&files, &author, &message))
             .await?
             .map_err(|e| LeafError::git(&id, e))?;
-        loop {
+        let target = match self.hub_mode {
+            HubMode::Race => PushTarget::Trunk,
+            HubMode::Queue => PushTarget::Queue,
+        };
+        let landed = loop {
+            if self.policy != SyncPolicy::OnDemand
+                && let Next::Landed = self.rebase_to_held_tip(claim, *retries).await?
+            {
+                break None;
+            }
             let headers = self.push_headers();
-            match worker.run(move |r| r.push(&as_refs(&headers))).await? {
-                PushResult::Accepted => break,
+            match worker.run(move |r| r.push(&as_refs(&headers), target)).await? {
+                PushResult::Accepted { landed } => break Some(landed),
                 PushResult::Failed { reason, unknown } => {
                     return Err(LeafError::Hub {
                         task: id,
@@ -110,7 +141,15 @@ impl Leaf {
                         unknown,
                     });
                 }
-                PushResult::Rejected(reason) => {
+                PushResult::Rejected {
+                    reason,
+                    kind: RefusalKind::Policy,
+                    ..
+                } => {
+                    let err = LeafError::Refused { task: id, reason };
+                    return Err(self.give_up(claim, err, *retries, false).await);
+                }
+                PushResult::Rejected { reason, kind, tip } => {
                     *retries += 1;
                     add(&self.counters.fork_retries, 1);
                     self.ledger.event(Some(&id), "fork_retry", Some(&reason))?;
@@ -119,29 +158,21 @@ impl Leaf {
                             task: id,
                             attempts: *retries,
                         };
-                        return Err(self.unrecoverable(claim, err, *retries).await);
+                        return Err(self.give_up(claim, err, *retries, true).await);
                     }
-                    tokio::time::sleep(self.retry.backoff(*retries - 1)).await;
-                    let headers = self.push_headers();
-                    match worker
-                        .run(move |r| r.fetch_and_rebase(&as_refs(&headers)))
-                        .await?
-                        .map_err(|e| LeafError::git(&id, e))?
-                    {
-                        Rebased::Onto(_) => self.check_epoch(claim).await?,
-                        Rebased::Landed => break,
-                        Rebased::Conflict(paths) => {
-                            let err = LeafError::Conflict { task: id, paths };
-                            return Err(self.unrecoverable(claim, err, *retries).await);
-                        }
+                    self.get_tip(&id, kind, tip, *retries).await?;
+                    if let Next::Landed = self.rebase_to_held_tip(claim, *retries).await? {
+                        break None;
                     }
+                    self.check_epoch(claim).await?;
                 }
             }
-        }
-        let oid = worker
+        };
+        let pushed = worker
             .run(|r| r.head().map(|o| o.to_string()))
             .await?
             .map_err(|e| LeafError::git(&id, e))?;
+        let oid = landed.map_or_else(|| pushed.clone(), |o| o.to_string());
         add(&self.counters.commits, 1);
         let commit = oid.clone();
         self.update_record(&id, move |r| {
@@ -156,21 +187,111 @@ impl Leaf {
             Some(&oid),
             Some(u64::from(*retries)),
         )?;
+        if pushed != oid {
+            self.ledger.set_pushed(&id, &pushed)?;
+        }
         Ok(CommitOutcome {
             oid,
+            pushed,
             fork_retries: *retries,
             latency: started.elapsed(),
         })
     }
 
-    /// A fork that cannot be recovered (a content conflict, or a push that kept losing until the
-    /// retry budget ran out): the task fails, its claim is released so others may take it.
-    async fn unrecoverable(&self, claim: &Claim, err: LeafError, retries: u32) -> LeafError {
+    /// After a fork: make the leaf hold the trunk tip the hub named (or, when it named none,
+    /// any tip newer than the commit's base).
+    async fn get_tip(
+        &self,
+        task: &str,
+        kind: RefusalKind,
+        tip: Option<Oid>,
+        retries: u32,
+    ) -> Result<(), LeafError> {
+        if self.policy == SyncPolicy::Payload && kind == RefusalKind::Fork {
+            let worker = self.worker()?;
+            let base = worker.run(|r| r.built_base()).await?;
+            if self.reach(tip, base).await? {
+                return Ok(());
+            }
+        } else {
+            tokio::time::sleep(self.retry.backoff(retries.saturating_sub(1))).await;
+        }
+        self.fetch_for(task).await
+    }
+
+    /// Waits until the leaf holds `tip` (or a tip other than `base`), up to `tip_wait`.
+    async fn reach(&self, tip: Option<Oid>, base: Option<Oid>) -> Result<bool, LeafError> {
+        let deadline = tokio::time::Instant::now() + self.tip_wait;
+        let mut rx = self.tip_rx.clone();
+        loop {
+            let current = *rx.borrow_and_update();
+            let done = match tip {
+                Some(t) if current == Some(t) => true,
+                Some(t) if current != base => {
+                    self.worker()?.run(move |r| r.holds_commit(t)).await?
+                }
+                Some(_) => false,
+                None => current != base,
+            };
+            if done {
+                return Ok(true);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Fetches for the commit path (counted apart from broadcast-driven pulls).
+    async fn fetch_for(&self, task: &str) -> Result<(), LeafError> {
+        add(&self.counters.commit_fetches, 1);
+        crate::tip_sync::fetch(&self.sync_ctx)
+            .await
+            .map_err(|reason| LeafError::Hub {
+                task: task.to_string(),
+                reason,
+                unknown: false,
+            })
+    }
+
+    /// Rebases the commit being pushed onto the newest tip the leaf holds, if that moved.
+    async fn rebase_to_held_tip(&self, claim: &Claim, retries: u32) -> Result<Next, LeafError> {
         let id = claim.task.0.clone();
-        add(&self.counters.fork_unrecoverable, 1);
-        let _ = self
-            .ledger
-            .event(Some(&id), "fork_unrecoverable", Some(&err.to_string()));
+        let rebased = self
+            .worker()?
+            .run(|r| match (r.origin_tip(), r.built_base()) {
+                (Ok(tip), Some(base)) if tip != base => r.rebase_onto(tip).map(Some),
+                _ => Ok(None),
+            })
+            .await?
+            .map_err(|e| LeafError::git(&id, e))?;
+        match rebased {
+            None | Some(Rebased::Onto(_)) => Ok(Next::Push),
+            Some(Rebased::Landed) => Ok(Next::Landed),
+            Some(Rebased::Conflict(paths)) => {
+                let err = LeafError::Conflict { task: id, paths };
+                Err(self.give_up(claim, err, retries, true).await)
+            }
+        }
+    }
+
+    /// The task cannot land: a fork that cannot be recovered (a content conflict, or a push
+    /// that kept losing until the retry budget ran out) or a policy refusal. The task fails and
+    /// its claim is released so others may take it.
+    async fn give_up(&self, claim: &Claim, err: LeafError, retries: u32, fork: bool) -> LeafError {
+        let id = claim.task.0.clone();
+        let counter = if fork {
+            &self.counters.fork_unrecoverable
+        } else {
+            &self.counters.policy_refusals
+        };
+        add(counter, 1);
+        let kind = if fork {
+            "fork_unrecoverable"
+        } else {
+            "refused"
+        };
+        let _ = self.ledger.event(Some(&id), kind, Some(&err.to_string()));
         let _ = self
             .update_record(&id, |r| r.state = TaskState::Failed)
             .await;

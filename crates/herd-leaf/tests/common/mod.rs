@@ -15,13 +15,18 @@ pub struct Herd {
 }
 
 pub async fn herd() -> Herd {
+    herd_with(HubConfig::default()).await
+}
+
+/// A herd whose hub has `config` (its directory and bus are filled in).
+pub async fn herd_with(config: HubConfig) -> Herd {
     let dir = tempfile::tempdir().unwrap();
     let server = NatsServer::start().unwrap();
     let bus = Bus::connect(server.url()).await.unwrap();
     let hub = Hub::start(HubConfig {
         dir: dir.path().join("hub.git"),
         bus: Some(bus.clone()),
-        ..Default::default()
+        ..config
     })
     .await
     .unwrap();
@@ -45,11 +50,23 @@ impl Herd {
         Leaf::open(self.config(id, slot)).await.unwrap()
     }
 
+    /// A leaf with the given sync policy, pushing the way this hub integrates.
+    pub async fn leaf_with(&self, id: &str, slot: &str, sync: herd_leaf::SyncPolicy) -> Leaf {
+        Leaf::open(LeafConfig {
+            sync,
+            hub_mode: self.hub.mode(),
+            ..self.config(id, slot)
+        })
+        .await
+        .unwrap()
+    }
+
     /// A leaf that ignores broadcasts: its view of the trunk stays where it was until a push
     /// is rejected, which makes forks deterministic.
     pub async fn deaf_leaf(&self, id: &str, slot: &str) -> Leaf {
         Leaf::open(LeafConfig {
-            sync_on_broadcast: false,
+            subscribe: false,
+            sync: herd_leaf::SyncPolicy::OnDemand,
             ..self.config(id, slot)
         })
         .await

@@ -1,0 +1,140 @@
+//! How leaves follow the trunk, per sync policy, with exact accounting: every broadcast a leaf
+//! receives has exactly one outcome, and the hub's own request counters show what each policy
+//! costs it.
+
+mod common;
+
+use herd_hub::HubConfig;
+use herd_leaf::{Leaf, SyncPolicy};
+
+/// Waits until `leaf` handled `n` broadcasts (exactly one outcome each).
+async fn handled(leaf: &Leaf, n: u64) {
+    common::eventually("every broadcast handled", || {
+        let s = leaf.stats();
+        s.tips_received == n
+            && s.applied + s.pulled + s.skipped_idempotent + s.skipped_coalesced + s.deferred == n
+            && !leaf.pulling()
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payload_broadcasts_are_applied_with_zero_hub_requests() {
+    let h = common::herd().await;
+    let writer = h.leaf_with("leaf-w", "slot-w", SyncPolicy::Payload).await;
+    let readers = [
+        h.leaf_with("leaf-r1", "slot-r1", SyncPolicy::Payload).await,
+        h.leaf_with("leaf-r2", "slot-r2", SyncPolicy::Payload).await,
+    ];
+    let before = h.hub.stats();
+    for i in 0..15 {
+        common::task(&writer, &format!("t{i}"), &format!("{i}"))
+            .await
+            .unwrap();
+    }
+    let tip = h.hub.tip().unwrap();
+    for leaf in readers.iter().chain([&writer]) {
+        handled(leaf, 15).await;
+        assert_eq!(leaf.remote_tip().as_deref(), Some(tip.as_str()));
+    }
+    let after = h.hub.stats();
+    // The writer's 15 pushes are 2 requests each; the readers asked the hub for nothing.
+    assert_eq!(after.requests - before.requests, 30, "{after:?}");
+    assert_eq!(after.fetches, before.fetches);
+    assert_eq!(after.payloads - before.payloads, 15);
+    for r in &readers {
+        let s = r.stats();
+        assert_eq!((s.applied, s.pulled), (15, 0), "{}", r.id());
+        assert_eq!(s.applied, r.ledger().count_events("applied").unwrap());
+    }
+    // The writer holds each tip it pushed: all of its own broadcasts are idempotent.
+    assert_eq!(writer.stats().skipped_idempotent, 15);
+    // A reader builds on the applied tip and lands without a fork or a fetch.
+    let landed = common::task(&readers[0], "after", "x").await.unwrap();
+    assert_eq!(landed.fork_retries, 0);
+    assert_eq!(h.hub.stats().fetches, before.fetches);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaf_missing_the_base_falls_back_to_a_fetch() {
+    let h = common::herd().await;
+    let writer = h.leaf_with("leaf-w", "slot-w", SyncPolicy::Payload).await;
+    {
+        // The reader clones at the seed, then goes away while two commits land.
+        let reader = h.leaf_with("leaf-r", "slot-r", SyncPolicy::Payload).await;
+        reader.shutdown().await;
+    }
+    for i in 0..2 {
+        common::task(&writer, &format!("gap{i}"), "x").await.unwrap();
+    }
+    // Back on its old tip, subscribed from now on: the next broadcast's base is one it lacks.
+    let reader = h.leaf_with("leaf-r", "slot-r", SyncPolicy::Payload).await;
+    let fetches = h.hub.stats().fetches;
+    common::task(&writer, "after-gap", "y").await.unwrap();
+    handled(&reader, 1).await;
+    let s = reader.stats();
+    assert_eq!((s.applied, s.pulled, s.pull_failures), (0, 1, 0), "{s:?}");
+    assert!(h.hub.stats().fetches > fetches, "the fallback went to the hub");
+    assert_eq!(reader.remote_tip(), h.hub.tip());
+    // From the fetched tip on, payloads apply again.
+    common::task(&writer, "next", "z").await.unwrap();
+    handled(&reader, 2).await;
+    assert_eq!(reader.stats().applied, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broadcasts_without_payload_are_fetched() {
+    let h = common::herd_with(HubConfig {
+        payload_max_bytes: 0,
+        ..Default::default()
+    })
+    .await;
+    let writer = h.leaf_with("leaf-w", "slot-w", SyncPolicy::Payload).await;
+    let reader = h.leaf_with("leaf-r", "slot-r", SyncPolicy::Payload).await;
+    for i in 0..3 {
+        common::task(&writer, &format!("t{i}"), "x").await.unwrap();
+    }
+    handled(&reader, 3).await;
+    let s = reader.stats();
+    assert_eq!(s.applied, 0);
+    assert_eq!(s.pulled + s.skipped_idempotent, 3);
+    assert!(s.pulled >= 1);
+    assert_eq!(h.hub.stats().payloads, 0);
+    assert_eq!(reader.remote_tip(), h.hub.tip());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fetch_sync_pulls_every_broadcast_over_http() {
+    let h = common::herd().await;
+    let writer = h.leaf_with("leaf-w", "slot-w", SyncPolicy::Fetch).await;
+    let reader = h.leaf_with("leaf-r", "slot-r", SyncPolicy::Fetch).await;
+    let fetches = h.hub.stats().fetches;
+    for i in 0..10 {
+        common::task(&writer, &format!("t{i}"), "x").await.unwrap();
+    }
+    handled(&reader, 10).await;
+    let s = reader.stats();
+    assert_eq!(s.applied, 0);
+    assert_eq!(s.pulled + s.skipped_coalesced + s.skipped_idempotent, 10);
+    assert!(s.pulled >= 1);
+    assert!(h.hub.stats().fetches - fetches >= s.pulled);
+    assert_eq!(reader.remote_tip(), h.hub.tip());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_demand_sync_fetches_once_before_its_next_commit() {
+    let h = common::herd().await;
+    let writer = h.leaf_with("leaf-w", "slot-w", SyncPolicy::OnDemand).await;
+    let reader = h.leaf_with("leaf-r", "slot-r", SyncPolicy::OnDemand).await;
+    let fetches = h.hub.stats().fetches;
+    for i in 0..5 {
+        common::task(&writer, &format!("t{i}"), "x").await.unwrap();
+    }
+    handled(&reader, 5).await;
+    assert_eq!(reader.stats().deferred, 5);
+    assert_eq!(h.hub.stats().fetches, fetches, "nothing fetched on broadcasts");
+    let landed = common::task(&reader, "mine", "y").await.unwrap();
+    assert_eq!(landed.fork_retries, 0, "it fetched before building");
+    assert_eq!(reader.stats().commit_fetches, 1);
+    assert!(h.hub.stats().fetches > fetches);
+}
