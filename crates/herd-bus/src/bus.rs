@@ -111,6 +111,7 @@ impl Bus {
         let client = connect_client(url, &opts).await?;
         let js = jetstream::new(client.clone());
         ensure_tip_stream(&js, opts.tip_limits).await?;
+        crate::turns::ensure_turn_stream(&js).await?;
         let tasks = ensure_bucket(&js, TASKS_BUCKET, None).await?;
         let claims = ensure_bucket(&js, CLAIMS_BUCKET, Some(CLAIM_MARKER_TTL)).await?;
         Ok(Bus {

@@ -11,6 +11,8 @@
 //! - [`TipChanged`] broadcasts ([`tip`]): published by the hub with the pusher's `traceparent` in
 //!   NATS headers and, under a size cap, the landed commit's objects as a pack; consumed by
 //!   leaves as a [`TipStream`]. The stream is bounded by age and bytes ([`TipLimits`]).
+//! - Turns ([`turns`]): the FIFO of leaves that kept losing the race for the trunk (stream
+//!   `HERD_TURN`), so race mode cannot starve a leaf.
 //! - Claims ([`claims`]): `try_claim` → `Won { revision }` (the epoch) or `Lost { holder }`, a
 //!   TTL lease, `release` at a revision.
 //! - Task records ([`tasks`]): create, read, and compare-and-swap update with a typed conflict.
@@ -35,6 +37,7 @@ pub mod server;
 pub mod tasks;
 pub mod tip;
 pub mod trace;
+pub mod turns;
 
 pub use bus::{Bus, BusOptions, CLAIMS_BUCKET, TASKS_BUCKET, TIP_STREAM, TIP_SUBJECT, TipLimits};
 pub use claims::{ClaimOutcome, ClaimRecord};
@@ -44,3 +47,4 @@ pub use fixture::NatsServer;
 pub use server::{BusServer, NATS_URL_ENV};
 pub use tasks::{TaskRecord, TaskState};
 pub use tip::{TRACEPARENT, TipChanged, TipEvent, TipOut, TipStream};
+pub use turns::{TURN_STREAM, TurnKind, TurnMsg, TurnStream};

@@ -4,7 +4,7 @@
 //! events.jsonl        the history (one HistoryEvent per line)
 //! kv-tasks.jsonl      every stored revision of bucket herd-tasks (one KvRecord per line)
 //! kv-claims.jsonl     every stored revision of bucket herd-claims
-//! hub.json            {"pushes_accepted": N, "seed_commits": S}
+//! hub.json            {"commits_landed": N, "seed_commits": S}
 //! state/hub/           the hub's bare repository          (kept with --keep)
 //! state/leaves/<id>/   each leaf's directory: clone + ledger.sqlite (kept with --keep)
 //! ```
@@ -19,8 +19,10 @@ use crate::history::HistoryEvent;
 /// What the hub reported about itself at the end of the run.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HubFacts {
-    /// Pushes to main the hub accepted.
-    pub pushes_accepted: u64,
+    /// Commits the hub landed on the trunk (`pushes_accepted` in files written before the merge
+    /// queue, when one push landed one commit).
+    #[serde(alias = "pushes_accepted")]
+    pub commits_landed: u64,
     /// Commits on the trunk before the trial (the seed).
     pub seed_commits: u64,
 }

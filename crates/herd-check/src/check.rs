@@ -54,7 +54,11 @@ pub fn check(a: &Artifacts) -> CheckReport {
     let roots =
         std::iter::once(a.hub_repo.as_path()).chain(loaded.leaf_dirs.iter().map(|p| p.as_path()));
     v.extend(hygiene::no_leftovers(roots));
-    v.extend(tips::observed_tips_advance(&loaded.repo, &loaded.events));
+    v.extend(tips::observed_tips_advance(
+        &loaded.repo,
+        &trunk,
+        &loaded.events,
+    ));
     let bus_states = ledger::final_kv_states(&loaded.kv_tasks);
     for dir in &loaded.leaf_dirs {
         let leaf = dir

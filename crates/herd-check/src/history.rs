@@ -57,9 +57,13 @@ pub struct HistoryEvent {
     /// Claim revision (the epoch) for claim/commit/close/release.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_rev: Option<u64>,
-    /// Commit oid (commit ok/info) or the tip oid (pull).
+    /// Commit oid on the trunk (commit ok/info) or the tip oid (pull).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oid: Option<String>,
+    /// The commit the leaf pushed, when the hub landed it as a different one (`oid`): the merge
+    /// queue replays a push built on an older tip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed: Option<String>,
     /// The tip the leaf observed before this step (commit: the parent its push replaced).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prev_tip: Option<String>,
@@ -68,7 +72,8 @@ pub struct HistoryEvent {
     /// The error, for `fail` and `info`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Pull outcome: `pulled`, `skipped_idempotent` or `skipped_coalesced`.
+    /// Broadcast outcome: `applied`, `pulled`, `skipped_idempotent`, `skipped_coalesced` or
+    /// `deferred`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
     /// Fork retries of a commit.
@@ -87,6 +92,7 @@ impl HistoryEvent {
             task: None,
             claim_rev: None,
             oid: None,
+            pushed: None,
             prev_tip: None,
             t_ns,
             error: None,

@@ -155,7 +155,7 @@ impl Run {
             .unwrap();
         repo.set_head("refs/heads/main").unwrap();
         let hub = HubFacts {
-            pushes_accepted: 4,
+            commits_landed: 4,
             seed_commits: 1,
         };
         Run {
@@ -344,7 +344,7 @@ fn i2_a_merge_commit_on_the_trunk() {
         c.oid = Some(oid.to_string());
         run.events.push(c);
     }
-    run.hub.pushes_accepted = 6;
+    run.hub.commits_landed = 6;
     only(&run, "I2", &format!("merge commit {merge}"));
 }
 
@@ -372,7 +372,7 @@ fn i3_a_commit_outside_its_slot() {
     let mut c = ev(Op::Commit, Phase::Ok, "leaf-0", "leaf-0.t9", 900);
     c.oid = Some(oid.to_string());
     run.events.push(c);
-    run.hub.pushes_accepted += 1;
+    run.hub.commits_landed += 1;
     only(
         &run,
         "I3",
@@ -415,7 +415,7 @@ fn i4_an_extra_trunk_commit_nobody_reported() {
         &[run.tip()],
     );
     run.set_main(extra);
-    run.hub.pushes_accepted += 1;
+    run.hub.commits_landed += 1;
     only(
         &run,
         "I4",
@@ -438,7 +438,7 @@ fn i4b_a_task_in_two_trunk_commits() {
     let mut c = ev(Op::Commit, Phase::Ok, "leaf-0", "leaf-0.t0", 900);
     c.oid = Some(dup.to_string());
     run.events.push(c);
-    run.hub.pushes_accepted += 1;
+    run.hub.commits_landed += 1;
     only(&run, "I4b", "task leaf-0.t0 appears in 2 trunk commits");
 }
 

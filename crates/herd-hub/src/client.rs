@@ -29,6 +29,7 @@ thread_local! {
 
 /// Registers the transport for `http://` URLs (idempotent; later calls return the first result).
 pub fn register() -> Result<(), String> {
+    crate::libgit2_opts::tune();
     static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
     REGISTERED
         .get_or_init(|| {

@@ -73,8 +73,12 @@ impl Default for HubConfig {
 
 /// How landed pushes reach the trunk.
 pub(crate) enum Integrator {
-    Race { serial: tokio::sync::Mutex<()> },
-    Queue { tx: mpsc::UnboundedSender<crate::queue::QueueItem> },
+    Race {
+        serial: tokio::sync::Mutex<()>,
+    },
+    Queue {
+        tx: mpsc::UnboundedSender<crate::queue::QueueItem>,
+    },
 }
 
 /// State shared by the handlers.
@@ -85,8 +89,8 @@ pub(crate) struct Inner {
     /// Handles for fetches and advertisements.
     pub(crate) reads: ReadPool,
     pub(crate) stats: Stats,
-    /// The trunk tip and its length, as the integrator last moved them.
-    trunk: Mutex<(Oid, u64)>,
+    /// The trunk as the integrator last moved it.
+    trunk: Mutex<Trunk>,
     integrator: Integrator,
     repack_due: Notify,
     /// Held while the merge queue lands a group; [`Hub::hold_queue`] holds it from outside.
@@ -104,9 +108,9 @@ pub struct Hub {
 impl Hub {
     /// Opens or creates the repository and starts serving.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
+        crate::libgit2_opts::tune();
         let repo = repo::open_or_init(&config.dir)?;
-        let tip = repo::tip(&repo).map_err(HubError::Git)?;
-        let len = repo::trunk_len(&repo).map_err(HubError::Git)?;
+        let trunk = Trunk::read(&repo).map_err(HubError::Git)?;
         let listener = tokio::net::TcpListener::bind(config.bind)
             .await
             .map_err(|source| HubError::Bind {
@@ -134,7 +138,7 @@ impl Hub {
             config,
             repo: Mutex::new(repo),
             stats: Stats::default(),
-            trunk: Mutex::new((tip, len)),
+            trunk: Mutex::new(trunk),
             integrator,
             repack_due: Notify::new(),
             queue_gate: Arc::new(tokio::sync::Mutex::new(())),
@@ -198,18 +202,12 @@ impl Hub {
 
     /// Commits on main, seed included.
     pub fn trunk_len(&self) -> u64 {
-        self.inner.trunk.lock().expect("trunk lock").1
+        self.inner.trunk.lock().expect("trunk lock").len()
     }
 
     /// Is `oid` (hex) on main?
     pub fn trunk_contains(&self, oid: &str) -> bool {
-        let Ok(oid) = Oid::from_str(oid) else {
-            return false;
-        };
-        self.inner
-            .reads
-            .with(|r| repo::trunk_contains(r, oid).unwrap_or(false))
-            .unwrap_or(false)
+        Oid::from_str(oid).is_ok_and(|oid| self.inner.on_trunk(oid))
     }
 
     /// The tip of main.
@@ -277,6 +275,33 @@ pub(crate) struct PushContext {
     pub(crate) traceparent: Option<String>,
 }
 
+/// The trunk in memory: its commits by position (the seed is 1), so "is this commit on the
+/// trunk" is a lookup rather than a history walk (proving a commit is *not* an ancestor walks
+/// the whole history). ~60 bytes per commit.
+struct Trunk {
+    tip: Oid,
+    index: std::collections::HashMap<Oid, u64>,
+}
+
+impl Trunk {
+    fn read(repo: &Repository) -> Result<Trunk, git2::Error> {
+        let commits = repo::trunk_commits(repo)?;
+        let tip = *commits
+            .last()
+            .ok_or_else(|| git2::Error::from_str("empty trunk"))?;
+        let index = commits
+            .into_iter()
+            .enumerate()
+            .map(|(i, oid)| (oid, i as u64 + 1))
+            .collect();
+        Ok(Trunk { tip, index })
+    }
+
+    fn len(&self) -> u64 {
+        self.index.len() as u64
+    }
+}
+
 /// A broadcast ready to publish, and whether its payload was dropped for size.
 pub(crate) struct Broadcast {
     out: TipOut,
@@ -293,19 +318,32 @@ fn now_ms() -> u64 {
 impl Inner {
     /// The trunk tip as last moved.
     pub(crate) fn tip(&self) -> Oid {
-        self.trunk.lock().expect("trunk lock").0
+        self.trunk.lock().expect("trunk lock").tip
     }
 
-    /// Records that main moved to `tip` with `added` more commits; returns the new length
-    /// (the sequence number of `tip`). Called by the integrator only, in trunk order.
-    pub(crate) fn advance_trunk(&self, tip: Oid, added: u64) -> u64 {
+    /// Is `oid` on the trunk?
+    pub(crate) fn on_trunk(&self, oid: Oid) -> bool {
+        self.trunk
+            .lock()
+            .expect("trunk lock")
+            .index
+            .contains_key(&oid)
+    }
+
+    /// Records that main grew by `commits` (oldest first); returns the sequence number of the
+    /// last. Called by the integrator only, in trunk order, after the ref moved.
+    pub(crate) fn advance_trunk(&self, commits: &[Oid]) -> u64 {
         let mut trunk = self.trunk.lock().expect("trunk lock");
-        let before = trunk.1;
-        *trunk = (tip, before + added);
-        if self.config.repack.crossed(before, before + added) {
+        let before = trunk.len();
+        for oid in commits {
+            let next = trunk.len() + 1;
+            trunk.index.insert(*oid, next);
+            trunk.tip = *oid;
+        }
+        if self.config.repack.crossed(before, trunk.len()) {
             self.repack_due.notify_one();
         }
-        trunk.1
+        trunk.len()
     }
 
     /// The broadcast of one landed commit (on a blocking thread: builds its payload).
@@ -381,7 +419,8 @@ impl Inner {
             Err(refusal) => Err(refusal),
             Ok(()) => {
                 let pack = body.slice_ref(req.pack);
-                let (update, quarantine) = self.admit(first.clone(), pack, ctx.slot.clone()).await?;
+                let (update, quarantine) =
+                    self.admit(first.clone(), pack, ctx.slot.clone()).await?;
                 match update {
                     Ok(update) => self.integrate(update, quarantine, &ctx).await,
                     Err(refusal) => Err(refusal),
@@ -418,8 +457,9 @@ impl Inner {
             let extra: Vec<&Path> = quarantine.iter().map(Quarantine::path).collect();
             let view = quarantine::view(dir, &extra)
                 .map_err(|e| RequestError::internal(e.message().to_string()))?;
+            let on_trunk = |oid| me.on_trunk(oid);
             let update =
-                policy::check_update(&view, &cmd, me.config.mode, me.tip(), slot.as_deref());
+                policy::check_update(&view, &cmd, me.config.mode, &on_trunk, slot.as_deref());
             Ok((update, quarantine))
         })
         .await

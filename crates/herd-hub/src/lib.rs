@@ -28,6 +28,7 @@ pub mod advertise;
 pub mod client;
 pub mod error;
 pub mod hub;
+pub mod libgit2_opts;
 pub mod mode;
 pub mod payload;
 pub mod pkt_line;

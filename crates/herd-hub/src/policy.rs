@@ -62,12 +62,13 @@ pub fn check_command(cmd: &Command, mode: HubMode, tip: Oid) -> Result<(), Refus
     Ok(())
 }
 
-/// Rules 3–5, reading objects through `view` (the repository plus the push's quarantine).
+/// Rules 3–5, reading objects through `view` (the repository plus the push's quarantine);
+/// `on_trunk` answers whether a commit is on the trunk.
 pub fn check_update(
     view: &Repository,
     cmd: &Command,
     mode: HubMode,
-    tip: Oid,
+    on_trunk: &dyn Fn(Oid) -> bool,
     slot: Option<&str>,
 ) -> Result<Update, Refusal> {
     let is_commit = |oid: Oid| {
@@ -78,7 +79,6 @@ pub fn check_update(
     if !is_commit(cmd.new) {
         return Err(Refusal::MissingObjects { oid: cmd.new });
     }
-    let on_trunk = |oid: Oid| oid == tip || view.graph_descendant_of(tip, oid).unwrap_or(false);
     let mut chain = Vec::new();
     let mut at = cmd.new;
     let base = loop {
@@ -98,7 +98,9 @@ pub fn check_update(
             });
         }
         chain.push(at);
-        at = commit.parent_id(0).map_err(|_| Refusal::MissingObjects { oid: at })?;
+        at = commit
+            .parent_id(0)
+            .map_err(|_| Refusal::MissingObjects { oid: at })?;
         if !is_commit(at) {
             return Err(Refusal::MissingObjects { oid: at });
         }
@@ -126,11 +128,14 @@ fn check_slot(view: &Repository, base: Oid, chain: &[Oid], slot: &str) -> Result
     let prefix = format!("{}/", slot.trim_end_matches('/'));
     let mut parent = base;
     for oid in chain {
-        let trees = view.find_commit(parent).and_then(|p| p.tree()).and_then(|pt| {
-            view.find_commit(*oid)
-                .and_then(|c| c.tree())
-                .map(|ct| (pt, ct))
-        });
+        let trees = view
+            .find_commit(parent)
+            .and_then(|p| p.tree())
+            .and_then(|pt| {
+                view.find_commit(*oid)
+                    .and_then(|c| c.tree())
+                    .map(|ct| (pt, ct))
+            });
         let (pt, ct) = trees.map_err(|_| Refusal::MissingObjects { oid: *oid })?;
         let diff = tree_diff::diff(view, Some(&pt), Some(&ct))
             .map_err(|_| Refusal::MissingObjects { oid: *oid })?;

@@ -89,7 +89,9 @@ fn land_group(
         .filter_map(|(_, q, _)| q.as_ref().map(Quarantine::path))
         .collect();
     let view = quarantine::view(dir, &extra).map_err(|e| storage("opening the queue view", e))?;
-    let odb = view.odb().map_err(|e| storage("opening the queue view", e))?;
+    let odb = view
+        .odb()
+        .map_err(|e| storage("opening the queue view", e))?;
     let writes = odb
         .add_new_mempack_backend(1000)
         .map_err(|e| storage("memory backend", e))?;
@@ -142,7 +144,7 @@ fn land_group(
             Ok(landed) => {
                 let mut done = Vec::new();
                 for (mut l, chain) in landed {
-                    l.seq = inner.advance_trunk(l.landed, 1);
+                    l.seq = inner.advance_trunk(&[l.landed]);
                     landed_count += 1;
                     broadcasts.push(inner.broadcast_for(&view, &l, &chain, &ctx));
                     done.push(l);
@@ -201,8 +203,8 @@ fn land_one(
     let base_tree = tree_of(update.base)?;
     let pushed_tree = tree_of(update.new)?;
     let running_tree = tree_of(*running)?;
-    let net = tree_diff::diff(view, Some(&base_tree), Some(&pushed_tree))
-        .map_err(missing(update.new))?;
+    let net =
+        tree_diff::diff(view, Some(&base_tree), Some(&pushed_tree)).map_err(missing(update.new))?;
     if let Some(c) = net
         .changes
         .iter()

@@ -54,7 +54,7 @@ fn cas(
         .map_err(|_| Refusal::Stale {
             tip: repo::tip(&repo).unwrap_or(tip),
         })?;
-    let seq = inner.advance_trunk(update.new, update.chain.len() as u64);
+    let seq = inner.advance_trunk(&update.chain);
     inner.stats.landed(update.chain.len() as u64, 0);
     let landed = Landed {
         pushed: update.new,

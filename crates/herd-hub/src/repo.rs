@@ -48,6 +48,16 @@ pub fn trunk_len(repo: &Repository) -> Result<u64, git2::Error> {
     Ok(walk.count() as u64)
 }
 
+/// Every commit on main, oldest first (main is linear: the first-parent chain).
+pub fn trunk_commits(repo: &Repository) -> Result<Vec<Oid>, git2::Error> {
+    let mut walk = repo.revwalk()?;
+    walk.push(tip(repo)?)?;
+    walk.simplify_first_parent()?;
+    let mut commits = walk.collect::<Result<Vec<_>, _>>()?;
+    commits.reverse();
+    Ok(commits)
+}
+
 /// Is `oid` on main (the tip or an ancestor of it)?
 pub fn trunk_contains(repo: &Repository, oid: Oid) -> Result<bool, git2::Error> {
     let tip = tip(repo)?;

@@ -90,8 +90,7 @@ async fn info_refs(
     if let Err(e) = check_repo(&inner, &repo) {
         return refused(&inner, e);
     }
-    let advertise: fn(&git2::Repository) -> Result<Vec<u8>, git2::Error> = match service.as_str()
-    {
+    let advertise: fn(&git2::Repository) -> Result<Vec<u8>, git2::Error> = match service.as_str() {
         "git-receive-pack" => advertise::receive_pack,
         "git-upload-pack" => upload_pack::advertise,
         "" => {

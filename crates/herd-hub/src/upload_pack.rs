@@ -175,9 +175,9 @@ impl Negotiation<'_> {
     fn ok_to_give_up(&mut self) -> bool {
         if !self.give_up && !self.commons.is_empty() {
             self.give_up = self.wants.iter().all(|w| {
-                self.commons.iter().any(|c| {
-                    c == w || self.repo.graph_descendant_of(*w, *c).unwrap_or(false)
-                })
+                self.commons
+                    .iter()
+                    .any(|c| c == w || self.repo.graph_descendant_of(*w, *c).unwrap_or(false))
             });
         }
         self.give_up
@@ -339,7 +339,10 @@ mod tests {
         assert_eq!(req.wants, vec![Oid::from_str(&a).unwrap()]);
         assert_eq!(req.haves, vec![Oid::from_str(&b).unwrap()]);
         assert!(req.done);
-        assert_eq!((req.ack_mode(), req.band()), (AckMode::Detailed, Band::Large));
+        assert_eq!(
+            (req.ack_mode(), req.band()),
+            (AckMode::Detailed, Band::Large)
+        );
         assert!(req.has("no-done"));
     }
 

@@ -106,7 +106,11 @@ async fn the_hub_refuses_a_stale_old_tip_with_the_standard_report() {
     let mut corrupt = Vec::new();
     herd_hub::pkt_line::write(
         &mut corrupt,
-        format!("{stale_old} {} refs/heads/main\0report-status\n", "4".repeat(40)).as_bytes(),
+        format!(
+            "{stale_old} {} refs/heads/main\0report-status\n",
+            "4".repeat(40)
+        )
+        .as_bytes(),
     );
     herd_hub::pkt_line::flush(&mut corrupt);
     corrupt.extend_from_slice(b"PACK\0\0\0\x02\0\0\0\x05not a pack at all");

@@ -58,10 +58,12 @@ async fn a_stale_disjoint_push_is_replayed_onto_the_tip_without_a_fork() {
             let mut index = b.index().unwrap();
             std::fs::create_dir_all(work.join("b/slot-b")).unwrap();
             std::fs::write(work.join("b/slot-b/b.txt"), "b\n").unwrap();
-            index.add_path(std::path::Path::new("slot-b/b.txt")).unwrap();
-            let tree = b.find_tree(index.write_tree().unwrap()).unwrap();
-            let author = git2::Signature::new("leaf-b", "leaf-b@herd", &git2::Time::new(1000, 0))
+            index
+                .add_path(std::path::Path::new("slot-b/b.txt"))
                 .unwrap();
+            let tree = b.find_tree(index.write_tree().unwrap()).unwrap();
+            let author =
+                git2::Signature::new("leaf-b", "leaf-b@herd", &git2::Time::new(1000, 0)).unwrap();
             b.commit(
                 None,
                 &author,
@@ -88,7 +90,11 @@ async fn a_stale_disjoint_push_is_replayed_onto_the_tip_without_a_fork() {
     assert_eq!(s.hub.tip().unwrap(), landed.to_string());
     let hub = git2::Repository::open_bare(s.hub.dir()).unwrap();
     let c = hub.find_commit(landed).unwrap();
-    assert_eq!(c.parent_id(0).unwrap(), first, "on top of the tip it missed");
+    assert_eq!(
+        c.parent_id(0).unwrap(),
+        first,
+        "on top of the tip it missed"
+    );
     assert_eq!(c.author().name().unwrap(), "leaf-b");
     assert_eq!(c.author().when().seconds(), 1000);
     assert_eq!(c.committer().name().unwrap(), "herd-hub");

@@ -66,6 +66,8 @@ pub struct RepoState {
     pub held: Arc<Mutex<Held>>,
     tip_tx: watch::Sender<Option<Oid>>,
     unflushed: usize,
+    /// Every object written to the memory backend since the last flush.
+    pending: Vec<Oid>,
     built: Option<Built>,
 }
 
@@ -135,9 +137,16 @@ impl RepoState {
         let repo = if dir.join(".git").is_dir() {
             Repository::open(dir)?
         } else {
-            git2::build::RepoBuilder::new()
+            let repo = git2::build::RepoBuilder::new()
                 .branch("main")
-                .clone(url, dir)?
+                .clone(url, dir)?;
+            // No configured fetch refspec: after each push libgit2 would rewrite the
+            // remote-tracking ref file through it (a lock file and a rename per commit). The
+            // leaf tracks the tip in memory, saves it on flush, and fetches with an explicit
+            // refspec.
+            repo.config()?
+                .remove_multivar("remote.origin.fetch", ".*")?;
+            repo
         };
         // A clone of an empty repository would point HEAD at master; the trunk is main.
         if repo
@@ -167,6 +176,7 @@ impl RepoState {
             held: Arc::new(Mutex::new(held)),
             tip_tx,
             unflushed: 0,
+            pending: Vec::new(),
             built: None,
         };
         Ok((repo, state))
@@ -237,19 +247,27 @@ impl<'r> Repo<'r> {
     /// Is `ancestor` the tip the leaf holds, or an ancestor of it?
     pub fn holds_commit(&self, ancestor: Oid) -> bool {
         match self.origin_tip() {
-            Ok(tip) => tip == ancestor || self.git.graph_descendant_of(tip, ancestor).unwrap_or(false),
+            Ok(tip) => {
+                tip == ancestor || self.git.graph_descendant_of(tip, ancestor).unwrap_or(false)
+            }
             Err(_) => false,
         }
     }
 
     /// Writes the memory backend's objects as one pack, then saves the refs.
     pub fn flush(&mut self) -> Result<(), git2::Error> {
-        if self.st.unflushed > 0 {
-            let mut buf = git2::Buf::new();
-            self.writes.dump(self.git, &mut buf)?;
+        if !self.st.pending.is_empty() {
             let odb = self.git.odb()?;
+            let mut seen = std::collections::HashSet::new();
+            let objects = std::mem::take(&mut self.st.pending)
+                .into_iter()
+                .filter(|oid| seen.insert(*oid))
+                .map(|oid| odb.read(oid))
+                .collect::<Result<Vec<_>, _>>()?;
+            let pack = crate::pack_writer::write(objects.iter().map(|o| (o.kind(), o.data())));
+            drop(objects);
             let mut writer = odb.packwriter()?;
-            std::io::Write::write_all(&mut writer, &buf)
+            std::io::Write::write_all(&mut writer, &pack)
                 .map_err(|e| git2::Error::from_str(&format!("writing leaf pack: {e}")))?;
             writer.commit()?;
             self.writes.reset()?;
@@ -258,13 +276,28 @@ impl<'r> Repo<'r> {
         self.save_refs()
     }
 
+    /// Records the trees and commit a commit creation wrote (everything new under `parent`).
+    fn track_commit(
+        &mut self,
+        parent_tree: &git2::Tree<'_>,
+        commit: Oid,
+    ) -> Result<(), git2::Error> {
+        let tree = self.git.find_commit(commit)?.tree()?;
+        let diff = tree_diff::diff(self.git, Some(parent_tree), Some(&tree))?;
+        self.st.unflushed += 256 * diff.new_trees.len() + 512;
+        self.st.pending.extend(diff.new_trees);
+        self.st.pending.push(commit);
+        Ok(())
+    }
+
     fn save_refs(&self) -> Result<(), git2::Error> {
         let (tip, head) = {
             let held = self.st.held.lock().expect("held lock");
             (held.remote_tip, held.local_head)
         };
         if let Some(tip) = tip {
-            self.git.reference(ORIGIN_MAIN, tip, true, "herd: trunk tip")?;
+            self.git
+                .reference(ORIGIN_MAIN, tip, true, "herd: trunk tip")?;
         }
         if let Some(head) = head.or(tip) {
             self.git.reference(MAIN, head, true, "herd: last commit")?;
@@ -274,7 +307,9 @@ impl<'r> Repo<'r> {
 
     fn write(&mut self, kind: ObjectType, data: &[u8]) -> Result<Oid, git2::Error> {
         self.st.unflushed += data.len();
-        self.git.odb()?.write(kind, data)
+        let oid = self.git.odb()?.write(kind, data)?;
+        self.st.pending.push(oid);
+        Ok(oid)
     }
 
     /// Writes `files` into the worktree and commits them on top of the trunk tip the leaf holds.
@@ -322,12 +357,14 @@ impl<'r> Repo<'r> {
         message: &str,
     ) -> Result<Oid, git2::Error> {
         let parent = self.git.find_commit(base)?;
-        let tree_id = tree_diff::apply(self.git, &parent.tree()?, changes)?;
+        let parent_tree = parent.tree()?;
+        let tree_id = tree_diff::apply(self.git, &parent_tree, changes)?;
         let tree = self.git.find_tree(tree_id)?;
-        // Trees and the commit went to the memory backend; count them for the flush.
-        self.st.unflushed += 256 * (changes.len() + 2) + message.len();
-        self.git
-            .commit(None, author, committer, message, &tree, &[&parent])
+        let commit = self
+            .git
+            .commit(None, author, committer, message, &tree, &[&parent])?;
+        self.track_commit(&parent_tree, commit)?;
+        Ok(commit)
     }
 
     /// Replays the commit being pushed onto `onto` (a newer trunk tip the leaf holds).
@@ -348,10 +385,9 @@ impl<'r> Repo<'r> {
         let message = local.message().unwrap_or("").to_string();
         let onto_tree = self.git.find_commit(onto)?.tree()?;
         let base_tree = self.git.find_commit(built.base)?.tree()?;
-        let untouched = built
-            .changes
-            .iter()
-            .all(|c| tree_diff::entry_at(&onto_tree, &c.path) == tree_diff::entry_at(&base_tree, &c.path));
+        let untouched = built.changes.iter().all(|c| {
+            tree_diff::entry_at(&onto_tree, &c.path) == tree_diff::entry_at(&base_tree, &c.path)
+        });
         let commit = if untouched {
             self.commit_onto(onto, &built.changes, &author, &committer, &message)?
         } else {
@@ -368,9 +404,11 @@ impl<'r> Repo<'r> {
             }
             let mut index = index;
             let tree = self.git.find_tree(index.write_tree_to(self.git)?)?;
-            self.st.unflushed += 4096;
-            self.git
-                .commit(None, &author, &committer, &message, &tree, &[&onto_commit])?
+            let commit =
+                self.git
+                    .commit(None, &author, &committer, &message, &tree, &[&onto_commit])?;
+            self.track_commit(&onto_tree, commit)?;
+            commit
         };
         self.st.built = Some(Built {
             commit,
@@ -446,11 +484,13 @@ impl<'r> Repo<'r> {
                 }
             }
             // libgit2 refuses locally when the advertised tip is not in the local store.
-            (Err(e), _) if classify(e.message()).kind == RefusalKind::Fork => PushResult::Rejected {
-                reason: e.message().to_string(),
-                kind: RefusalKind::Fork,
-                tip: exchange.advertised_tip,
-            },
+            (Err(e), _) if classify(e.message()).kind == RefusalKind::Fork => {
+                PushResult::Rejected {
+                    reason: e.message().to_string(),
+                    kind: RefusalKind::Fork,
+                    tip: exchange.advertised_tip,
+                }
+            }
             // The request may have reached the hub before the connection failed.
             (Err(e), _) => PushResult::Failed {
                 reason: e.message().to_string(),
@@ -479,11 +519,12 @@ impl<'r> Repo<'r> {
         if self.origin_tip().ok() != Some(prev) {
             return Err(ApplyError::NotAtBase);
         }
-        let odb = self.git.odb().map_err(|e| ApplyError::Bad(e.message().into()))?;
+        let odb = self
+            .git
+            .odb()
+            .map_err(|e| ApplyError::Bad(e.message().into()))?;
         let objects = pack_reader::read(pack, |base| {
-            odb.read(base)
-                .ok()
-                .map(|o| (o.kind(), o.data().to_vec()))
+            odb.read(base).ok().map(|o| (o.kind(), o.data().to_vec()))
         })
         .map_err(|e| ApplyError::Bad(e.to_string()))?;
         for (kind, data) in &objects {

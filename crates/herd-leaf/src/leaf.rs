@@ -19,6 +19,7 @@ use crate::ledger::{Ledger, LedgerTask};
 use crate::paths;
 use crate::stats::{Counters, LeafStats, add};
 use crate::tip_sync::{SyncContext, SyncHook, SyncPolicy, TipSync};
+use crate::turns::{Fairness, Turns};
 use crate::worker::{Worker, WorkerThread};
 
 /// Bounded, jittered retry of rejected pushes.
@@ -76,6 +77,13 @@ pub struct LeafConfig {
     /// How the hub integrates pushes: race pushes `refs/heads/main` as a compare-and-swap,
     /// queue pushes `refs/for/main` to the merge queue.
     pub hub_mode: HubMode,
+    /// How a leaf that keeps losing the race still lands (race mode): turns (default) or plain
+    /// backoff.
+    pub fairness: Fairness,
+    /// Lost races before a leaf asks for a turn.
+    pub turn_after: u32,
+    /// How long a turn's head may hold it before others drop it (it crashed or hangs).
+    pub turn_lease: Duration,
     /// Subscribe to tip broadcasts (default). Off, the leaf learns of a new tip only when its
     /// push is refused (use with on-demand sync): the baseline that shows what broadcasts buy,
     /// and deterministic forks for tests.
@@ -100,6 +108,9 @@ impl LeafConfig {
             sync: SyncPolicy::default(),
             hub_mode: HubMode::default(),
             subscribe: true,
+            fairness: Fairness::default(),
+            turn_after: 1,
+            turn_lease: Duration::from_secs(2),
             tip_wait: Duration::from_secs(2),
         }
     }
@@ -159,6 +170,9 @@ pub struct Leaf {
     hub_mode: HubMode,
     tip_wait: Duration,
     tip_rx: watch::Receiver<Option<Oid>>,
+    turns: Option<Turns>,
+    turn_after: u32,
+    next_turn: AtomicU64,
     worker: Mutex<Option<Worker>>,
     thread: Mutex<Option<WorkerThread>>,
     sync: tokio::sync::Mutex<Option<TipSync>>,
@@ -227,6 +241,12 @@ impl Leaf {
             held.clone(),
             config.on_sync.clone(),
         ));
+        let turns = if config.hub_mode == HubMode::Race && config.fairness == Fairness::Turn {
+            let stream = bus.turns().await.map_err(|e| LeafError::bus("", e))?;
+            Some(Turns::spawn(stream, config.turn_lease))
+        } else {
+            None
+        };
         let sync = if config.subscribe {
             let tips = bus.tips().await.map_err(|e| LeafError::bus("", e))?;
             Some(TipSync::spawn(tips, sync_ctx.clone(), config.sync))
@@ -254,6 +274,9 @@ impl Leaf {
             hub_mode: config.hub_mode,
             tip_wait: config.tip_wait,
             tip_rx,
+            turns,
+            turn_after: config.turn_after.max(1),
+            next_turn: AtomicU64::new(0),
             worker: Mutex::new(Some(worker)),
             thread: Mutex::new(Some(thread)),
             sync: tokio::sync::Mutex::new(sync),

@@ -23,9 +23,11 @@ pub mod git_ops;
 pub mod leaf;
 pub mod ledger;
 pub mod pack_reader;
+pub mod pack_writer;
 pub mod paths;
 pub mod stats;
 pub mod tip_sync;
+pub mod turns;
 pub mod worker;
 
 pub use error::LeafError;
@@ -33,3 +35,4 @@ pub use leaf::{Claim, CommitOutcome, Leaf, LeafConfig, RetryPolicy, TaskId};
 pub use ledger::{LEDGER_FILE, Ledger, LedgerTask};
 pub use stats::LeafStats;
 pub use tip_sync::{SyncEvent, SyncHook, SyncOutcome, SyncPolicy};
+pub use turns::Fairness;

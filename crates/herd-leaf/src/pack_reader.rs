@@ -34,10 +34,7 @@ pub type Object = (ObjectType, Vec<u8>);
 
 /// Reads every object of `pack`, resolving deltas; `lookup` supplies bases a thin pack leaves
 /// out. Objects come back in pack order.
-pub fn read(
-    pack: &[u8],
-    lookup: impl Fn(Oid) -> Option<Object>,
-) -> Result<Vec<Object>, PackError> {
+pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<Object>, PackError> {
     let bad = |what: &str| PackError::Malformed(what.to_string());
     if pack.len() < 32 || &pack[..4] != b"PACK" {
         return Err(bad("no PACK header"));
@@ -55,6 +52,9 @@ pub fn read(
     let mut by_offset: HashMap<usize, usize> = HashMap::new();
     let mut by_oid: HashMap<Oid, usize> = HashMap::new();
     let mut out: Vec<Object> = Vec::with_capacity(count.min(1 << 16));
+    // One decompressor for the whole pack (reset per object): creating one allocates and zeroes
+    // its state, which cost more than inflating a small object.
+    let mut z = Decompress::new(true);
     for _ in 0..count {
         let start = at;
         let (kind, size, header) = entry_header(&body[at..]).ok_or_else(|| bad("entry header"))?;
@@ -64,7 +64,9 @@ pub fn read(
                 let (back, used) = ofs_back(&body[at..]).ok_or_else(|| bad("delta offset"))?;
                 at += used;
                 let base_at = start.checked_sub(back).ok_or_else(|| bad("delta offset"))?;
-                let idx = *by_offset.get(&base_at).ok_or_else(|| bad("delta base offset"))?;
+                let idx = *by_offset
+                    .get(&base_at)
+                    .ok_or_else(|| bad("delta base offset"))?;
                 Some(out[idx].clone())
             }
             7 => {
@@ -78,7 +80,8 @@ pub fn read(
             }
             _ => None,
         };
-        let (data, used) = inflate(&body[at..], size).ok_or_else(|| bad("zlib stream"))?;
+        z.reset(true);
+        let (data, used) = inflate(&mut z, &body[at..], size).ok_or_else(|| bad("zlib stream"))?;
         at += used;
         let object = match base {
             Some((base_kind, base_data)) => (
@@ -144,10 +147,12 @@ fn ofs_back(buf: &[u8]) -> Option<(usize, usize)> {
 /// Inflates one zlib stream of `size` bytes from the start of `buf`; returns the data and the
 /// compressed bytes consumed. One call: with the whole input and room for one byte more than
 /// declared, zlib either ends the stream or the entry is malformed.
-fn inflate(buf: &[u8], size: usize) -> Option<(Vec<u8>, usize)> {
-    let mut z = Decompress::new(true);
+fn inflate(z: &mut Decompress, buf: &[u8], size: usize) -> Option<(Vec<u8>, usize)> {
     let mut out = Vec::with_capacity(size + 1);
-    match z.decompress_vec(buf, &mut out, FlushDecompress::Finish).ok()? {
+    match z
+        .decompress_vec(buf, &mut out, FlushDecompress::Finish)
+        .ok()?
+    {
         Status::StreamEnd if out.len() == size => Some((out, z.total_in() as usize)),
         _ => None,
     }

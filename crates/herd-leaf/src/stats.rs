@@ -29,6 +29,8 @@ pub struct LeafStats {
     pub fork_unrecoverable: u64,
     /// Pushes the hub refused on policy (the task failed at once).
     pub policy_refusals: u64,
+    /// Turns asked for after lost races (race mode with turns).
+    pub turns_requested: u64,
     /// Claims won.
     pub claims_won: u64,
     /// Claims lost.
@@ -51,6 +53,7 @@ pub(crate) struct Counters {
     pub fork_retries: AtomicU64,
     pub fork_unrecoverable: AtomicU64,
     pub policy_refusals: AtomicU64,
+    pub turns_requested: AtomicU64,
     pub claims_won: AtomicU64,
     pub claims_lost: AtomicU64,
     pub commits: AtomicU64,
@@ -76,6 +79,7 @@ impl Counters {
             fork_retries: g(&self.fork_retries),
             fork_unrecoverable: g(&self.fork_unrecoverable),
             policy_refusals: g(&self.policy_refusals),
+            turns_requested: g(&self.turns_requested),
             claims_won: g(&self.claims_won),
             claims_lost: g(&self.claims_lost),
             commits: g(&self.commits),

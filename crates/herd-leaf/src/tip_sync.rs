@@ -410,7 +410,10 @@ fn on_demand(ctx: &SyncContext, event: TipEvent) {
     let tip = event.tip;
     let before = ctx.tip();
     if already_held(ctx, &tip) {
-        let after = ctx.holds(&tip.oid).then(|| tip.oid.clone()).or(before.clone());
+        let after = ctx
+            .holds(&tip.oid)
+            .then(|| tip.oid.clone())
+            .or(before.clone());
         ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
         return;
     }
@@ -423,12 +426,7 @@ fn on_demand(ctx: &SyncContext, event: TipEvent) {
     ctx.report(&tip, SyncOutcome::Deferred, before, None);
 }
 
-fn on_fetch(
-    ctx: &Arc<SyncContext>,
-    event: TipEvent,
-    pulls: &mut JoinSet<()>,
-    span: tracing::Span,
-) {
+fn on_fetch(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>, span: tracing::Span) {
     let tip = event.tip;
     let before = ctx.tip();
     let holds_it = ctx.holds(&tip.oid);

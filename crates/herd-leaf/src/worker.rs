@@ -4,10 +4,11 @@
 //!
 //! Writes go to memory: the thread adds a memory backend (`Mempack`) to the object database at
 //! the highest priority, so the objects of the leaf's commits, rebases and applied broadcast
-//! payloads cost no file each. After a job that leaves more than [`FLUSH_BYTES`] unflushed, and
-//! when the thread stops, they are written as one pack and the refs are saved
-//! ([`Repo::flush`]) — refs on disk never name an object that exists only in memory, except the
-//! remote-tracking ref libgit2 itself writes after a push (repaired on open if it dangles).
+//! payloads cost no file each. Every object written is tracked; after a job that leaves more
+//! than [`FLUSH_BYTES`] unflushed, and when the thread stops, they are written as one pack (no
+//! delta search: [`crate::pack_writer`]) and the refs are saved ([`Repo::flush`]) — refs on
+//! disk never name an object that exists only in memory, except the remote-tracking ref
+//! libgit2 itself writes after a push (dropped on open if it dangles).
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;

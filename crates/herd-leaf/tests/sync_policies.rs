@@ -53,6 +53,29 @@ async fn payload_broadcasts_are_applied_with_zero_hub_requests() {
     let landed = common::task(&readers[0], "after", "x").await.unwrap();
     assert_eq!(landed.fork_retries, 0);
     assert_eq!(h.hub.stats().fetches, before.fetches);
+    // Objects applied in memory are flushed whole when the leaf stops: stock git finds the
+    // repository complete and the saved tips where the leaf held them.
+    for r in &readers {
+        r.shutdown().await;
+    }
+    let repo = h.dir.path().join("leaf-r1/repo");
+    let fsck = std::process::Command::new("git")
+        .args(["fsck", "--full", "--no-dangling"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    assert!(
+        fsck.status.success(),
+        "{}",
+        String::from_utf8_lossy(&fsck.stderr)
+    );
+    let origin = std::process::Command::new("git")
+        .args(["rev-parse", "refs/remotes/origin/main", "refs/heads/main"])
+        .current_dir(&repo)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&origin.stdout);
+    assert_eq!(text.lines().next(), Some(landed.oid.as_str()), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,7 +88,9 @@ async fn a_leaf_missing_the_base_falls_back_to_a_fetch() {
         reader.shutdown().await;
     }
     for i in 0..2 {
-        common::task(&writer, &format!("gap{i}"), "x").await.unwrap();
+        common::task(&writer, &format!("gap{i}"), "x")
+            .await
+            .unwrap();
     }
     // Back on its old tip, subscribed from now on: the next broadcast's base is one it lacks.
     let reader = h.leaf_with("leaf-r", "slot-r", SyncPolicy::Payload).await;
@@ -74,7 +99,10 @@ async fn a_leaf_missing_the_base_falls_back_to_a_fetch() {
     handled(&reader, 1).await;
     let s = reader.stats();
     assert_eq!((s.applied, s.pulled, s.pull_failures), (0, 1, 0), "{s:?}");
-    assert!(h.hub.stats().fetches > fetches, "the fallback went to the hub");
+    assert!(
+        h.hub.stats().fetches > fetches,
+        "the fallback went to the hub"
+    );
     assert_eq!(reader.remote_tip(), h.hub.tip());
     // From the fetched tip on, payloads apply again.
     common::task(&writer, "next", "z").await.unwrap();
@@ -132,7 +160,11 @@ async fn on_demand_sync_fetches_once_before_its_next_commit() {
     }
     handled(&reader, 5).await;
     assert_eq!(reader.stats().deferred, 5);
-    assert_eq!(h.hub.stats().fetches, fetches, "nothing fetched on broadcasts");
+    assert_eq!(
+        h.hub.stats().fetches,
+        fetches,
+        "nothing fetched on broadcasts"
+    );
     let landed = common::task(&reader, "mine", "y").await.unwrap();
     assert_eq!(landed.fork_retries, 0, "it fetched before building");
     assert_eq!(reader.stats().commit_fetches, 1);

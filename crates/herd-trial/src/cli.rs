@@ -60,6 +60,21 @@ pub struct TrialArgs {
     /// Slot assignment [default: disjoint; env HERD_MODE].
     #[arg(long, value_enum)]
     pub mode: Option<Mode>,
+    /// How leaves follow the trunk: payload (apply the objects a broadcast carries), fetch (fetch on every broadcast) or on-demand (fetch before a commit when behind) [default: payload; env HERD_SYNC].
+    #[arg(long, value_name = "POLICY")]
+    pub sync: Option<herd_leaf::SyncPolicy>,
+    /// How the hub lands pushes: race (compare-and-swap of the tip; stale pushes are forks) or queue (merge queue, group commit) [default: race; env HERD_HUB].
+    #[arg(long, value_name = "MODE")]
+    pub hub: Option<herd_hub::HubMode>,
+    /// Largest payload pack a broadcast carries, bytes; 0 = broadcasts carry none [default: 262144; env HERD_PAYLOAD_MAX_BYTES].
+    #[arg(long, value_name = "BYTES")]
+    pub payload_max_bytes: Option<u64>,
+    /// How a leaf that keeps losing the race still lands (race mode): turn (FIFO of turns on the bus) or backoff (jittered exponential backoff) [default: turn; env HERD_FAIRNESS].
+    #[arg(long, value_name = "HOW")]
+    pub fairness: Option<herd_leaf::Fairness>,
+    /// Lost races before a leaf asks for a turn [default: 1; env HERD_TURN_AFTER].
+    #[arg(long, value_name = "K")]
+    pub turn_after: Option<u32>,
     /// Cap on the herd's total commit rate, commits per minute [default: unpaced; env HERD_PACE_PER_MIN].
     #[arg(long, value_name = "PER_MIN")]
     pub pace_per_min: Option<f64>,
@@ -96,6 +111,11 @@ impl TrialArgs {
             think_ms: self.think_ms,
             seed: self.seed,
             mode: self.mode,
+            sync: self.sync,
+            hub: self.hub,
+            payload_max_bytes: self.payload_max_bytes,
+            fairness: self.fairness,
+            turn_after: self.turn_after,
             pace_per_min: self.pace_per_min,
             claim_ttl_secs: self.claim_ttl_secs,
             drain_timeout_secs: self.drain_timeout_secs,

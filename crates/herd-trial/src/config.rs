@@ -8,6 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use herd_hub::HubMode;
+use herd_leaf::{Fairness, SyncPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
@@ -63,6 +65,24 @@ pub struct TrialConfig {
     pub seed: u64,
     /// Slot assignment. Default disjoint.
     pub mode: Mode,
+    /// How leaves follow the trunk: `payload` (apply the objects a broadcast carries; default),
+    /// `fetch` (fetch on every broadcast) or `on-demand` (fetch before a commit when behind).
+    #[serde(default)]
+    pub sync: SyncPolicy,
+    /// How the hub lands pushes: `race` (compare-and-swap of the tip; default) or `queue`
+    /// (merge queue with group commit).
+    #[serde(default)]
+    pub hub: HubMode,
+    /// Largest payload a broadcast carries, bytes (0: none; default 256 KiB).
+    #[serde(default = "default_payload_max_bytes")]
+    pub payload_max_bytes: u64,
+    /// How a leaf that keeps losing the race still lands (race mode): `turn` (a FIFO of turns
+    /// on the bus; default) or `backoff` (jittered exponential backoff only).
+    #[serde(default)]
+    pub fairness: Fairness,
+    /// Lost races before a leaf asks for a turn. Default 1.
+    #[serde(default = "default_turn_after")]
+    pub turn_after: u32,
     /// Total commit rate cap for the whole herd, commits per minute (none: unpaced).
     pub pace_per_min: Option<f64>,
     /// Claim lease, seconds. Default 60.
@@ -77,6 +97,14 @@ pub struct TrialConfig {
     pub gates: Gates,
 }
 
+fn default_turn_after() -> u32 {
+    1
+}
+
+fn default_payload_max_bytes() -> u64 {
+    herd_hub::payload::DEFAULT_MAX_BYTES as u64
+}
+
 impl Default for TrialConfig {
     fn default() -> Self {
         TrialConfig {
@@ -87,6 +115,11 @@ impl Default for TrialConfig {
             think_ms: Span::new(10, 100),
             seed: 1,
             mode: Mode::Disjoint,
+            sync: SyncPolicy::default(),
+            hub: HubMode::default(),
+            payload_max_bytes: default_payload_max_bytes(),
+            fairness: Fairness::default(),
+            turn_after: default_turn_after(),
             pace_per_min: None,
             claim_ttl_secs: 60,
             drain_timeout_secs: 60,
@@ -109,6 +142,11 @@ pub struct ConfigLayer {
     pub think_ms: Option<Span>,
     pub seed: Option<u64>,
     pub mode: Option<Mode>,
+    pub sync: Option<SyncPolicy>,
+    pub hub: Option<HubMode>,
+    pub payload_max_bytes: Option<u64>,
+    pub fairness: Option<Fairness>,
+    pub turn_after: Option<u32>,
     pub pace_per_min: Option<f64>,
     pub claim_ttl_secs: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
@@ -128,6 +166,11 @@ pub const ENV_KEYS: &[&str] = &[
     "HERD_THINK_MS",
     "HERD_SEED",
     "HERD_MODE",
+    "HERD_SYNC",
+    "HERD_HUB",
+    "HERD_PAYLOAD_MAX_BYTES",
+    "HERD_FAIRNESS",
+    "HERD_TURN_AFTER",
     "HERD_PACE_PER_MIN",
     "HERD_CLAIM_TTL_SECS",
     "HERD_DRAIN_TIMEOUT_SECS",
@@ -199,6 +242,20 @@ fn env_value(key: &str, raw: &str) -> Result<toml::Value, ConfigError> {
             Mode::from_str(raw, true).map_err(|_| bad("disjoint or shared"))?;
             toml::Value::String(raw.to_ascii_lowercase())
         }
+        "HERD_SYNC" => {
+            let policy: SyncPolicy = raw
+                .parse()
+                .map_err(|_| bad("payload, fetch or on-demand"))?;
+            toml::Value::String(policy.as_str().to_string())
+        }
+        "HERD_HUB" => {
+            let mode: HubMode = raw.parse().map_err(|_| bad("race or queue"))?;
+            toml::Value::String(mode.as_str().to_string())
+        }
+        "HERD_FAIRNESS" => {
+            let f: Fairness = raw.parse().map_err(|_| bad("turn or backoff"))?;
+            toml::Value::String(f.as_str().to_string())
+        }
         "HERD_GATE" => {
             GatePreset::from_str(raw, true).map_err(|_| bad("phase2"))?;
             toml::Value::String(raw.to_ascii_lowercase())
@@ -230,6 +287,11 @@ impl TrialConfig {
             think_ms,
             seed,
             mode,
+            sync,
+            hub,
+            payload_max_bytes,
+            fairness,
+            turn_after,
             claim_ttl_secs,
             drain_timeout_secs,
             keep
@@ -303,6 +365,17 @@ impl TrialConfig {
                 self.bytes_per_file.to_string(),
                 "must be at most 16 MiB",
             );
+        }
+        // The record and headers travel with the pack; the stream refuses messages over 1 MiB.
+        if self.payload_max_bytes > (1 << 20) - (16 << 10) {
+            return bad(
+                "payload_max_bytes",
+                self.payload_max_bytes.to_string(),
+                "must be at most 1032192 (the tip stream's 1 MiB message limit, less room for the record)",
+            );
+        }
+        if self.turn_after == 0 {
+            return bad("turn_after", "0".into(), "must be at least 1");
         }
         if self.claim_ttl_secs == 0 {
             return bad("claim_ttl_secs", "0".into(), "must be at least 1");

@@ -26,6 +26,7 @@ pub mod progress;
 pub mod propagation;
 pub mod results;
 pub mod runner;
+pub mod scale;
 pub mod slot_runner;
 pub mod span;
 pub mod sync_log;

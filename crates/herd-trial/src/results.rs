@@ -33,20 +33,37 @@ pub struct Counters {
     pub commits_lost: u64,
     /// Rebase-and-retry rounds after a rejected push, over all commits.
     pub fork_retries: u64,
-    /// Forks that could not be rebased (a real content conflict).
+    /// Forks that could not be recovered: a real content conflict, or a push that lost every
+    /// race until the retry budget ran out (those are also in `tasks_starved`).
     pub fork_unrecoverable: u64,
+    /// Tasks whose push lost every race until the retry budget ran out.
+    #[serde(default)]
+    pub tasks_starved: u64,
+    /// Pushes the hub refused on policy (the task failed at once).
+    #[serde(default)]
+    pub commits_refused: u64,
     /// Claims won.
     pub claims_won: u64,
     /// Claims lost to another holder.
     pub claims_lost: u64,
     /// Tip broadcasts delivered to leaves (sum over leaves).
     pub broadcasts_delivered: u64,
+    /// Broadcasts whose payload a leaf applied (no request to the hub).
+    #[serde(default)]
+    pub broadcasts_applied: u64,
     /// Broadcasts that made a leaf fetch.
     pub broadcasts_pulled: u64,
     /// Broadcasts skipped because the leaf already had the tip.
     pub broadcasts_skipped_idempotent: u64,
     /// Broadcasts skipped because a pull was already in flight.
     pub broadcasts_skipped_coalesced: u64,
+    /// Broadcasts noted for a later fetch (on-demand sync).
+    #[serde(default)]
+    pub broadcasts_deferred: u64,
+    /// Fetches a leaf made on its commit path (before a commit, or after a fork whose tip did
+    /// not arrive), apart from broadcast-driven pulls.
+    #[serde(default)]
+    pub commit_fetches: u64,
 }
 
 /// Where and with what the trial ran.
@@ -67,8 +84,12 @@ pub struct Environment {
 /// Latency summaries.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
 pub struct Latencies {
-    /// Start of `commit` → hub accepted (includes fork retries).
+    /// Start of `commit` → hub accepted (includes fork retries), commits that landed.
     pub commit: Summary,
+    /// Start of `commit` → failure, for commits that did not land (starved, conflicting,
+    /// refused): their own row, never dropped.
+    #[serde(default)]
+    pub commit_failed: Summary,
     /// One claim round trip.
     pub claim: Summary,
     /// Hub accepted → another leaf has the tip (one sample per commit per other leaf).
@@ -100,6 +121,15 @@ pub struct TrialResults {
     pub runtime_secs: f64,
     /// Whether the drain saw every reported commit on the trunk before its timeout.
     pub drained: bool,
+    /// Seconds of the other phases: `start` (bus, hub, leaves), `snapshot`, `teardown`, `check`.
+    #[serde(default)]
+    pub phases: Vec<(String, f64)>,
+    /// What the coordination cost: hub requests per commit, think floor, memory per leaf.
+    #[serde(default)]
+    pub scale: crate::scale::Scale,
+    /// The hub's own counters at the end of the run.
+    #[serde(default)]
+    pub hub: herd_hub::HubStats,
     /// Each gate and its outcome.
     pub gates: Vec<GateResult>,
     /// The history checker's report over this run's raw artifacts.
@@ -117,10 +147,13 @@ impl Counters {
     pub fn take_spans(&mut self, t: &SpanTotals) {
         self.fork_retries = t.fork_retries;
         self.fork_unrecoverable = t.fork_unrecoverable;
+        self.commits_refused = t.commits_refused;
         self.claims_won = t.claims_won;
         self.claims_lost = t.claims_lost;
         self.broadcasts_delivered = t.sync_spans;
+        self.broadcasts_applied = t.applied;
         self.broadcasts_pulled = t.pulled;
+        self.broadcasts_deferred = t.deferred;
         self.broadcasts_skipped_idempotent = t.skipped_idempotent;
         self.broadcasts_skipped_coalesced = t.skipped_coalesced;
     }
@@ -180,6 +213,7 @@ impl TrialResults {
         );
         let _ = writeln!(s, "  hub pushes rejected: {}", c.hub_pushes_rejected);
         let _ = writeln!(s, "  hub commits/s:      {:.1}", self.hub_commits_per_sec);
+        self.scale_lines(&mut s);
         let p = &self.latency.propagation;
         let _ = writeln!(
             s,
@@ -235,6 +269,70 @@ impl TrialResults {
         s
     }
 
+    /// The lines that say what coordination cost (below the fixed labels).
+    fn scale_lines(&self, s: &mut String) {
+        let (c, k, cfg) = (&self.counters, &self.scale, &self.config);
+        let _ = writeln!(
+            s,
+            "  sync / hub:         {} / {} (fairness {}, turn after {})",
+            cfg.sync.as_str(),
+            cfg.hub.as_str(),
+            cfg.fairness.as_str(),
+            cfg.turn_after
+        );
+        let _ = writeln!(
+            s,
+            "  broadcasts applied (payload): {}",
+            c.broadcasts_applied
+        );
+        if c.broadcasts_deferred > 0 {
+            let _ = writeln!(
+                s,
+                "  broadcasts deferred (on-demand): {}",
+                c.broadcasts_deferred
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  hub requests/commit: {:.2} ({} requests: {} pushes, {} fetches; {} commit-path fetches)",
+            k.hub_requests_per_commit,
+            k.hub_requests,
+            k.hub_push_requests,
+            k.hub_fetches,
+            c.commit_fetches
+        );
+        if k.commits_replayed > 0 || cfg.hub == herd_hub::HubMode::Queue {
+            let _ = writeln!(
+                s,
+                "  merge queue:        {} ref updates (largest {}), {} commits replayed",
+                k.landing_batches, k.largest_batch, k.commits_replayed
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  tasks starved:      {} (refused on policy: {})",
+            c.tasks_starved, c.commits_refused
+        );
+        if self.latency.commit_failed.count > 0 {
+            let f = &self.latency.commit_failed;
+            let _ = writeln!(
+                s,
+                "  P50/P99 failed commit ms: {:.1} / {:.1} ({} failed)",
+                f.p50_ms, f.p99_ms, f.count
+            );
+        }
+        let _ = writeln!(
+            s,
+            "  think floor:        {:.2}s (work {:.2}s = {:.2} x floor)",
+            k.think_floor_secs, self.work_secs, k.work_to_think_floor
+        );
+        let _ = writeln!(
+            s,
+            "  memory per leaf:    {} KiB (process peak {} KiB)",
+            k.rss_per_leaf_kib, k.rss_peak_kib
+        );
+    }
+
     /// `report.md`: the summary block plus the configuration and environment, for humans.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
@@ -281,6 +379,7 @@ impl TrialResults {
         );
         for (name, l) in [
             ("commit", &self.latency.commit),
+            ("commit (failed)", &self.latency.commit_failed),
             ("claim", &self.latency.claim),
             ("propagation", &self.latency.propagation),
         ] {

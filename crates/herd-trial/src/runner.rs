@@ -88,6 +88,8 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     let hub = Hub::start(HubConfig {
         dir: work_dir.join("hub"),
         bus: Some(bus.clone()),
+        mode: config.hub,
+        payload_max_bytes: usize::try_from(config.payload_max_bytes).unwrap_or(usize::MAX),
         ..Default::default()
     })
     .await?;
@@ -97,6 +99,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     let (log, writer) = EventLog::create(&out_dir.join("events.jsonl"), started)
         .map_err(|e| output_err(&out_dir, e))?;
     let holdings = Arc::new(Mutex::new(Vec::<Holding>::new()));
+    let (rss_before_leaves_kib, _) = crate::scale::rss_kib();
     let env = LeafEnv {
         work_dir: &work_dir,
         hub_url: hub.url(),
@@ -106,6 +109,8 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         tag: run_tag(&server),
     };
     let leaves = open_leaves(&config, &workload, env).await?;
+    let mut phases = Phases::default();
+    phases.mark("start", started);
     let leaves_ids: Vec<String> = leaves.iter().map(|l| l.id().to_string()).collect();
 
     // Work phase.
@@ -116,6 +121,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         pacer: Pacer::new(config.pace_per_min),
         progress,
     });
+    let hub_before = hub.stats();
     let work_started = Instant::now();
     let mut set = JoinSet::new();
     let spans_before = opts.counts.as_ref().map(SpanCounts::totals);
@@ -144,13 +150,14 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         .flat_map(|r| r.commits.iter().map(|(oid, _)| oid.clone()))
         .collect();
     let on_trunk = wait_on_trunk(&hub, &reported, deadline).await;
-    let accepted_pushes = hub.stats().pushes_accepted;
-    let mut settled = wait_broadcasts_handled(&leaves, accepted_pushes, deadline).await;
+    let broadcasts = hub.stats().broadcasts;
+    let mut settled = wait_broadcasts_handled(&leaves, broadcasts, deadline).await;
     if let (Some(counts), Some(before)) = (&opts.counts, &spans_before) {
         let received: u64 = leaves.iter().map(|l| l.stats().tips_received).sum();
         settled &= wait_spans_closed(counts, before, received, deadline).await;
     }
     let drain_secs = drain_started.elapsed().as_secs_f64();
+    let snapshot_started = Instant::now();
 
     // Read everything while it is still up.
     let hub_stats = hub.stats();
@@ -160,22 +167,26 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     write_json(
         &out_dir.join("hub.json"),
         &HubFacts {
-            pushes_accepted: hub_stats.pushes_accepted,
+            commits_landed: hub_stats.commits_landed,
             seed_commits,
         },
     )?;
     let tips = observer.stop().await;
+    phases.mark("snapshot", snapshot_started);
+    let teardown_started = Instant::now();
 
-    for leaf in &leaves {
-        leaf.shutdown().await;
-    }
+    // Leaves flush their objects as they stop; let them do it side by side.
+    futures::future::join_all(leaves.iter().map(|l| l.shutdown())).await;
     drop(leaves);
     drop(ctx);
     drop(log);
     let lines = writer.finish().await.map_err(|e| output_err(&out_dir, e))?;
     tracing::debug!(lines, "history written");
     hub.shutdown().await;
+    phases.mark("teardown", teardown_started);
+    let check_started = Instant::now();
     let check = herd_check::check(&Artifacts::with_work(&out_dir, &work_dir));
+    phases.mark("check", check_started);
     server.stop()?;
 
     let mut counters = Counters {
@@ -187,11 +198,13 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         commits_lost: reported.len() as u64 - on_trunk,
         ..Default::default()
     };
-    let (mut claim, mut commit) = (Latency::default(), Latency::default());
+    let (mut claim, mut commit, mut commit_failed) =
+        (Latency::default(), Latency::default(), Latency::default());
     for r in &reports {
         add_slot(&mut counters, r);
         claim.merge(&r.claim);
         commit.merge(&r.commit);
+        commit_failed.merge(&r.commit_failed);
     }
     let span_totals = opts
         .counts
@@ -204,12 +217,15 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
             for s in &leaf_stats {
                 counters.fork_retries += s.fork_retries;
                 counters.fork_unrecoverable += s.fork_unrecoverable;
+                counters.commits_refused += s.policy_refusals;
                 counters.claims_won += s.claims_won;
                 counters.claims_lost += s.claims_lost;
                 counters.broadcasts_delivered += s.tips_received;
+                counters.broadcasts_applied += s.applied;
                 counters.broadcasts_pulled += s.pulled;
                 counters.broadcasts_skipped_idempotent += s.skipped_idempotent;
                 counters.broadcasts_skipped_coalesced += s.skipped_coalesced;
+                counters.broadcasts_deferred += s.deferred;
             }
         }
     }
@@ -218,6 +234,16 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     let holdings = holdings.lock().map(|h| h.clone()).unwrap_or_default();
     let propagation = propagation::lag(&accepted, &holdings, &leaf_ids);
 
+    counters.commit_fetches = leaf_stats.iter().map(|s| s.commit_fetches).sum();
+    let scale = crate::scale::Scale::new(&crate::scale::ScaleInput {
+        hub_before: &hub_before,
+        hub_after: &hub_stats,
+        think_floor: crate::scale::think_floor(&workload),
+        work_secs,
+        fork_retries: counters.fork_retries,
+        leaves: leaf_ids.len() as u64,
+        rss_before_leaves_kib,
+    });
     let commit_summary = commit.summary();
     let commits_per_min = commit_rate_per_min(&reports);
     let drained = on_trunk == reported.len() as u64 && settled;
@@ -237,6 +263,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         counters,
         latency: Latencies {
             commit: commit_summary,
+            commit_failed: commit_failed.summary(),
             claim: claim.summary(),
             propagation: propagation.summary(),
         },
@@ -249,6 +276,9 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         drain_secs,
         runtime_secs: started.elapsed().as_secs_f64(),
         drained,
+        phases: phases.0,
+        scale,
+        hub: hub_stats,
         gates: gate_results,
         history_check: check.clone(),
         spans: span_totals,
@@ -265,6 +295,18 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         check,
         out_dir,
     })
+}
+
+/// Seconds per trial phase, in order (`start`, `snapshot`, `teardown`, `check`; the work and
+/// drain phases have their own fields).
+#[derive(Default)]
+struct Phases(Vec<(String, f64)>);
+
+impl Phases {
+    fn mark(&mut self, name: &str, since: Instant) {
+        self.0
+            .push((name.to_string(), since.elapsed().as_secs_f64()));
+    }
 }
 
 /// The herd's commit rate between its first and last accepted commit: n commits span n − 1
@@ -289,6 +331,7 @@ fn add_slot(c: &mut Counters, r: &SlotReport) {
     c.tasks_opened += r.opened;
     c.tasks_closed += r.closed;
     c.tasks_failed += r.failed;
+    c.tasks_starved += r.starved;
 }
 
 /// Waits until every `leaf.sync_on_broadcast` span of the run has closed (the leaf counts an
@@ -370,10 +413,16 @@ async fn open_leaves(
             plan.slot_dir.clone(),
         );
         let claim_ttl = Duration::from_secs(config.claim_ttl_secs);
+        let (sync, hub_mode) = (config.sync, config.hub);
+        let (fairness, turn_after) = (config.fairness, config.turn_after);
         set.spawn(async move {
             let bus = Bus::connect(&bus_url).await?;
             let cfg = LeafConfig {
                 claim_ttl,
+                sync,
+                hub_mode,
+                fairness,
+                turn_after,
                 bus: Some(bus),
                 on_sync: Some(crate::sync_log::hook(&id, &slot, log, holdings)),
                 ..cfg
@@ -419,7 +468,8 @@ async fn wait_broadcasts_handled(leaves: &[Arc<Leaf>], expected: u64, deadline: 
         let done = leaves.iter().all(|l| {
             let s = l.stats();
             s.tips_received >= expected
-                && s.pulled + s.skipped_idempotent + s.skipped_coalesced == s.tips_received
+                && s.applied + s.pulled + s.skipped_idempotent + s.skipped_coalesced + s.deferred
+                    == s.tips_received
                 && !l.pulling()
         });
         if done {

@@ -22,6 +22,10 @@ pub struct SlotReport {
     pub claim: Latency,
     /// Start of commit → hub accepted.
     pub commit: Latency,
+    /// Start of commit → failure, for commits that did not land.
+    pub commit_failed: Latency,
+    /// Tasks whose push lost every race until the retry budget ran out.
+    pub starved: u64,
     /// Commits the hub accepted: (oid, accepted at).
     pub commits: Vec<(String, Instant)>,
     /// Tasks opened.
@@ -133,10 +137,15 @@ async fn run_task(
                 ev.task = Some(task_id.clone());
                 ev.claim_rev = Some(epoch);
                 ev.oid = Some(outcome.oid.clone());
+                ev.pushed = (outcome.pushed != outcome.oid).then(|| outcome.pushed.clone());
                 ev.fork_retries = Some(outcome.fork_retries);
             });
         }
         Err(e) => {
+            report.commit_failed.record(t.elapsed());
+            if matches!(e, herd_leaf::LeafError::RetriesExhausted { .. }) {
+                report.starved += 1;
+            }
             // A push whose reply was lost may or may not have landed: `info`, resolved by the
             // checker against the trunk. Everything else is a definite failure.
             let phase = if e.outcome_unknown() {

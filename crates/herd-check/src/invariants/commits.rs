@@ -45,12 +45,12 @@ pub fn trunk_shape(repo: &Repository, trunk: &[TrunkCommit], hub: &HubFacts) -> 
         ));
     }
     let after_seed = (trunk.len() as u64).saturating_sub(hub.seed_commits);
-    if after_seed != hub.pushes_accepted {
+    if after_seed != hub.commits_landed {
         out.push(violation(
             "I2",
             format!(
-                "trunk has {after_seed} commits after the seed but the hub accepted {} pushes",
-                hub.pushes_accepted
+                "trunk has {after_seed} commits after the seed but the hub landed {}",
+                hub.commits_landed
             ),
         ));
     }

@@ -125,49 +125,22 @@ impl Leaf {
             HubMode::Race => PushTarget::Trunk,
             HubMode::Queue => PushTarget::Queue,
         };
-        let landed = loop {
-            if self.policy != SyncPolicy::OnDemand
-                && let Next::Landed = self.rebase_to_held_tip(claim, *retries).await?
-            {
-                break None;
+        let mut turn = None;
+        let landed = self
+            .push_until_landed(claim, target, retries, &mut turn)
+            .await;
+        if let Some(id) = turn {
+            // Give the turn back whatever happened: the others wait on it (up to its lease).
+            let done = herd_bus::TurnMsg {
+                kind: herd_bus::TurnKind::Done,
+                leaf: self.id.clone(),
+                id,
+            };
+            if let Err(e) = self.bus.publish_turn(&done).await {
+                tracing::warn!(error = %e, "giving back the turn");
             }
-            let headers = self.push_headers();
-            match worker.run(move |r| r.push(&as_refs(&headers), target)).await? {
-                PushResult::Accepted { landed } => break Some(landed),
-                PushResult::Failed { reason, unknown } => {
-                    return Err(LeafError::Hub {
-                        task: id,
-                        reason,
-                        unknown,
-                    });
-                }
-                PushResult::Rejected {
-                    reason,
-                    kind: RefusalKind::Policy,
-                    ..
-                } => {
-                    let err = LeafError::Refused { task: id, reason };
-                    return Err(self.give_up(claim, err, *retries, false).await);
-                }
-                PushResult::Rejected { reason, kind, tip } => {
-                    *retries += 1;
-                    add(&self.counters.fork_retries, 1);
-                    self.ledger.event(Some(&id), "fork_retry", Some(&reason))?;
-                    if *retries >= self.retry.max_attempts {
-                        let err = LeafError::RetriesExhausted {
-                            task: id,
-                            attempts: *retries,
-                        };
-                        return Err(self.give_up(claim, err, *retries, true).await);
-                    }
-                    self.get_tip(&id, kind, tip, *retries).await?;
-                    if let Next::Landed = self.rebase_to_held_tip(claim, *retries).await? {
-                        break None;
-                    }
-                    self.check_epoch(claim).await?;
-                }
-            }
-        };
+        }
+        let landed = landed?;
         let pushed = worker
             .run(|r| r.head().map(|o| o.to_string()))
             .await?
@@ -198,6 +171,91 @@ impl Leaf {
         })
     }
 
+    /// Pushes (rebasing after each fork) until the hub lands the commit. Returns the landed
+    /// oid, or `None` when a rebase found the commit already on the trunk. In race mode with
+    /// turns, waits for its turn before each push and asks for one after `turn_after` losses;
+    /// `turn` holds its request for the caller to give back.
+    async fn push_until_landed(
+        &self,
+        claim: &Claim,
+        target: PushTarget,
+        retries: &mut u32,
+        turn: &mut Option<u64>,
+    ) -> Result<Option<Oid>, LeafError> {
+        let id = claim.task.0.clone();
+        let worker = self.worker()?;
+        loop {
+            if let Some(turns) = &self.turns {
+                turns.wait_clear(&self.id, *turn).await;
+            }
+            if self.policy != SyncPolicy::OnDemand
+                && let Next::Landed = self.rebase_to_held_tip(claim, *retries).await?
+            {
+                return Ok(None);
+            }
+            let headers = self.push_headers();
+            match worker
+                .run(move |r| r.push(&as_refs(&headers), target))
+                .await?
+            {
+                PushResult::Accepted { landed } => return Ok(Some(landed)),
+                PushResult::Failed { reason, unknown } => {
+                    return Err(LeafError::Hub {
+                        task: id,
+                        reason,
+                        unknown,
+                    });
+                }
+                PushResult::Rejected {
+                    reason,
+                    kind: RefusalKind::Policy,
+                    ..
+                } => {
+                    let err = LeafError::Refused { task: id, reason };
+                    return Err(self.give_up(claim, err, *retries, false).await);
+                }
+                PushResult::Rejected { reason, kind, tip } => {
+                    *retries += 1;
+                    add(&self.counters.fork_retries, 1);
+                    self.ledger.event(Some(&id), "fork_retry", Some(&reason))?;
+                    if *retries >= self.retry.max_attempts {
+                        let err = LeafError::RetriesExhausted {
+                            task: id,
+                            attempts: *retries,
+                        };
+                        return Err(self.give_up(claim, err, *retries, true).await);
+                    }
+                    if self.turns.is_some() && turn.is_none() && *retries >= self.turn_after {
+                        *turn = Some(self.request_turn().await?);
+                    }
+                    self.get_tip(&id, kind, tip, *retries).await?;
+                    if let Next::Landed = self.rebase_to_held_tip(claim, *retries).await? {
+                        return Ok(None);
+                    }
+                    self.check_epoch(claim).await?;
+                }
+            }
+        }
+    }
+
+    /// Joins the turn queue; returns the request id.
+    async fn request_turn(&self) -> Result<u64, LeafError> {
+        let id = self
+            .next_turn
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        let msg = herd_bus::TurnMsg {
+            kind: herd_bus::TurnKind::Request,
+            leaf: self.id.clone(),
+            id,
+        };
+        add(&self.counters.turns_requested, 1);
+        self.bus
+            .publish_turn(&msg)
+            .await
+            .map_err(|e| LeafError::bus("", e))?;
+        Ok(id)
+    }
+
     /// After a fork: make the leaf hold the trunk tip the hub named (or, when it named none,
     /// any tip newer than the commit's base).
     async fn get_tip(
@@ -208,6 +266,10 @@ impl Leaf {
         retries: u32,
     ) -> Result<(), LeafError> {
         if self.policy == SyncPolicy::Payload && kind == RefusalKind::Fork {
+            // With turns the queue paces the retries; with plain backoff, back off first.
+            if self.turns.is_none() && self.hub_mode == HubMode::Race {
+                tokio::time::sleep(self.retry.backoff(retries.saturating_sub(1))).await;
+            }
             let worker = self.worker()?;
             let base = worker.run(|r| r.built_base()).await?;
             if self.reach(tip, base).await? {
@@ -236,7 +298,10 @@ impl Leaf {
             if done {
                 return Ok(true);
             }
-            if tokio::time::timeout_at(deadline, rx.changed()).await.is_err() {
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
                 return Ok(false);
             }
         }

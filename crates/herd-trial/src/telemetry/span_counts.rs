@@ -32,8 +32,11 @@ struct Atomics {
     commits_ok: AtomicU64,
     fork_retries: AtomicU64,
     fork_unrecoverable: AtomicU64,
+    commits_refused: AtomicU64,
     sync_spans: AtomicU64,
+    applied: AtomicU64,
     pulled: AtomicU64,
+    deferred: AtomicU64,
     skipped_idempotent: AtomicU64,
     skipped_coalesced: AtomicU64,
     receive_pack_spans: AtomicU64,
@@ -64,10 +67,19 @@ pub struct SpanTotals {
     pub fork_retries: u64,
     /// … with `commit.unrecoverable = true` (a conflict, or retries exhausted).
     pub fork_unrecoverable: u64,
+    /// … with `commit.refused = true` (the hub refused on policy).
+    #[serde(default)]
+    pub commits_refused: u64,
     /// `leaf.sync_on_broadcast` spans closed.
     pub sync_spans: u64,
+    /// … with `pull.applied = true` (a payload written, no request to the hub).
+    #[serde(default)]
+    pub applied: u64,
     /// … with `pull.success` set (a fetch was attempted).
     pub pulled: u64,
+    /// … with `pull.deferred = true` (on-demand sync).
+    #[serde(default)]
+    pub deferred: u64,
     /// … with `pull.skipped_idempotent = true`.
     pub skipped_idempotent: u64,
     /// … with `pull.skipped_coalesced = true`.
@@ -91,8 +103,11 @@ impl SpanTotals {
             commits_ok: self.commits_ok - before.commits_ok,
             fork_retries: self.fork_retries - before.fork_retries,
             fork_unrecoverable: self.fork_unrecoverable - before.fork_unrecoverable,
+            commits_refused: self.commits_refused - before.commits_refused,
             sync_spans: self.sync_spans - before.sync_spans,
+            applied: self.applied - before.applied,
             pulled: self.pulled - before.pulled,
+            deferred: self.deferred - before.deferred,
             skipped_idempotent: self.skipped_idempotent - before.skipped_idempotent,
             skipped_coalesced: self.skipped_coalesced - before.skipped_coalesced,
             receive_pack_spans: self.receive_pack_spans - before.receive_pack_spans,
@@ -122,8 +137,11 @@ impl SpanCounts {
             commits_ok: g(&a.commits_ok),
             fork_retries: g(&a.fork_retries),
             fork_unrecoverable: g(&a.fork_unrecoverable),
+            commits_refused: g(&a.commits_refused),
             sync_spans: g(&a.sync_spans),
+            applied: g(&a.applied),
             pulled: g(&a.pulled),
+            deferred: g(&a.deferred),
             skipped_idempotent: g(&a.skipped_idempotent),
             skipped_coalesced: g(&a.skipped_coalesced),
             receive_pack_spans: g(&a.receive_pack_spans),
@@ -154,11 +172,14 @@ impl SpanCounts {
                     &a.fork_unrecoverable,
                     u64::from(f.unrecoverable || f.conflict),
                 );
+                add(&a.commits_refused, u64::from(f.refused));
             }
             "leaf.sync_on_broadcast" => {
                 add(&a.sync_spans, 1);
                 // A fetch attempted (pull.success set, true or false) is a pull.
                 add(&a.pulled, u64::from(f.pull_success.is_some()));
+                add(&a.applied, u64::from(f.applied));
+                add(&a.deferred, u64::from(f.deferred));
                 add(&a.skipped_idempotent, u64::from(f.skipped_idempotent));
                 add(&a.skipped_coalesced, u64::from(f.skipped_coalesced));
             }
@@ -183,6 +204,9 @@ struct Fields {
     oid: bool,
     conflict: bool,
     unrecoverable: bool,
+    refused: bool,
+    applied: bool,
+    deferred: bool,
     pull_success: Option<bool>,
     skipped_idempotent: bool,
     skipped_coalesced: bool,
@@ -194,6 +218,9 @@ impl Visit for Fields {
         match field.name() {
             "commit.conflict" => self.conflict = value,
             "commit.unrecoverable" => self.unrecoverable = value,
+            "commit.refused" => self.refused = value,
+            "pull.applied" => self.applied = value,
+            "pull.deferred" => self.deferred = value,
             "pull.success" => self.pull_success = Some(value),
             "pull.skipped_idempotent" => self.skipped_idempotent = value,
             "pull.skipped_coalesced" => self.skipped_coalesced = value,
