@@ -62,11 +62,17 @@ fn smoke_trial_counts_exactly_and_stdout_agrees_with_results_json() {
     assert_eq!(n("fork_unrecoverable"), 0);
     assert_eq!(n("commits_lost"), 0);
     assert_eq!(
-        n("broadcasts_pulled")
+        n("broadcasts_applied")
+            + n("broadcasts_pulled")
             + n("broadcasts_skipped_idempotent")
-            + n("broadcasts_skipped_coalesced"),
+            + n("broadcasts_skipped_coalesced")
+            + n("broadcasts_deferred"),
         n("broadcasts_delivered")
     );
+    // Payload sync: each leaf applied the other leaves' commits and held its own.
+    assert_eq!(n("broadcasts_applied"), 60);
+    assert_eq!(n("broadcasts_skipped_idempotent"), 20);
+    assert_eq!(results["scale"]["hub_fetches"].as_u64(), Some(0));
     // Every leaf received every broadcast: 20 pushes × 4 leaves.
     assert_eq!(n("broadcasts_delivered"), 80);
 
@@ -103,6 +109,7 @@ fn smoke_trial_counts_exactly_and_stdout_agrees_with_results_json() {
         ("claims won", "claims_won"),
         ("claims lost", "claims_lost"),
         ("broadcasts pulled", "broadcasts_pulled"),
+        ("broadcasts applied (payload)", "broadcasts_applied"),
         (
             "broadcasts skipped (idempotent)",
             "broadcasts_skipped_idempotent",

@@ -54,9 +54,15 @@ async fn smoke_trial_spans_arrive_and_the_summary_equals_their_count() {
     let syncs = named("leaf.sync_on_broadcast");
     assert_eq!(
         syncs.len() as u64,
-        n("broadcasts_pulled")
+        n("broadcasts_applied")
+            + n("broadcasts_pulled")
             + n("broadcasts_skipped_idempotent")
             + n("broadcasts_skipped_coalesced")
+            + n("broadcasts_deferred")
+    );
+    assert!(
+        n("broadcasts_applied") > 0,
+        "payload sync applies broadcasts"
     );
     let count = |list: &[&opentelemetry_proto::tonic::trace::v1::Span], key: &str, value: &str| {
         list.iter()
@@ -70,6 +76,15 @@ async fn smoke_trial_spans_arrive_and_the_summary_equals_their_count() {
     assert_eq!(
         count(&syncs, "pull.skipped_coalesced", "true"),
         n("broadcasts_skipped_coalesced")
+    );
+    assert_eq!(
+        count(&syncs, "pull.applied", "true"),
+        n("broadcasts_applied")
+    );
+    assert_eq!(
+        count(&syncs, "pull.source", "payload"),
+        n("broadcasts_applied"),
+        "every applied broadcast names its source"
     );
     assert_eq!(
         syncs

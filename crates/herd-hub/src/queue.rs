@@ -158,7 +158,6 @@ fn land_group(
     if landed_count > 0 {
         inner.stats.landed(landed_count, replayed);
     }
-    drop(writes);
     Ok((results, broadcasts))
 }
 
