@@ -330,6 +330,16 @@ impl Inner {
             .contains_key(&oid)
     }
 
+    /// Where `oid` sits on the trunk (the seed is 1).
+    pub(crate) fn trunk_position(&self, oid: Oid) -> Option<u64> {
+        self.trunk
+            .lock()
+            .expect("trunk lock")
+            .index
+            .get(&oid)
+            .copied()
+    }
+
     /// Records that main grew by `commits` (oldest first); returns the sequence number of the
     /// last. Called by the integrator only, in trunk order, after the ref moved.
     pub(crate) fn advance_trunk(&self, commits: &[Oid]) -> u64 {

@@ -142,8 +142,9 @@ async fn upload_pack_rpc(
         };
         let (me, request) = (inner.clone(), body.clone());
         let served = tokio::task::spawn_blocking(move || {
+            let position = |oid| me.trunk_position(oid);
             me.reads
-                .with(|r| upload_pack::serve(r, &request))
+                .with(|r| upload_pack::serve(r, &request, &position))
                 .map_err(|e| RequestError::internal(e.message().to_string()))?
         })
         .await

@@ -15,13 +15,16 @@
 //! `git upload-pack --stateless-rpc` cost a 12–17 ms process per fetch.
 //!
 //! A `want` must be main's tip or one of its ancestors (main moves between the advertisement
-//! and the POST); shallow, deepen and filter requests are refused (not advertised).
+//! and the POST); shallow, deepen and filter requests are refused (not advertised). Trunk
+//! questions (is it on main, which common commit is newest) are answered by the hub's trunk
+//! index, never by history walks.
 
 use git2::{Buf, ObjectType, Oid, Repository};
 
 use crate::error::RequestError;
 use crate::pkt_line::{self, Pkt, PktReader};
 use crate::repo::{self, MAIN};
+
 
 /// Capabilities the in-process upload-pack supports.
 pub const UPLOAD_CAPS: &str = "multi_ack multi_ack_detailed no-done side-band side-band-64k \
@@ -157,10 +160,15 @@ fn parse(body: &[u8]) -> Result<Request, RequestError> {
     }
 }
 
+/// Where a commit sits on the trunk (the seed is 1), or `None` when it is not on it.
+pub type TrunkPosition<'a> = &'a dyn Fn(Oid) -> Option<u64>;
+
 /// Negotiation state over one request's haves, as in git's `get_common_commits`.
 struct Negotiation<'r> {
     repo: &'r Repository,
-    wants: &'r [Oid],
+    position: TrunkPosition<'r>,
+    /// The lowest trunk position among the wants.
+    lowest_want: u64,
     commons: Vec<Oid>,
     give_up: bool,
 }
@@ -171,38 +179,46 @@ impl Negotiation<'_> {
         self.repo.odb().map(|o| o.exists(oid)).unwrap_or(false)
     }
 
-    /// Every want has a common commit among its ancestors (or is one): a pack can be cut.
+    /// Every want has a common commit among its ancestors (or is one): a pack can be cut. Wants
+    /// are trunk commits and the trunk is linear, so a common trunk commit at or below the
+    /// lowest want is an ancestor of every want.
     fn ok_to_give_up(&mut self) -> bool {
-        if !self.give_up && !self.commons.is_empty() {
-            self.give_up = self.wants.iter().all(|w| {
-                self.commons
-                    .iter()
-                    .any(|c| c == w || self.repo.graph_descendant_of(*w, *c).unwrap_or(false))
-            });
+        if !self.give_up {
+            self.give_up = self
+                .commons
+                .iter()
+                .any(|c| (self.position)(*c).is_some_and(|p| p <= self.lowest_want));
         }
         self.give_up
     }
 }
 
-/// Answers one POST to `git-upload-pack`.
-pub fn serve(repo: &Repository, body: &[u8]) -> Result<Vec<u8>, RequestError> {
+/// Answers one POST to `git-upload-pack`; `position` places commits on the trunk.
+pub fn serve(
+    repo: &Repository,
+    body: &[u8],
+    position: TrunkPosition<'_>,
+) -> Result<Vec<u8>, RequestError> {
     let req = parse(body)?;
     if req.wants.is_empty() {
         return Ok(Vec::new());
     }
-    let tip = repo::tip(repo).map_err(|e| RequestError::internal(e.message().to_string()))?;
+    let mut lowest_want = u64::MAX;
     for want in &req.wants {
-        let reachable = *want == tip || repo.graph_descendant_of(tip, *want).unwrap_or(false);
-        if !reachable {
+        // A want must be on the trunk: main moves between the advertisement and this request,
+        // so an older tip is fine.
+        let Some(p) = position(*want) else {
             return Err(bad(format!("not our ref {want}")));
-        }
+        };
+        lowest_want = lowest_want.min(p);
     }
     let mode = req.ack_mode();
     let no_done = req.has("no-done");
     let mut out = Vec::new();
     let mut neg = Negotiation {
         repo,
-        wants: &req.wants,
+        position,
+        lowest_want,
         commons: Vec::new(),
         give_up: false,
     };
@@ -256,7 +272,7 @@ pub fn serve(repo: &Repository, body: &[u8]) -> Result<Vec<u8>, RequestError> {
             (None, _) => pkt_line::write(&mut out, b"NAK\n"),
         }
     }
-    let pack = build_pack(repo, &req.wants, &neg.commons)
+    let pack = build_pack(repo, &req.wants, &neg.commons, position)
         .map_err(|e| RequestError::internal(format!("building pack: {}", e.message())))?;
     match req.band() {
         Band::Large => {
@@ -278,36 +294,34 @@ fn ack(out: &mut Vec<u8>, oid: Oid, suffix: &str) {
     pkt_line::write(out, format!("ACK {oid}{suffix}\n").as_bytes());
 }
 
-/// The commit to hide: the newest common commit on the trunk (the one every other common trunk
-/// commit is an ancestor of), else any common commit.
-fn best_common(repo: &Repository, commons: &[Oid]) -> Option<Oid> {
-    let commits: Vec<Oid> = commons
+/// The commit to hide: the newest common commit on the trunk (every other common trunk commit
+/// is its ancestor), else any common commit.
+fn best_common(repo: &Repository, commons: &[Oid], position: TrunkPosition<'_>) -> Option<Oid> {
+    let on_trunk = commons
         .iter()
-        .copied()
-        .filter(|c| {
+        .filter_map(|c| position(*c).map(|p| (p, *c)))
+        .max()
+        .map(|(_, c)| c);
+    on_trunk.or_else(|| {
+        commons.iter().copied().find(|c| {
             repo.odb()
                 .and_then(|o| o.read_header(*c))
                 .is_ok_and(|(_, kind)| kind == ObjectType::Commit)
         })
-        .collect();
-    let tip = repo::tip(repo).ok()?;
-    let on_trunk = |c: &Oid| *c == tip || repo.graph_descendant_of(tip, *c).unwrap_or(false);
-    let mut best: Option<Oid> = None;
-    for c in commits.iter().filter(|c| on_trunk(c)) {
-        best = match best {
-            Some(b) if !repo.graph_descendant_of(*c, b).unwrap_or(false) => Some(b),
-            _ => Some(*c),
-        };
-    }
-    best.or_else(|| commits.first().copied())
+    })
 }
 
-fn build_pack(repo: &Repository, wants: &[Oid], commons: &[Oid]) -> Result<Vec<u8>, git2::Error> {
+fn build_pack(
+    repo: &Repository,
+    wants: &[Oid],
+    commons: &[Oid],
+    position: TrunkPosition<'_>,
+) -> Result<Vec<u8>, git2::Error> {
     let mut walk = repo.revwalk()?;
     for want in wants {
         walk.push(*want)?;
     }
-    if let Some(hide) = best_common(repo, commons) {
+    if let Some(hide) = best_common(repo, commons, position) {
         walk.hide(hide)?;
     }
     let mut builder = repo.packbuilder()?;

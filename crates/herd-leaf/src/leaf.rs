@@ -521,6 +521,9 @@ impl Leaf {
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+        if let Err(e) = self.ledger.flush() {
+            tracing::warn!(leaf = %self.id, error = %e, "flushing the ledger");
+        }
     }
 }
 

@@ -68,8 +68,22 @@ pub struct LedgerTask {
 
 /// The ledger.
 pub struct Ledger {
-    conn: Mutex<Connection>,
+    conn: Mutex<Held>,
 }
+
+/// The connection and the notes not yet written.
+struct Held {
+    conn: Connection,
+    notes: Vec<Note>,
+}
+
+/// A buffered event row: (at, task, kind, detail).
+type Note = (i64, Option<String>, String, Option<String>);
+
+/// Buffered notes written in one transaction once this many are waiting (or before any other
+/// access). One row per broadcast per leaf is N² rows a trial; a transaction each cost more
+/// than applying the broadcast.
+const NOTE_BATCH: usize = 256;
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -117,20 +131,50 @@ impl Ledger {
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)
             .map_err(err)?;
         Ok(Ledger {
-            conn: Mutex::new(conn),
+            conn: Mutex::new(Held {
+                conn,
+                notes: Vec::new(),
+            }),
         })
     }
 
+    /// Runs `f` on the connection after writing any buffered notes (so rows keep their order).
     fn with<T>(
         &self,
         task: &str,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
     ) -> Result<T, LeafError> {
-        let conn = self
+        let mut held = self
             .conn
             .lock()
             .map_err(|_| LeafError::Config("ledger lock poisoned".into()))?;
-        f(&conn).map_err(|e| LeafError::ledger(task, e))
+        write_notes(&mut held).map_err(|e| LeafError::ledger(task, e))?;
+        f(&held.conn).map_err(|e| LeafError::ledger(task, e))
+    }
+
+    /// Writes buffered notes now.
+    pub fn flush(&self) -> Result<(), LeafError> {
+        self.with("", |_| Ok(()))
+    }
+
+    /// Appends an event row like [`Ledger::event`], buffered: rows are written in batches (and
+    /// before any other ledger access, and when the ledger is dropped). For high-rate events
+    /// such as broadcast outcomes.
+    pub fn note(&self, task: Option<&str>, kind: &str, detail: Option<&str>) -> Result<(), LeafError> {
+        let mut held = self
+            .conn
+            .lock()
+            .map_err(|_| LeafError::Config("ledger lock poisoned".into()))?;
+        held.notes.push((
+            now_ms(),
+            task.map(str::to_string),
+            kind.to_string(),
+            detail.map(str::to_string),
+        ));
+        if held.notes.len() >= NOTE_BATCH {
+            write_notes(&mut held).map_err(|e| LeafError::ledger("", e))?;
+        }
+        Ok(())
     }
 
     /// Records a new open task.
@@ -250,6 +294,34 @@ impl Ledger {
             c.query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
         })
+    }
+}
+
+/// Writes the buffered notes in one transaction.
+fn write_notes(held: &mut Held) -> rusqlite::Result<()> {
+    if held.notes.is_empty() {
+        return Ok(());
+    }
+    let tx = held.conn.transaction()?;
+    {
+        let mut stmt =
+            tx.prepare_cached("INSERT INTO events (at, task, kind, detail) VALUES (?1, ?2, ?3, ?4)")?;
+        for (at, task, kind, detail) in &held.notes {
+            stmt.execute(params![at, task, kind, detail])?;
+        }
+    }
+    tx.commit()?;
+    held.notes.clear();
+    Ok(())
+}
+
+impl Drop for Ledger {
+    fn drop(&mut self) {
+        if let Ok(held) = self.conn.get_mut()
+            && let Err(e) = write_notes(held)
+        {
+            tracing::warn!(error = %e, "writing buffered ledger events");
+        }
     }
 }
 

@@ -50,7 +50,9 @@ pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<O
     }
     let mut at = 12;
     let mut by_offset: HashMap<usize, usize> = HashMap::new();
-    let mut by_oid: HashMap<Oid, usize> = HashMap::new();
+    // Object ids are needed only to resolve a REF_DELTA against an earlier object of this
+    // pack; hashing every object up front would double the reader's cost for packs without any.
+    let mut by_oid: Option<HashMap<Oid, usize>> = None;
     let mut out: Vec<Object> = Vec::with_capacity(count.min(1 << 16));
     // One decompressor for the whole pack (reset per object): creating one allocates and zeroes
     // its state, which cost more than inflating a small object.
@@ -73,7 +75,13 @@ pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<O
                 let raw = body.get(at..at + 20).ok_or_else(|| bad("delta base id"))?;
                 at += 20;
                 let oid = Oid::from_bytes(raw).map_err(|_| bad("delta base id"))?;
-                match by_oid.get(&oid) {
+                let ids = by_oid.get_or_insert_with(|| {
+                    out.iter()
+                        .enumerate()
+                        .filter_map(|(i, (k, d))| Oid::hash_object(*k, d).ok().map(|o| (o, i)))
+                        .collect()
+                });
+                match ids.get(&oid) {
                     Some(idx) => Some(out[*idx].clone()),
                     None => Some(lookup(oid).ok_or(PackError::MissingBase(oid))?),
                 }
@@ -90,9 +98,11 @@ pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<O
             ),
             None => (object_type(kind).ok_or_else(|| bad("object type"))?, data),
         };
-        let oid = Oid::hash_object(object.0, &object.1).map_err(|_| bad("hashing"))?;
         by_offset.insert(start, out.len());
-        by_oid.insert(oid, out.len());
+        if let Some(ids) = by_oid.as_mut() {
+            let oid = Oid::hash_object(object.0, &object.1).map_err(|_| bad("hashing"))?;
+            ids.insert(oid, out.len());
+        }
         out.push(object);
     }
     if at != body.len() {

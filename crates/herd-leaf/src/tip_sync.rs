@@ -239,7 +239,7 @@ impl SyncContext {
                 span.record("pull.deferred", true);
             }
         }
-        if let Err(e) = self.ledger.event(None, outcome.as_str(), Some(&tip.oid)) {
+        if let Err(e) = self.ledger.note(None, outcome.as_str(), Some(&tip.oid)) {
             tracing::warn!(error = %e, "ledger event");
         }
         if let Some(hook) = &self.hook {
