@@ -2,10 +2,10 @@
 //! prefixed with the `# service=` packet. receive-pack's is here (one ref, its capabilities);
 //! upload-pack's is in [`crate::upload_pack`].
 
-use git2::Repository;
+use git2::Oid;
 
 use crate::pkt_line;
-use crate::repo::{self, MAIN};
+use crate::repo::MAIN;
 
 /// Capabilities the in-process receive-pack supports. No `delete-refs`: main is never deleted.
 pub const RECEIVE_CAPS: &str = "report-status side-band-64k ofs-delta quiet agent=herd-hub";
@@ -18,14 +18,13 @@ pub fn service_header(service: &str) -> Vec<u8> {
     out
 }
 
-/// The receive-pack advertisement (without the `# service=` header).
-pub fn receive_pack(repo: &Repository) -> Result<Vec<u8>, git2::Error> {
+/// The receive-pack advertisement of `tip` (without the `# service=` header).
+pub fn receive_pack(tip: Oid) -> Vec<u8> {
     let mut out = Vec::new();
-    let tip = repo::tip(repo)?;
     pkt_line::write(
         &mut out,
         format!("{tip} {MAIN}\0{RECEIVE_CAPS}\n").as_bytes(),
     );
     pkt_line::flush(&mut out);
-    Ok(out)
+    out
 }

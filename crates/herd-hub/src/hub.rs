@@ -1,11 +1,11 @@
 //! `Hub`: the bare repository, its HTTP server and the push pipeline.
 //!
 //! A push goes: parse ([`crate::receive_pack`]) → the command rules, including race mode's
-//! "old must be the tip", before anything is indexed ([`crate::policy`]) → the pack into a
-//! quarantine ([`crate::quarantine`]) → the update rules over the quarantine view → the
-//! integration the hub was built with ([`HubMode`]: [`crate::race`] or [`crate::queue`]),
-//! which moves main and publishes one `TipChanged` per landed commit (with its objects as a
-//! payload under the size cap) before the push is answered.
+//! "old must be the tip", before anything is read from the pack ([`crate::policy`]) → the
+//! integration the hub was built with ([`HubMode`]: [`crate::race`] or [`crate::queue`]), which
+//! on the store thread ([`crate::store`]) stages the pack in memory, applies the update rules,
+//! writes the accepted objects, moves main, and publishes one `TipChanged` per landed commit
+//! (with its objects as a payload under the size cap) before the push is answered.
 //!
 //! Fetches and advertisements read through their own handles ([`ReadPool`]) and never wait on
 //! the push path; repacks run in a background task, never under the push path's lock.
@@ -23,14 +23,14 @@ use tokio::task::JoinHandle;
 use crate::error::{HubError, RequestError};
 use crate::mode::{HubMode, Landed};
 use crate::payload;
-use crate::policy::{self, Update};
-use crate::quarantine::{self, Quarantine};
+use crate::policy;
 use crate::read_pool::ReadPool;
 use crate::receive_pack::{self, PushOutcome};
 use crate::refusal::Refusal;
 use crate::repack::{self, RepackPolicy};
 use crate::repo;
 use crate::stats::{HubStats, Stats};
+use crate::store::Store;
 
 /// Hub settings. `HubConfig::new(dir)` gives the defaults.
 #[derive(Clone, Debug)]
@@ -84,8 +84,8 @@ pub(crate) enum Integrator {
 /// State shared by the handlers.
 pub(crate) struct Inner {
     pub(crate) config: HubConfig,
-    /// The push path's handle (integration only).
-    pub(crate) repo: Mutex<Repository>,
+    /// The push path: the one writer of the repository.
+    pub(crate) store: Store,
     /// Handles for fetches and advertisements.
     pub(crate) reads: ReadPool,
     pub(crate) stats: Stats,
@@ -133,10 +133,12 @@ impl Hub {
                 (Integrator::Queue { tx }, Some(rx))
             }
         };
+        drop(repo);
+        let store = Store::start(config.dir.clone())?;
         let inner = Arc::new(Inner {
             reads: ReadPool::new(config.dir.clone()),
             config,
-            repo: Mutex::new(repo),
+            store,
             stats: Stats::default(),
             trunk: Mutex::new(trunk),
             integrator,
@@ -249,19 +251,17 @@ impl Drop for Hub {
 async fn repacker(inner: Arc<Inner>) {
     loop {
         inner.repack_due.notified().await;
-        let me = inner.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            repack::repack(&me.config.dir)?;
-            // Fresh handles: the packs the old ones mapped were merged away.
-            let fresh = Repository::open_bare(&me.config.dir)?;
-            *me.repo.lock().expect("hub repository lock") = fresh;
-            me.reads.invalidate();
-            me.stats.repacked();
-            Ok::<_, HubError>(())
-        })
-        .await;
+        let dir = inner.config.dir.clone();
+        let result = tokio::task::spawn_blocking(move || repack::repack(&dir)).await;
         match result {
-            Ok(Ok(())) => {}
+            Ok(Ok(())) => {
+                // Fresh handles: the packs the old ones mapped were merged away.
+                if let Err(e) = inner.store.reopen().await {
+                    tracing::warn!(error = %e, "reopening the store after a repack");
+                }
+                inner.reads.invalidate();
+                inner.stats.repacked();
+            }
             Ok(Err(e)) => tracing::warn!(error = %e, "repack failed"),
             Err(e) => tracing::warn!(error = %e, "repack task failed"),
         }
@@ -423,82 +423,47 @@ impl Inner {
         let started = Instant::now();
         let req = receive_pack::parse(&body)?;
         let sideband = req.sideband();
-        let mut statuses = Vec::new();
         let first = req.commands[0].clone();
+        let pack = body.slice_ref(req.pack);
+        let extra: Vec<String> = req.commands[1..]
+            .iter()
+            .map(|c| c.refname.clone())
+            .collect();
         let result = match policy::check_command(&first, self.config.mode, self.tip()) {
             Err(refusal) => Err(refusal),
-            Ok(()) => {
-                let pack = body.slice_ref(req.pack);
-                let (update, quarantine) =
-                    self.admit(first.clone(), pack, ctx.slot.clone()).await?;
-                match update {
-                    Ok(update) => self.integrate(update, quarantine, &ctx).await,
-                    Err(refusal) => Err(refusal),
-                }
-            }
+            Ok(()) => self.integrate(first.clone(), pack, &ctx).await?,
         };
         match &result {
             Ok(_) => self.stats.accepted(started.elapsed()),
             Err(r) => self.stats.rejected(r.name(), started.elapsed()),
         }
-        statuses.push((first.refname.clone(), result));
-        for extra in &req.commands[1..] {
-            statuses.push((extra.refname.clone(), Err(Refusal::OneUpdate)));
-        }
+        let mut statuses = vec![(first.refname.clone(), result)];
+        statuses.extend(extra.into_iter().map(|r| (r, Err(Refusal::OneUpdate))));
         let outcome = PushOutcome { statuses };
         Ok((outcome.report(sideband), outcome))
     }
 
-    /// Indexes the pack into a quarantine and checks the update over it (blocking thread).
-    /// A malformed pack is a request error (4xx); a policy refusal is an `ng`.
-    async fn admit(
+    async fn integrate(
         self: &Arc<Self>,
         cmd: receive_pack::Command,
         pack: bytes::Bytes,
-        slot: Option<String>,
-    ) -> Result<(Result<Update, Refusal>, Option<Quarantine>), RequestError> {
-        let me = self.clone();
-        tokio::task::spawn_blocking(move || {
-            let dir = &me.config.dir;
-            let quarantine = me
-                .reads
-                .with(|r| Quarantine::index(r, dir, &pack))
-                .map_err(|e| RequestError::internal(e.message().to_string()))??;
-            let extra: Vec<&Path> = quarantine.iter().map(Quarantine::path).collect();
-            let view = quarantine::view(dir, &extra)
-                .map_err(|e| RequestError::internal(e.message().to_string()))?;
-            let on_trunk = |oid| me.on_trunk(oid);
-            let update =
-                policy::check_update(&view, &cmd, me.config.mode, &on_trunk, slot.as_deref());
-            Ok((update, quarantine))
-        })
-        .await
-        .map_err(|e| RequestError::internal(format!("receive task failed: {e}")))?
-    }
-
-    async fn integrate(
-        self: &Arc<Self>,
-        update: Update,
-        quarantine: Option<Quarantine>,
         ctx: &PushContext,
-    ) -> Result<Vec<Landed>, Refusal> {
+    ) -> crate::race::Outcome {
         match &self.integrator {
-            Integrator::Race { serial } => {
-                crate::race::land(self, serial, update, quarantine, ctx).await
-            }
+            Integrator::Race { serial } => crate::race::land(self, serial, cmd, pack, ctx).await,
             Integrator::Queue { tx } => {
                 let (reply, answer) = oneshot::channel();
                 let item = crate::queue::QueueItem {
-                    update,
-                    quarantine,
+                    cmd,
+                    pack,
                     ctx: ctx.clone(),
                     reply,
                 };
-                tx.send(item)
-                    .map_err(|_| Refusal::Storage("the merge queue stopped".into()))?;
-                answer
-                    .await
-                    .map_err(|_| Refusal::Storage("the merge queue stopped".into()))?
+                let stopped = || Ok(Err(Refusal::Storage("the merge queue stopped".into())));
+                if tx.send(item).is_err() {
+                    return stopped();
+                }
+                answer.await.unwrap_or_else(|_| stopped())
             }
         }
     }

@@ -6,10 +6,11 @@
 //!
 //! - **Push** ([`hub`]): pkt-line commands ([`pkt_line`], [`receive_pack`]) → the trunk policy
 //!   ([`policy`]: ordered rules, first refusal wins; a refusal is a [`Refusal`] whose kind tells
-//!   a pusher *fork* or *policy*) → the pack into a quarantine ([`quarantine`]) → integration
-//!   by the [`HubMode`] chosen at construction: [`race`] (compare-and-swap of the tip; a stale
-//!   push is refused before its pack is indexed) or [`queue`] (a merge queue that replays
-//!   disjoint stale pushes onto the tip and lands groups in one ref update).
+//!   a pusher *fork* or *policy*) → integration by the [`HubMode`] chosen at construction:
+//!   [`race`] (compare-and-swap of the tip; a stale push is refused before its pack is read) or
+//!   [`queue`] (a merge queue that replays disjoint stale pushes onto the tip and lands groups
+//!   in one ref update). Both run on the store thread ([`store`]): the pack is staged in
+//!   memory ([`pack`]) and written to disk only once accepted, before the ref moves.
 //! - **Broadcasts**: one `TipChanged` per landed commit, in trunk order, published before the
 //!   push is answered, carrying the commit's objects as a pack under a size cap ([`payload`]),
 //!   so leaves holding the previous tip never ask the hub.
@@ -30,10 +31,10 @@ pub mod error;
 pub mod hub;
 pub mod libgit2_opts;
 pub mod mode;
+pub mod pack;
 pub mod payload;
 pub mod pkt_line;
 pub mod policy;
-pub mod quarantine;
 pub mod queue;
 pub mod race;
 pub mod read_pool;
@@ -43,6 +44,7 @@ pub mod repack;
 pub mod repo;
 pub mod routes;
 pub mod stats;
+pub mod store;
 pub mod tree_diff;
 pub mod upload_pack;
 

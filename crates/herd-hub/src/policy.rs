@@ -62,7 +62,7 @@ pub fn check_command(cmd: &Command, mode: HubMode, tip: Oid) -> Result<(), Refus
     Ok(())
 }
 
-/// Rules 3–5, reading objects through `view` (the repository plus the push's quarantine);
+/// Rules 3–5, reading objects through `view` (the repository with the push staged in it);
 /// `on_trunk` answers whether a commit is on the trunk.
 pub fn check_update(
     view: &Repository,

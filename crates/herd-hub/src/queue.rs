@@ -1,7 +1,7 @@
 //! Queue mode: a merge queue with group commit.
 //!
-//! Pushes that passed the policy wait in a channel; one *lander* task takes everything waiting
-//! (up to [`MAX_GROUP`]) and, on a blocking thread holding the repository:
+//! Pushes that passed the command rules wait in a channel; one *lander* task takes everything
+//! waiting (up to [`MAX_GROUP`]) and, on the store thread, stages and checks each push, then:
 //!
 //! 1. for each push in arrival order: if its base is the running tip it lands as pushed (a
 //!    fast-forward); otherwise the *net* change of its commits (base tree → pushed tree) is
@@ -9,25 +9,27 @@
 //!    is an overlap, refused as a fork — and each pushed commit is replayed onto the running
 //!    tip by swapping in its changed entries (`TreeUpdateBuilder`: only the trees on those
 //!    paths are rewritten), keeping author, message and trailers, with the hub as committer;
-//! 2. writes the replayed trees and commits as one pack (they were built in a memory backend),
-//!    moves the accepted pushes' packs in, and moves main once — from the tip it started from
-//!    to the last landed commit (one ref update for the whole group);
+//! 2. writes the accepted pushes' objects and the replayed trees and commits as one pack (all
+//!    of it was staged in memory, see [`crate::store`]) and moves main once — from the tip it
+//!    started from to the last landed commit (one ref update for the whole group);
 //!
 //! then publishes one broadcast per landed commit, in trunk order, and answers each pusher with
 //! the commit its push became.
 
-use std::io::Write;
 use std::sync::Arc;
 
 use git2::{Oid, Repository, Signature};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::error::RequestError;
 use crate::hub::{Broadcast, Inner, PushContext};
-use crate::mode::Landed;
-use crate::policy::Update;
-use crate::quarantine::{self, Quarantine};
+use crate::mode::{HubMode, Landed};
+use crate::policy::{self, Update};
+use crate::race::Outcome;
+use crate::receive_pack::Command;
 use crate::refusal::Refusal;
-use crate::repo::{self, MAIN};
+use crate::repo::MAIN;
+use crate::store::{Staged, Staging};
 use crate::tree_diff;
 
 /// Most pushes landed by one ref update.
@@ -35,10 +37,10 @@ pub const MAX_GROUP: usize = 256;
 
 /// A push waiting in the queue.
 pub(crate) struct QueueItem {
-    pub update: Update,
-    pub quarantine: Option<Quarantine>,
+    pub cmd: Command,
+    pub pack: bytes::Bytes,
     pub ctx: PushContext,
-    pub reply: oneshot::Sender<Result<Vec<Landed>, Refusal>>,
+    pub reply: oneshot::Sender<Outcome>,
 }
 
 /// The lander: runs until every sender is gone.
@@ -54,16 +56,15 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Queue
         }
         let (replies, items): (Vec<_>, Vec<_>) = group
             .into_iter()
-            .map(|i| (i.reply, (i.update, i.quarantine, i.ctx)))
+            .map(|i| (i.reply, (i.cmd, i.pack, i.ctx)))
             .unzip();
         let me = inner.clone();
-        let landed = tokio::task::spawn_blocking(move || land_group(&me, items)).await;
+        let landed = inner.store.run(move |s| land_group(&me, s, items)).await;
         let (results, outs) = match landed {
-            Ok(Ok(done)) => done,
-            Ok(Err(refusal)) => (vec![Err(refusal); replies.len()], Vec::new()),
-            Err(e) => {
-                let refusal = Refusal::Storage(format!("merge queue task failed: {e}"));
-                (vec![Err(refusal); replies.len()], Vec::new())
+            Ok(done) => done,
+            Err(_) => {
+                let gone = || Err(RequestError::internal("the hub's store stopped"));
+                ((0..replies.len()).map(|_| gone()).collect(), Vec::new())
             }
         };
         inner.publish(outs).await;
@@ -73,104 +74,114 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Queue
     }
 }
 
-type Results = Vec<Result<Vec<Landed>, Refusal>>;
+/// One item's result before sequence numbers: its landed commits with the chains their
+/// payloads cover, and the objects to persist.
+type Pending = Result<(Vec<(Landed, Vec<Oid>)>, Staged), Refusal>;
 
-/// Lands a group; an `Err` refuses the whole group (storage failure: nothing moved).
+/// Lands a group on the store thread.
 fn land_group(
     inner: &Inner,
-    items: Vec<(Update, Option<Quarantine>, PushContext)>,
-) -> Result<(Results, Vec<Broadcast>), Refusal> {
-    let storage = |what: &str, e: git2::Error| Refusal::Storage(format!("{what}: {}", e.message()));
-    let repo = inner.repo.lock().expect("hub repository lock");
-    let dir = &inner.config.dir;
-    let start = repo::tip(&repo).map_err(|e| storage("reading main", e))?;
-    let extra: Vec<&std::path::Path> = items
-        .iter()
-        .filter_map(|(_, q, _)| q.as_ref().map(Quarantine::path))
-        .collect();
-    let view = quarantine::view(dir, &extra).map_err(|e| storage("opening the queue view", e))?;
-    let odb = view
-        .odb()
-        .map_err(|e| storage("opening the queue view", e))?;
-    let writes = odb
-        .add_new_mempack_backend(1000)
-        .map_err(|e| storage("memory backend", e))?;
-    let hub = Signature::now("herd-hub", "hub@herd").map_err(|e| storage("signature", e))?;
-
+    s: &mut Staging<'_>,
+    items: Vec<(Command, bytes::Bytes, PushContext)>,
+) -> (Vec<Outcome>, Vec<Broadcast>) {
+    let start = inner.tip();
     let mut running = start;
-    let mut pending: Vec<(Pending, PushContext)> = Vec::new();
-    let mut accepted = Vec::new();
+    let mut pending: Vec<(Result<Pending, RequestError>, PushContext)> = Vec::new();
     let mut replayed = 0u64;
-    for (update, q, ctx) in items {
-        let result = land_one(&view, &hub, &mut running, &update);
-        if let Ok(landed) = &result {
+    for (cmd, pack, ctx) in items {
+        let result = admit_and_land(inner, s, &mut running, &cmd, &pack, &ctx);
+        if let Ok(Ok((landed, _))) = &result {
             replayed += landed.iter().filter(|(l, _)| l.pushed != l.landed).count() as u64;
-            accepted.extend(q);
         }
         pending.push((result, ctx));
     }
     if running != start {
-        // Objects first (replayed commits and trees, then the pushed packs), the ref last.
-        if replayed > 0 {
-            let mut buf = git2::Buf::new();
-            writes
-                .dump(&view, &mut buf)
-                .map_err(|e| storage("writing replayed commits", e))?;
-            let main_odb = repo.odb().map_err(|e| storage("object store", e))?;
-            let mut writer = main_odb
-                .packwriter()
-                .map_err(|e| storage("writing replayed commits", e))?;
-            writer
-                .write_all(&buf)
-                .map_err(|e| Refusal::Storage(format!("writing replayed commits: {e}")))?;
-            writer
-                .commit()
-                .map_err(|e| storage("writing replayed commits", e))?;
+        // Objects first (pushed and replayed, as one pack), the ref last.
+        let objects: Vec<Oid> = pending
+            .iter()
+            .filter_map(|(r, _)| match r {
+                Ok(Ok((_, staged))) => Some(staged.objects.iter().copied()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let stored = s.persist(&objects).and_then(|()| {
+            s.repo
+                .reference_matching(MAIN, running, true, start, "herd merge queue")
+                .map(|_| ())
+        });
+        if let Err(e) = stored {
+            // Nothing moved: every push of the group is refused, none lost.
+            let refusal = Refusal::Storage(format!("landing the group: {}", e.message()));
+            let results = pending
+                .into_iter()
+                .map(|(r, _)| r.map(|_| Err(refusal.clone())))
+                .collect();
+            return (results, Vec::new());
         }
-        for q in accepted {
-            q.move_in(dir)
-                .map_err(|e| Refusal::Storage(format!("storing pack: {e}")))?;
-        }
-        repo.reference_matching(MAIN, running, true, start, "herd merge queue")
-            .map_err(|e| storage("moving main", e))?;
     }
 
     // Sequence numbers and broadcasts, in trunk order; overlaps name the tip now on the trunk.
     let mut broadcasts = Vec::new();
     let mut landed_count = 0u64;
-    let mut results: Results = Vec::new();
+    let mut results: Vec<Outcome> = Vec::new();
     for (result, ctx) in pending {
-        results.push(match result {
-            Ok(landed) => {
+        results.push(result.map(|r| match r {
+            Ok((landed, _)) => {
                 let mut done = Vec::new();
                 for (mut l, chain) in landed {
                     l.seq = inner.advance_trunk(&[l.landed]);
                     landed_count += 1;
-                    broadcasts.push(inner.broadcast_for(&view, &l, &chain, &ctx));
+                    broadcasts.push(inner.broadcast_for(s.repo, &l, &chain, &ctx));
                     done.push(l);
                 }
                 Ok(done)
             }
             Err(Refusal::Overlap { path, .. }) => Err(Refusal::Overlap { path, tip: running }),
             Err(other) => Err(other),
-        });
+        }));
     }
     if landed_count > 0 {
         inner.stats.landed(landed_count, replayed);
     }
-    Ok((results, broadcasts))
+    (results, broadcasts)
 }
 
-type Pending = Result<Vec<(Landed, Vec<Oid>)>, Refusal>;
+/// Stages one push, checks it, and lands it onto `running` (in memory).
+fn admit_and_land(
+    inner: &Inner,
+    s: &mut Staging<'_>,
+    running: &mut Oid,
+    cmd: &Command,
+    pack: &[u8],
+    ctx: &PushContext,
+) -> Result<Pending, RequestError> {
+    let mut staged = s
+        .stage(pack)
+        .map_err(|reason| RequestError::bad(format!("receive-pack: bad pack: {reason}")))?;
+    let on_trunk = |oid| inner.on_trunk(oid);
+    let update =
+        match policy::check_update(s.repo, cmd, HubMode::Queue, &on_trunk, ctx.slot.as_deref()) {
+            Ok(u) => u,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+    let hub = match Signature::now("herd-hub", "hub@herd") {
+        Ok(sig) => sig,
+        Err(e) => return Ok(Err(Refusal::Storage(e.message().to_string()))),
+    };
+    Ok(land_one(s, &hub, running, &update, &mut staged).map(|landed| (landed, staged)))
+}
 
 /// Lands one update onto `running` (in the view; nothing is persisted here). Returns each
 /// landed commit with the chain its payload covers (one commit).
 fn land_one(
-    view: &Repository,
+    s: &Staging<'_>,
     hub: &Signature<'_>,
     running: &mut Oid,
     update: &Update,
+    staged: &mut Staged,
 ) -> Result<Vec<(Landed, Vec<Oid>)>, Refusal> {
+    let view: &Repository = s.repo;
     let missing = |oid: Oid| move |_| Refusal::MissingObjects { oid };
     if update.chain.is_empty() {
         return Ok(Vec::new());
@@ -222,13 +233,16 @@ fn land_one(
             .map_err(missing(*commit_id))?
             .changes;
         let onto = view.find_commit(*running).map_err(missing(*running))?;
-        let tree_id = tree_diff::apply(view, &onto.tree().map_err(missing(*running))?, &changes)
-            .map_err(|e| Refusal::Storage(format!("replaying {commit_id}: {}", e.message())))?;
+        let onto_tree = onto.tree().map_err(missing(*running))?;
+        let replay =
+            |e: git2::Error| Refusal::Storage(format!("replaying {commit_id}: {}", e.message()));
+        let tree_id = tree_diff::apply(view, &onto_tree, &changes).map_err(replay)?;
         let tree = view.find_tree(tree_id).map_err(missing(tree_id))?;
         let message = String::from_utf8_lossy(commit.message_raw_bytes()).into_owned();
         let landed = view
             .commit(None, &commit.author(), hub, &message, &tree, &[&onto])
-            .map_err(|e| Refusal::Storage(format!("replaying {commit_id}: {}", e.message())))?;
+            .map_err(replay)?;
+        s.track_commit(staged, &onto_tree, landed).map_err(replay)?;
         out.push((
             Landed {
                 pushed: *commit_id,

@@ -1,59 +1,83 @@
-//! Race mode: the trunk moves only by compare-and-swap of its tip. Under one lock per hub:
-//! re-check that the push's old tip is still the tip, move the pack in, `reference_matching`
-//! (the CAS), then publish the broadcast — before the push is answered, so when a leaf's push
-//! returns its broadcast is already in the stream, and broadcasts arrive in trunk order.
+//! Race mode: the trunk moves only by compare-and-swap of its tip. One push at a time (a lock
+//! per hub), on the store thread: re-check that the push's old tip is still the tip, stage the
+//! pack in memory, check the policy, write the objects, `reference_matching` (the CAS); then
+//! publish the broadcast — before the push is answered, so when a leaf's push returns its
+//! broadcast is already in the stream, and broadcasts arrive in trunk order.
 
 use std::sync::Arc;
 
+use crate::error::RequestError;
 use crate::hub::{Broadcast, Inner, PushContext};
-use crate::mode::Landed;
-use crate::policy::Update;
-use crate::quarantine::Quarantine;
+use crate::mode::{HubMode, Landed};
+use crate::policy;
+use crate::receive_pack::Command;
 use crate::refusal::Refusal;
-use crate::repo::{self, MAIN};
+use crate::repo::MAIN;
+use crate::store::Staging;
 
-/// Lands `update` if the trunk tip is still its old tip.
+/// What one push became: landed commits, a refusal (`ng`), or a malformed request (4xx).
+pub(crate) type Outcome = Result<Result<Vec<Landed>, Refusal>, RequestError>;
+
+/// Lands `cmd` with `pack` if the trunk tip is still its old tip.
 pub(crate) async fn land(
     inner: &Arc<Inner>,
     serial: &tokio::sync::Mutex<()>,
-    update: Update,
-    quarantine: Option<Quarantine>,
+    cmd: Command,
+    pack: bytes::Bytes,
     ctx: &PushContext,
-) -> Result<Vec<Landed>, Refusal> {
+) -> Outcome {
     let _serial = serial.lock().await;
-    let (me, ctx) = (inner.clone(), ctx.clone());
-    let landed = tokio::task::spawn_blocking(move || cas(&me, update, quarantine, &ctx))
+    let (me, job_ctx) = (inner.clone(), ctx.clone());
+    let done = inner
+        .store
+        .run(move |s| cas(&me, s, &cmd, &pack, &job_ctx))
         .await
-        .map_err(|e| Refusal::Storage(format!("push task failed: {e}")))??;
-    let (landed, outs): (Vec<Landed>, Vec<Broadcast>) = landed.into_iter().unzip();
-    inner.publish(outs).await;
-    Ok(landed)
+        .map_err(|_| RequestError::internal("the hub's store stopped"))??;
+    match done {
+        Ok((landed, broadcasts)) => {
+            inner.publish(broadcasts).await;
+            Ok(Ok(landed))
+        }
+        Err(refusal) => Ok(Err(refusal)),
+    }
 }
 
-/// The compare-and-swap, on a blocking thread. Returns the landed tip and its broadcast.
+type Landing = Result<(Vec<Landed>, Vec<Broadcast>), Refusal>;
+
+/// The compare-and-swap, on the store thread.
 fn cas(
     inner: &Inner,
-    update: Update,
-    quarantine: Option<Quarantine>,
+    s: &mut Staging<'_>,
+    cmd: &Command,
+    pack: &[u8],
     ctx: &PushContext,
-) -> Result<Vec<(Landed, Broadcast)>, Refusal> {
-    let repo = inner.repo.lock().expect("hub repository lock");
-    let storage = |what: &str, e: String| Refusal::Storage(format!("{what}: {e}"));
-    let tip = repo::tip(&repo).map_err(|e| storage("reading main", e.message().into()))?;
-    if update.old != tip {
-        return Err(Refusal::Stale { tip });
+) -> Result<Landing, RequestError> {
+    let tip = inner.tip();
+    if cmd.old != tip {
+        return Ok(Err(Refusal::Stale { tip }));
     }
+    let staged = s
+        .stage(pack)
+        .map_err(|reason| RequestError::bad(format!("receive-pack: bad pack: {reason}")))?;
+    let on_trunk = |oid| inner.on_trunk(oid);
+    let update =
+        match policy::check_update(s.repo, cmd, HubMode::Race, &on_trunk, ctx.slot.as_deref()) {
+            Ok(u) => u,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
     if update.chain.is_empty() {
-        return Ok(Vec::new());
+        return Ok(Ok((Vec::new(), Vec::new())));
     }
-    if let Some(q) = quarantine {
-        q.move_in(&inner.config.dir)
-            .map_err(|e| storage("storing pack", e.to_string()))?;
+    let storage = |what: &str, e: git2::Error| Refusal::Storage(format!("{what}: {}", e.message()));
+    if let Err(e) = s.persist(&staged.objects) {
+        return Ok(Err(storage("storing pack", e)));
     }
-    repo.reference_matching(MAIN, update.new, true, update.old, "herd push")
-        .map_err(|_| Refusal::Stale {
-            tip: repo::tip(&repo).unwrap_or(tip),
-        })?;
+    if s.repo
+        .reference_matching(MAIN, update.new, true, update.old, "herd push")
+        .is_err()
+    {
+        return Ok(Err(Refusal::Stale { tip: inner.tip() }));
+    }
     let seq = inner.advance_trunk(&update.chain);
     inner.stats.landed(update.chain.len() as u64, 0);
     let landed = Landed {
@@ -62,6 +86,6 @@ fn cas(
         prev: update.old,
         seq,
     };
-    let broadcast = inner.broadcast_for(&repo, &landed, &update.chain, ctx);
-    Ok(vec![(landed, broadcast)])
+    let broadcast = inner.broadcast_for(s.repo, &landed, &update.chain, ctx);
+    Ok(Ok((vec![landed], vec![broadcast])))
 }

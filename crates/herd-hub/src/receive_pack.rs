@@ -1,6 +1,6 @@
 //! receive-pack, in process: the wire format. [`parse`] reads the pushed commands and locates
 //! the pack; [`PushOutcome::report`] writes the report-status answer. What happens in between —
-//! quarantine ([`crate::quarantine`]), policy ([`crate::policy`]) and integration into the
+//! staging in memory ([`crate::store`]), policy ([`crate::policy`]) and integration into the
 //! trunk ([`crate::mode`]) — lives in the modules named for it.
 
 use git2::Oid;

@@ -90,9 +90,9 @@ async fn info_refs(
     if let Err(e) = check_repo(&inner, &repo) {
         return refused(&inner, e);
     }
-    let advertise: fn(&git2::Repository) -> Result<Vec<u8>, git2::Error> = match service.as_str() {
-        "git-receive-pack" => advertise::receive_pack,
-        "git-upload-pack" => upload_pack::advertise,
+    let refs = match service.as_str() {
+        "git-receive-pack" => advertise::receive_pack(inner.tip()),
+        "git-upload-pack" => upload_pack::advertise(inner.tip()),
         "" => {
             return refused(
                 &inner,
@@ -107,15 +107,6 @@ async fn info_refs(
                 RequestError::bad(format!("unknown service {other:?}")),
             );
         }
-    };
-    let me = inner.clone();
-    let refs = tokio::task::spawn_blocking(move || me.reads.with(advertise)).await;
-    let refs = match refs {
-        Ok(Ok(Ok(refs))) => refs,
-        Ok(Ok(Err(e)) | Err(e)) => {
-            return refused(&inner, RequestError::internal(e.message().to_string()));
-        }
-        Err(e) => return refused(&inner, RequestError::internal(e.to_string())),
     };
     let body = [advertise::service_header(&service), refs].concat();
     inner.stats.bytes(0, body.len() as u64);

@@ -23,8 +23,7 @@ use git2::{Buf, ObjectType, Oid, Repository};
 
 use crate::error::RequestError;
 use crate::pkt_line::{self, Pkt, PktReader};
-use crate::repo::{self, MAIN};
-
+use crate::repo::MAIN;
 
 /// Capabilities the in-process upload-pack supports.
 pub const UPLOAD_CAPS: &str = "multi_ack multi_ack_detailed no-done side-band side-band-64k \
@@ -33,14 +32,15 @@ pub const UPLOAD_CAPS: &str = "multi_ack multi_ack_detailed no-done side-band si
 /// Largest data part of one `side-band` (not 64k) packet: 1000 bytes minus length and band.
 const SIDEBAND_SMALL_MAX: usize = 995;
 
-/// The ref advertisement (without the `# service=` header).
-pub fn advertise(repo: &Repository) -> Result<Vec<u8>, git2::Error> {
-    let tip = repo::tip(repo)?;
+/// The ref advertisement of `tip` (without the `# service=` header). The hub advertises the tip
+/// of its trunk index, which moves after the ref on disk, so every advertised tip is one the
+/// index (and so a later want) knows.
+pub fn advertise(tip: Oid) -> Vec<u8> {
     let mut out = Vec::new();
     pkt_line::write(&mut out, format!("{tip} HEAD\0{UPLOAD_CAPS}\n").as_bytes());
     pkt_line::write(&mut out, format!("{tip} {MAIN}\n").as_bytes());
     pkt_line::flush(&mut out);
-    Ok(out)
+    out
 }
 
 /// How the client wants acknowledgements.

@@ -24,7 +24,7 @@ use herd_hub::tree_diff::{self, Change};
 use herd_hub::{RefusalKind, classify};
 use tokio::sync::watch;
 
-use crate::pack_reader;
+use herd_hub::pack;
 
 /// Where the trunk's tip is tracked locally.
 pub const ORIGIN_MAIN: &str = "refs/remotes/origin/main";
@@ -264,7 +264,7 @@ impl<'r> Repo<'r> {
                 .filter(|oid| seen.insert(*oid))
                 .map(|oid| odb.read(oid))
                 .collect::<Result<Vec<_>, _>>()?;
-            let pack = crate::pack_writer::write(objects.iter().map(|o| (o.kind(), o.data())));
+            let pack = pack::write(objects.iter().map(|o| (o.kind(), o.data())));
             drop(objects);
             let mut writer = odb.packwriter()?;
             std::io::Write::write_all(&mut writer, &pack)
@@ -523,7 +523,7 @@ impl<'r> Repo<'r> {
             .git
             .odb()
             .map_err(|e| ApplyError::Bad(e.message().into()))?;
-        let objects = pack_reader::read(pack, |base| {
+        let objects = pack::read(pack, |base| {
             odb.read(base).ok().map(|o| (o.kind(), o.data().to_vec()))
         })
         .map_err(|e| ApplyError::Bad(e.to_string()))?;

@@ -160,7 +160,12 @@ impl Ledger {
     /// Appends an event row like [`Ledger::event`], buffered: rows are written in batches (and
     /// before any other ledger access, and when the ledger is dropped). For high-rate events
     /// such as broadcast outcomes.
-    pub fn note(&self, task: Option<&str>, kind: &str, detail: Option<&str>) -> Result<(), LeafError> {
+    pub fn note(
+        &self,
+        task: Option<&str>,
+        kind: &str,
+        detail: Option<&str>,
+    ) -> Result<(), LeafError> {
         let mut held = self
             .conn
             .lock()
@@ -304,8 +309,9 @@ fn write_notes(held: &mut Held) -> rusqlite::Result<()> {
     }
     let tx = held.conn.transaction()?;
     {
-        let mut stmt =
-            tx.prepare_cached("INSERT INTO events (at, task, kind, detail) VALUES (?1, ?2, ?3, ?4)")?;
+        let mut stmt = tx.prepare_cached(
+            "INSERT INTO events (at, task, kind, detail) VALUES (?1, ?2, ?3, ?4)",
+        )?;
         for (at, task, kind, detail) in &held.notes {
             stmt.execute(params![at, task, kind, detail])?;
         }

@@ -22,8 +22,6 @@ pub mod error;
 pub mod git_ops;
 pub mod leaf;
 pub mod ledger;
-pub mod pack_reader;
-pub mod pack_writer;
 pub mod paths;
 pub mod stats;
 pub mod tip_sync;

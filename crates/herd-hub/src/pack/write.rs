@@ -1,7 +1,7 @@
-//! Writes objects as a git pack with no deltas: what a leaf's flush needs. `Mempack::dump`
-//! builds its pack with libgit2's delta search, which profiling put at ~15 % of a 16-leaf
-//! trial's CPU; the objects a leaf holds in memory are small and few per commit, so zlib alone
-//! (fast level) is the better trade.
+//! Writes objects as a git pack with no deltas: what a leaf's flush and the hub's landing need.
+//! `Mempack::dump` builds its pack with libgit2's delta search, which profiling put at ~15 % of a
+//! 16-leaf trial's CPU; the objects written per commit are small and few, so zlib alone (fast
+//! level) is the better trade; the background repack finds deltas later.
 
 use flate2::{Compress, Compression, FlushCompress, Status};
 use git2::ObjectType;
@@ -75,7 +75,7 @@ mod tests {
             (ObjectType::Blob, b""),
         ];
         let pack = write(objects.iter().copied());
-        let back = crate::pack_reader::read(&pack, |_| None).unwrap();
+        let back = crate::pack::read(&pack, |_| None).unwrap();
         assert_eq!(back.len(), 3);
         assert_eq!(back[1].1, big);
         let dir = tempfile::tempdir().unwrap();

@@ -1,8 +1,8 @@
-//! Reads a git pack into objects, in memory: the leaf applies a broadcast's payload by writing
-//! each object through its object database (a memory backend, see [`crate::worker`]) instead of
-//! indexing a pack file per broadcast — measured here, indexing cost 0.7 ms per payload and grew
-//! with every pack the leaf accumulated (4.9 ms after 500), while writing ~5 objects into memory
-//! costs tens of microseconds.
+//! Reads a git pack into objects, in memory. A leaf applies a broadcast's payload by writing
+//! each object through its object database (a memory backend) instead of indexing a pack file
+//! per broadcast — measured here, indexing cost 0.7 ms per payload and grew with every pack the
+//! leaf accumulated (4.9 ms after 500), while reading and writing ~5 objects into memory costs
+//! ~60 µs. The hub stages pushed packs the same way.
 //!
 //! Format (gitformat-pack(5)): `PACK`, version 2 or 3, object count; per object a type/size
 //! header, for deltas the base (`OFS_DELTA`: a negative offset into this pack; `REF_DELTA`: an

@@ -1,0 +1,226 @@
+//! The hub's store: one thread owns the push path's repository handle (git2 is blocking and not
+//! `Sync`) and runs integration jobs one at a time — the single writer of the trunk.
+//!
+//! **Staging in memory.** The thread's object database has a memory backend (`Mempack`) at the
+//! highest priority. A pushed pack is read into it ([`crate::pack::read`], thin bases from the
+//! store) — that is the quarantine: policy checks read the pushed objects through the same
+//! handle as the trunk's, and nothing reaches the disk unless the update is accepted. An
+//! accepted update's objects (and, in queue mode, the trees and commits the hub replayed) are
+//! written as one pack, *then* the ref moves; the memory backend is emptied after every job.
+//! A refused push costs no file at all.
+//!
+//! After a repack the thread reopens the repository ([`Store::reopen`]): the packs its handle
+//! had mapped were merged away.
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+use git2::{Oid, Repository, Tree};
+use tokio::sync::oneshot;
+
+use crate::error::HubError;
+use crate::tree_diff;
+
+/// Priority of the memory backend: above the pack (2) and loose (1) backends.
+const MEMPACK_PRIORITY: i32 = 1000;
+
+type JobFn = Box<dyn for<'s> FnOnce(&mut Staging<'s>) + Send>;
+
+enum Job {
+    Run(JobFn),
+    Reopen(oneshot::Sender<Result<(), git2::Error>>),
+}
+
+/// The async side's handle on the store thread. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Store {
+    tx: mpsc::Sender<Job>,
+}
+
+/// What a job sees: the repository (trunk objects plus whatever is staged) and the staging area.
+pub(crate) struct Staging<'s> {
+    /// The push path's repository handle; its object database reads the staging area first.
+    pub repo: &'s Repository,
+}
+
+impl Store {
+    /// Starts the thread owning the repository at `dir`.
+    /// The thread ends when every handle is dropped.
+    pub fn start(dir: PathBuf) -> Result<Store, HubError> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("herd-hub-store".into())
+            .spawn(move || serve(dir, rx, ready_tx))
+            .map_err(|e| HubError::GitCli {
+                what: "store thread",
+                reason: e.to_string(),
+            })?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Store { tx }),
+            Ok(Err(e)) => Err(HubError::Git(e)),
+            Err(_) => Err(HubError::GitCli {
+                what: "store thread",
+                reason: "exited before it was ready".into(),
+            }),
+        }
+    }
+
+    /// Runs `f` on the store thread; the staging area is emptied afterwards.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl for<'s> FnOnce(&mut Staging<'s>) -> T + Send + 'static,
+    ) -> Result<T, StoreGone> {
+        let (reply, result) = oneshot::channel();
+        self.tx
+            .send(Job::Run(Box::new(move |s: &mut Staging<'_>| {
+                let _ = reply.send(f(s));
+            })))
+            .map_err(|_| StoreGone)?;
+        result.await.map_err(|_| StoreGone)
+    }
+
+    /// Reopens the repository (after a repack).
+    pub async fn reopen(&self) -> Result<(), HubError> {
+        let (reply, result) = oneshot::channel();
+        self.tx.send(Job::Reopen(reply)).map_err(|_| gone())?;
+        result.await.map_err(|_| gone())?.map_err(HubError::Git)
+    }
+}
+
+fn gone() -> HubError {
+    HubError::GitCli {
+        what: "store thread",
+        reason: "stopped".into(),
+    }
+}
+
+/// The store thread is gone (the hub is stopping).
+#[derive(Debug)]
+pub(crate) struct StoreGone;
+
+fn serve(dir: PathBuf, rx: mpsc::Receiver<Job>, ready: mpsc::Sender<Result<(), git2::Error>>) {
+    let mut ready = Some(ready);
+    let mut reopened: Option<oneshot::Sender<Result<(), git2::Error>>> = None;
+    loop {
+        // The odb handle and the memory backend borrow `repo`; all three live in this frame.
+        let repo = match Repository::open_bare(&dir) {
+            Ok(repo) => repo,
+            Err(e) => {
+                report(&mut ready, &mut reopened, Err(e));
+                return;
+            }
+        };
+        let odb = match repo.odb() {
+            Ok(odb) => odb,
+            Err(e) => {
+                report(&mut ready, &mut reopened, Err(e));
+                return;
+            }
+        };
+        let writes = match odb.add_new_mempack_backend(MEMPACK_PRIORITY) {
+            Ok(w) => w,
+            Err(e) => {
+                report(&mut ready, &mut reopened, Err(e));
+                return;
+            }
+        };
+        report(&mut ready, &mut reopened, Ok(()));
+        loop {
+            match rx.recv() {
+                Ok(Job::Run(job)) => {
+                    let mut staging = Staging { repo: &repo };
+                    job(&mut staging);
+                    if let Err(e) = writes.reset() {
+                        tracing::warn!(error = %e.message(), "emptying the staging area");
+                    }
+                }
+                Ok(Job::Reopen(reply)) => {
+                    reopened = Some(reply);
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+fn report(
+    ready: &mut Option<mpsc::Sender<Result<(), git2::Error>>>,
+    reopened: &mut Option<oneshot::Sender<Result<(), git2::Error>>>,
+    result: Result<(), git2::Error>,
+) {
+    if let Some(r) = ready.take() {
+        let _ = r.send(result);
+    } else if let Some(r) = reopened.take() {
+        let _ = r.send(result);
+    }
+}
+
+/// Objects staged for one update (in memory until persisted).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Staged {
+    /// Every object the update brought or the hub made for it.
+    pub objects: Vec<Oid>,
+}
+
+impl Staging<'_> {
+    /// Reads a pushed pack into memory. A malformed pack or one whose thin bases the store
+    /// lacks is an error naming why.
+    pub fn stage(&mut self, pack: &[u8]) -> Result<Staged, String> {
+        // A pack header with no objects (a push of objects the hub already has).
+        if pack.len() >= 12 && pack[8..12] == [0, 0, 0, 0] {
+            return Ok(Staged::default());
+        }
+        if pack.is_empty() {
+            return Ok(Staged::default());
+        }
+        let odb = self.repo.odb().map_err(|e| e.message().to_string())?;
+        let objects = crate::pack::read(pack, |base| {
+            odb.read(base).ok().map(|o| (o.kind(), o.data().to_vec()))
+        })
+        .map_err(|e| e.to_string())?;
+        let mut staged = Staged::default();
+        for (kind, data) in &objects {
+            staged.objects.push(
+                odb.write(*kind, data)
+                    .map_err(|e| e.message().to_string())?,
+            );
+        }
+        Ok(staged)
+    }
+
+    /// Records the trees and commit a replay wrote (everything new relative to `parent_tree`).
+    pub fn track_commit(
+        &self,
+        staged: &mut Staged,
+        parent_tree: &Tree<'_>,
+        commit: Oid,
+    ) -> Result<(), git2::Error> {
+        let tree = self.repo.find_commit(commit)?.tree()?;
+        let diff = tree_diff::diff(self.repo, Some(parent_tree), Some(&tree))?;
+        staged.objects.extend(diff.new_trees);
+        staged.objects.push(commit);
+        Ok(())
+    }
+
+    /// Writes `objects` (staged or already stored) to disk as one pack.
+    pub fn persist(&self, objects: &[Oid]) -> Result<(), git2::Error> {
+        if objects.is_empty() {
+            return Ok(());
+        }
+        let odb = self.repo.odb()?;
+        let mut seen = std::collections::HashSet::new();
+        let read = objects
+            .iter()
+            .filter(|o| seen.insert(**o))
+            .map(|o| odb.read(*o))
+            .collect::<Result<Vec<_>, _>>()?;
+        let pack = crate::pack::write(read.iter().map(|o| (o.kind(), o.data())));
+        let mut writer = odb.packwriter()?;
+        std::io::Write::write_all(&mut writer, &pack)
+            .map_err(|e| git2::Error::from_str(&format!("writing pack: {e}")))?;
+        writer.commit()?;
+        Ok(())
+    }
+}
