@@ -97,15 +97,14 @@ fn land_group(
     }
     if running != start {
         // Objects first (pushed and replayed, as one pack), the ref last.
-        let objects: Vec<Oid> = pending
+        let accepted: Vec<&Staged> = pending
             .iter()
             .filter_map(|(r, _)| match r {
-                Ok(Ok((_, staged))) => Some(staged.objects.iter().copied()),
+                Ok(Ok((_, staged))) => Some(staged),
                 _ => None,
             })
-            .flatten()
             .collect();
-        let stored = s.persist(&objects).and_then(|()| {
+        let stored = s.persist(&accepted).and_then(|()| {
             s.repo
                 .reference_matching(MAIN, running, true, start, "herd merge queue")
                 .map(|_| ())
@@ -153,7 +152,7 @@ fn admit_and_land(
     s: &mut Staging<'_>,
     running: &mut Oid,
     cmd: &Command,
-    pack: &[u8],
+    pack: &bytes::Bytes,
     ctx: &PushContext,
 ) -> Result<Pending, RequestError> {
     let mut staged = s

@@ -49,7 +49,7 @@ fn cas(
     inner: &Inner,
     s: &mut Staging<'_>,
     cmd: &Command,
-    pack: &[u8],
+    pack: &bytes::Bytes,
     ctx: &PushContext,
 ) -> Result<Landing, RequestError> {
     let tip = inner.tip();
@@ -69,7 +69,7 @@ fn cas(
         return Ok(Ok((Vec::new(), Vec::new())));
     }
     let storage = |what: &str, e: git2::Error| Refusal::Storage(format!("{what}: {}", e.message()));
-    if let Err(e) = s.persist(&staged.objects) {
+    if let Err(e) = s.persist(&[&staged]) {
         return Ok(Err(storage("storing pack", e)));
     }
     if s.repo

@@ -157,37 +157,40 @@ fn report(
     }
 }
 
-/// Objects staged for one update (in memory until persisted).
+/// What one update staged (in memory until persisted).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Staged {
-    /// Every object the update brought or the hub made for it.
-    pub objects: Vec<Oid>,
+    /// The pack it brought, as received, with each object's id and place in it (written to
+    /// disk spliced, never compressed again).
+    pub brought: Option<(bytes::Bytes, Vec<(Oid, crate::pack::Stored)>)>,
+    /// Objects the hub made for it (replayed trees and commits).
+    pub made: Vec<Oid>,
 }
 
 impl Staging<'_> {
     /// Reads a pushed pack into memory. A malformed pack or one whose thin bases the store
     /// lacks is an error naming why.
-    pub fn stage(&mut self, pack: &[u8]) -> Result<Staged, String> {
-        // A pack header with no objects (a push of objects the hub already has).
-        if pack.len() >= 12 && pack[8..12] == [0, 0, 0, 0] {
-            return Ok(Staged::default());
-        }
-        if pack.is_empty() {
+    pub fn stage(&mut self, pack: &bytes::Bytes) -> Result<Staged, String> {
+        // No pack, or a pack of no objects (a push of objects the hub already has).
+        if pack.is_empty() || (pack.len() >= 12 && pack[8..12] == [0, 0, 0, 0]) {
             return Ok(Staged::default());
         }
         let odb = self.repo.odb().map_err(|e| e.message().to_string())?;
-        let objects = crate::pack::read(pack, |base| {
+        let entries = crate::pack::read(pack, |base| {
             odb.read(base).ok().map(|o| (o.kind(), o.data().to_vec()))
         })
         .map_err(|e| e.to_string())?;
-        let mut staged = Staged::default();
-        for (kind, data) in &objects {
-            staged.objects.push(
-                odb.write(*kind, data)
-                    .map_err(|e| e.message().to_string())?,
-            );
+        let mut placed = Vec::with_capacity(entries.len());
+        for e in entries {
+            let oid = odb
+                .write(e.kind, &e.data)
+                .map_err(|e| e.message().to_string())?;
+            placed.push((oid, e.stored));
         }
-        Ok(staged)
+        Ok(Staged {
+            brought: Some((pack.clone(), placed)),
+            made: Vec::new(),
+        })
     }
 
     /// Records the trees and commit a replay wrote (everything new relative to `parent_tree`).
@@ -199,24 +202,31 @@ impl Staging<'_> {
     ) -> Result<(), git2::Error> {
         let tree = self.repo.find_commit(commit)?.tree()?;
         let diff = tree_diff::diff(self.repo, Some(parent_tree), Some(&tree))?;
-        staged.objects.extend(diff.new_trees);
-        staged.objects.push(commit);
+        staged.made.extend(diff.new_trees);
+        staged.made.push(commit);
         Ok(())
     }
 
-    /// Writes `objects` (staged or already stored) to disk as one pack.
-    pub fn persist(&self, objects: &[Oid]) -> Result<(), git2::Error> {
-        if objects.is_empty() {
+    /// Writes what `staged` holds to disk as one pack: the received packs spliced as they are,
+    /// the hub's own objects deflated.
+    pub fn persist(&self, staged: &[&Staged]) -> Result<(), git2::Error> {
+        let odb = self.repo.odb()?;
+        let mut writer = crate::pack::Writer::new();
+        for s in staged {
+            if let Some((pack, placed)) = &s.brought {
+                for (oid, stored) in placed {
+                    writer.splice(pack, *oid, stored);
+                }
+            }
+        }
+        for oid in staged.iter().flat_map(|s| s.made.iter()) {
+            let object = odb.read(*oid)?;
+            writer.object(*oid, object.kind(), object.data());
+        }
+        if writer.is_empty() {
             return Ok(());
         }
-        let odb = self.repo.odb()?;
-        let mut seen = std::collections::HashSet::new();
-        let read = objects
-            .iter()
-            .filter(|o| seen.insert(**o))
-            .map(|o| odb.read(*o))
-            .collect::<Result<Vec<_>, _>>()?;
-        let pack = crate::pack::write(read.iter().map(|o| (o.kind(), o.data())));
+        let pack = writer.finish();
         let mut writer = odb.packwriter()?;
         std::io::Write::write_all(&mut writer, &pack)
             .map_err(|e| git2::Error::from_str(&format!("writing pack: {e}")))?;

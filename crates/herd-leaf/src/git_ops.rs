@@ -66,8 +66,11 @@ pub struct RepoState {
     pub held: Arc<Mutex<Held>>,
     tip_tx: watch::Sender<Option<Oid>>,
     unflushed: usize,
-    /// Every object written to the memory backend since the last flush.
+    /// Objects this leaf made (blobs, trees, commits) since the last flush.
     pending: Vec<Oid>,
+    /// Payloads applied since the last flush: each pack with its objects' ids and places, so
+    /// the flush splices them instead of compressing them again.
+    applied: Vec<(bytes::Bytes, Vec<(Oid, pack::Stored)>)>,
     built: Option<Built>,
 }
 
@@ -177,6 +180,7 @@ impl RepoState {
             tip_tx,
             unflushed: 0,
             pending: Vec::new(),
+            applied: Vec::new(),
             built: None,
         };
         Ok((repo, state))
@@ -256,16 +260,19 @@ impl<'r> Repo<'r> {
 
     /// Writes the memory backend's objects as one pack, then saves the refs.
     pub fn flush(&mut self) -> Result<(), git2::Error> {
-        if !self.st.pending.is_empty() {
+        if !self.st.pending.is_empty() || !self.st.applied.is_empty() {
             let odb = self.git.odb()?;
-            let mut seen = std::collections::HashSet::new();
-            let objects = std::mem::take(&mut self.st.pending)
-                .into_iter()
-                .filter(|oid| seen.insert(*oid))
-                .map(|oid| odb.read(oid))
-                .collect::<Result<Vec<_>, _>>()?;
-            let pack = pack::write(objects.iter().map(|o| (o.kind(), o.data())));
-            drop(objects);
+            let mut out = pack::Writer::new();
+            for (payload, placed) in std::mem::take(&mut self.st.applied) {
+                for (oid, stored) in &placed {
+                    out.splice(&payload, *oid, stored);
+                }
+            }
+            for oid in std::mem::take(&mut self.st.pending) {
+                let object = odb.read(oid)?;
+                out.object(oid, object.kind(), object.data());
+            }
+            let pack = out.finish();
             let mut writer = odb.packwriter()?;
             std::io::Write::write_all(&mut writer, &pack)
                 .map_err(|e| git2::Error::from_str(&format!("writing leaf pack: {e}")))?;
@@ -515,22 +522,27 @@ impl<'r> Repo<'r> {
     }
 
     /// Applies a broadcast payload taking the leaf from `prev` to `oid`.
-    pub fn apply_payload(&mut self, prev: Oid, oid: Oid, pack: &[u8]) -> Result<(), ApplyError> {
+    pub fn apply_payload(
+        &mut self,
+        prev: Oid,
+        oid: Oid,
+        payload: bytes::Bytes,
+    ) -> Result<(), ApplyError> {
         if self.origin_tip().ok() != Some(prev) {
             return Err(ApplyError::NotAtBase);
         }
-        let odb = self
-            .git
-            .odb()
-            .map_err(|e| ApplyError::Bad(e.message().into()))?;
-        let objects = pack::read(pack, |base| {
+        let bad = |e: git2::Error| ApplyError::Bad(e.message().into());
+        let odb = self.git.odb().map_err(bad)?;
+        let entries = pack::read(&payload, |base| {
             odb.read(base).ok().map(|o| (o.kind(), o.data().to_vec()))
         })
         .map_err(|e| ApplyError::Bad(e.to_string()))?;
-        for (kind, data) in &objects {
-            self.write(*kind, data)
-                .map_err(|e| ApplyError::Bad(e.message().into()))?;
+        let mut placed = Vec::with_capacity(entries.len());
+        for e in entries {
+            self.st.unflushed += e.data.len();
+            placed.push((odb.write(e.kind, &e.data).map_err(bad)?, e.stored));
         }
+        self.st.applied.push((payload, placed));
         match self.git.find_commit(oid) {
             Ok(c) if c.parent_id(0).ok() == Some(prev) => {
                 self.set_remote_tip(oid);

@@ -373,7 +373,7 @@ async fn on_payload(ctx: &SyncContext, event: TipEvent) {
     let applied = match event.pack {
         Some(pack) => ctx
             .worker
-            .run(move |r| r.apply_payload(prev, oid, &pack))
+            .run(move |r| r.apply_payload(prev, oid, pack))
             .await
             .unwrap_or_else(|e| Err(ApplyError::Bad(e.to_string()))),
         None => Err(ApplyError::Bad("no payload".into())),

@@ -32,9 +32,35 @@ pub enum PackError {
 /// One object: its type and content.
 pub type Object = (ObjectType, Vec<u8>);
 
+/// One object of a pack: its content, and how the pack stores it — so a writer can splice it
+/// into another pack without compressing it again ([`crate::pack::Writer::splice`]).
+#[derive(Clone, Debug)]
+pub struct Entry {
+    /// The object's type.
+    pub kind: ObjectType,
+    /// Its content (deltas resolved).
+    pub data: Vec<u8>,
+    /// How the pack holds it.
+    pub stored: Stored,
+}
+
+/// Where an entry's compressed bytes sit in its pack, and against what they are a delta.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stored {
+    /// The base object, when the pack holds this one as a delta (an offset delta's base is
+    /// given by id, so the entry means the same in any pack).
+    pub base: Option<Oid>,
+    /// The entry's type code in the pack (1–4 for a whole object).
+    pub code: u8,
+    /// Inflated size of the zlib stream (the object, or the delta).
+    pub size: usize,
+    /// The zlib stream's byte range in the pack.
+    pub zlib: std::ops::Range<usize>,
+}
+
 /// Reads every object of `pack`, resolving deltas; `lookup` supplies bases a thin pack leaves
-/// out. Objects come back in pack order.
-pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<Object>, PackError> {
+/// out. Entries come back in pack order.
+pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<Entry>, PackError> {
     let bad = |what: &str| PackError::Malformed(what.to_string());
     if pack.len() < 32 || &pack[..4] != b"PACK" {
         return Err(bad("no PACK header"));
@@ -50,10 +76,12 @@ pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<O
     }
     let mut at = 12;
     let mut by_offset: HashMap<usize, usize> = HashMap::new();
-    // Object ids are needed only to resolve a REF_DELTA against an earlier object of this
-    // pack; hashing every object up front would double the reader's cost for packs without any.
+    // Object ids are needed only for delta bases (a REF_DELTA against an earlier object of this
+    // pack, an OFS_DELTA's base named by id); hashing every object up front would double the
+    // reader's cost for packs without deltas.
     let mut by_oid: Option<HashMap<Oid, usize>> = None;
-    let mut out: Vec<Object> = Vec::with_capacity(count.min(1 << 16));
+    let mut ids: Vec<Option<Oid>> = Vec::with_capacity(count.min(1 << 16));
+    let mut out: Vec<Entry> = Vec::with_capacity(count.min(1 << 16));
     // One decompressor for the whole pack (reset per object): creating one allocates and zeroes
     // its state, which cost more than inflating a small object.
     let mut z = Decompress::new(true);
@@ -61,7 +89,7 @@ pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<O
         let start = at;
         let (kind, size, header) = entry_header(&body[at..]).ok_or_else(|| bad("entry header"))?;
         at += header;
-        let base = match kind {
+        let base: Option<(Oid, Object)> = match kind {
             6 => {
                 let (back, used) = ofs_back(&body[at..]).ok_or_else(|| bad("delta offset"))?;
                 at += used;
@@ -69,41 +97,67 @@ pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<O
                 let idx = *by_offset
                     .get(&base_at)
                     .ok_or_else(|| bad("delta base offset"))?;
-                Some(out[idx].clone())
+                let e = &out[idx];
+                let oid = match ids[idx] {
+                    Some(oid) => oid,
+                    None => {
+                        let oid = Oid::hash_object(e.kind, &e.data).map_err(|_| bad("hashing"))?;
+                        ids[idx] = Some(oid);
+                        oid
+                    }
+                };
+                Some((oid, (e.kind, e.data.clone())))
             }
             7 => {
                 let raw = body.get(at..at + 20).ok_or_else(|| bad("delta base id"))?;
                 at += 20;
                 let oid = Oid::from_bytes(raw).map_err(|_| bad("delta base id"))?;
-                let ids = by_oid.get_or_insert_with(|| {
+                let known = by_oid.get_or_insert_with(|| {
                     out.iter()
                         .enumerate()
-                        .filter_map(|(i, (k, d))| Oid::hash_object(*k, d).ok().map(|o| (o, i)))
+                        .filter_map(|(i, e)| Oid::hash_object(e.kind, &e.data).ok().map(|o| (o, i)))
                         .collect()
                 });
-                match ids.get(&oid) {
-                    Some(idx) => Some(out[*idx].clone()),
-                    None => Some(lookup(oid).ok_or(PackError::MissingBase(oid))?),
+                match known.get(&oid) {
+                    Some(idx) => Some((oid, (out[*idx].kind, out[*idx].data.clone()))),
+                    None => Some((oid, lookup(oid).ok_or(PackError::MissingBase(oid))?)),
                 }
             }
             _ => None,
         };
         z.reset(true);
         let (data, used) = inflate(&mut z, &body[at..], size).ok_or_else(|| bad("zlib stream"))?;
+        let zlib = at..at + used;
         at += used;
-        let object = match base {
-            Some((base_kind, base_data)) => (
-                base_kind,
-                apply_delta(&base_data, &data).ok_or_else(|| bad("delta"))?,
-            ),
-            None => (object_type(kind).ok_or_else(|| bad("object type"))?, data),
+        let entry = match base {
+            Some((base_oid, (base_kind, base_data))) => Entry {
+                kind: base_kind,
+                data: apply_delta(&base_data, &data).ok_or_else(|| bad("delta"))?,
+                stored: Stored {
+                    base: Some(base_oid),
+                    code: kind,
+                    size,
+                    zlib,
+                },
+            },
+            None => Entry {
+                kind: object_type(kind).ok_or_else(|| bad("object type"))?,
+                data,
+                stored: Stored {
+                    base: None,
+                    code: kind,
+                    size,
+                    zlib,
+                },
+            },
         };
         by_offset.insert(start, out.len());
-        if let Some(ids) = by_oid.as_mut() {
-            let oid = Oid::hash_object(object.0, &object.1).map_err(|_| bad("hashing"))?;
-            ids.insert(oid, out.len());
+        if let Some(known) = by_oid.as_mut() {
+            let oid = Oid::hash_object(entry.kind, &entry.data).map_err(|_| bad("hashing"))?;
+            known.insert(oid, out.len());
         }
-        out.push(object);
+        ids.push(None);
+        out.push(entry);
     }
     if at != body.len() {
         return Err(bad("trailing bytes after the last object"));
@@ -248,7 +302,7 @@ mod tests {
         let objects = read(&buf, |_| None).unwrap();
         let mut got: Vec<Oid> = objects
             .iter()
-            .map(|(k, d)| Oid::hash_object(*k, d).unwrap())
+            .map(|e| Oid::hash_object(e.kind, &e.data).unwrap())
             .collect();
         got.sort();
         let mut want = blobs.to_vec();
@@ -269,7 +323,7 @@ mod tests {
         assert_eq!(read(&good, |_| None).unwrap().len(), 1);
         let mut flipped = good.clone();
         flipped[14] ^= 0xff;
-        assert_eq!(read(&flipped, |_| None), Err(PackError::Checksum));
+        assert_eq!(read(&flipped, |_| None).unwrap_err(), PackError::Checksum);
         for cut in [0, 5, 12, good.len() - 1] {
             assert!(read(&good[..cut], |_| None).is_err());
         }
@@ -283,6 +337,9 @@ mod tests {
         body.extend_from_slice(&z.finish().unwrap());
         let sum = Sha1::digest(&body);
         body.extend_from_slice(sum.as_slice());
-        assert_eq!(read(&body, |_| None), Err(PackError::MissingBase(missing)));
+        assert_eq!(
+            read(&body, |_| None).unwrap_err(),
+            PackError::MissingBase(missing)
+        );
     }
 }
