@@ -59,6 +59,34 @@ pub fn last_exchange() -> Exchange {
     EXCHANGE.with(|e| e.borrow().clone())
 }
 
+/// Sends one receive-pack request (`POST <url>/git-receive-pack`, the body already built)
+/// through the same kept-alive connections the git2 transport uses, with `headers` added.
+/// Returns the response body (report-status) and what the hub said beyond it. A non-200
+/// answer is an error quoting the hub's reason.
+pub fn receive_pack(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> io::Result<(Vec<u8>, Exchange)> {
+    EXCHANGE.with(|e| *e.borrow_mut() = Exchange::default());
+    let target = Target::parse(&format!("{}/git-receive-pack", url.trim_end_matches('/')))
+        .map_err(io::Error::other)?;
+    let mut stream = HttpStream {
+        method: "POST",
+        target,
+        content_type: Some("application/x-git-receive-pack-request"),
+        headers: headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        body,
+        response: None,
+        action: Service::ReceivePack,
+    };
+    let answer = stream.exchange()?;
+    Ok((answer, last_exchange()))
+}
+
 /// Runs `f` with extra HTTP request headers on this thread's git requests.
 pub fn with_headers<R>(headers: &[(&str, &str)], f: impl FnOnce() -> R) -> R {
     EXCHANGE.with(|e| *e.borrow_mut() = Exchange::default());

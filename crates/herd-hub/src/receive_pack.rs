@@ -173,6 +173,70 @@ impl PushOutcome {
     }
 }
 
+/// A report-status answer as a client reads it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Report {
+    /// `unpack ok`, or the unpack error.
+    pub unpack: Option<Result<(), String>>,
+    /// Per ref: `ok`, or the `ng` reason.
+    pub refs: Vec<(String, Result<(), String>)>,
+    /// Progress and notes (side-band channel 2), e.g. `herd: landed <a> as <b>`.
+    pub notes: Vec<String>,
+}
+
+/// Reads a report-status response (side-band demultiplexed when it is wrapped).
+pub fn parse_report(body: &[u8]) -> Result<Report, String> {
+    let mut reader = PktReader::new(body);
+    let mut status = Vec::new();
+    let mut report = Report::default();
+    let mut banded = None;
+    while let Some(pkt) = reader.next_pkt().map_err(|e| e.to_string())? {
+        let Pkt::Data(data) = pkt else { continue };
+        let wrapped = *banded.get_or_insert(matches!(data.first(), Some(1..=3)));
+        match (wrapped, data.split_first()) {
+            (true, Some((1, rest))) => status.extend_from_slice(rest),
+            (true, Some((2, rest))) => report
+                .notes
+                .push(String::from_utf8_lossy(rest).trim_end().to_string()),
+            (true, Some((3, rest))) => {
+                return Err(format!(
+                    "hub error: {}",
+                    String::from_utf8_lossy(rest).trim()
+                ));
+            }
+            (true, _) => return Err("malformed side-band packet".into()),
+            (false, _) => {
+                pkt_line::write(&mut status, data);
+            }
+        }
+    }
+    let mut lines = PktReader::new(&status);
+    while let Some(pkt) = lines.next_pkt().map_err(|e| e.to_string())? {
+        let Pkt::Data(line) = pkt else { continue };
+        let line = String::from_utf8_lossy(line)
+            .trim_end_matches('\n')
+            .to_string();
+        if let Some(rest) = line.strip_prefix("unpack ") {
+            report.unpack = Some(if rest == "ok" {
+                Ok(())
+            } else {
+                Err(rest.to_string())
+            });
+        } else if let Some(refname) = line.strip_prefix("ok ") {
+            report.refs.push((refname.to_string(), Ok(())));
+        } else if let Some(rest) = line.strip_prefix("ng ") {
+            let (refname, reason) = rest.split_once(' ').unwrap_or((rest, ""));
+            report
+                .refs
+                .push((refname.to_string(), Err(reason.to_string())));
+        }
+    }
+    if report.unpack.is_none() {
+        return Err("no report-status in the answer".into());
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -205,6 +269,38 @@ mod tests {
         );
         assert!(req.sideband());
         assert_eq!(req.pack.len(), 12);
+    }
+
+    #[test]
+    fn a_report_reads_back_wrapped_or_not() {
+        let landed = Landed {
+            pushed: Oid::from_str(&"1".repeat(40)).unwrap(),
+            landed: Oid::from_str(&"2".repeat(40)).unwrap(),
+            prev: Oid::ZERO_SHA1,
+            seq: 2,
+        };
+        let outcome = PushOutcome {
+            statuses: vec![
+                ("refs/for/main".into(), Ok(vec![landed])),
+                ("refs/heads/x".into(), Err(Refusal::OneUpdate)),
+            ],
+        };
+        for sideband in [true, false] {
+            let report = parse_report(&outcome.report(sideband)).unwrap();
+            assert_eq!(report.unpack, Some(Ok(())));
+            assert_eq!(
+                report.refs,
+                vec![
+                    ("refs/for/main".to_string(), Ok(())),
+                    (
+                        "refs/heads/x".to_string(),
+                        Err(Refusal::OneUpdate.to_string())
+                    ),
+                ]
+            );
+            assert_eq!(report.notes.len(), usize::from(sideband));
+        }
+        assert!(parse_report(b"0000").is_err());
     }
 
     #[test]

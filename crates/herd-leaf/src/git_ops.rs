@@ -7,9 +7,9 @@
 //! - **A rebase after a fork** replays the same entries onto the new tip when the trunk did not
 //!   touch them since the old base, and falls back to a three-way `cherrypick_commit` (which
 //!   finds real content conflicts) otherwise.
-//! - **A push** sends `<commit>:refs/heads/main` (race) or `<commit>:refs/for/main` (merge
-//!   queue) and checks both the push error and the `push_update_reference` callback —
-//!   `Remote::push` returns Ok for a refused ref. Refusals are read once ([`herd_hub::classify`]).
+//! - **A push** is one receive-pack request with exactly the objects the commit adds to its
+//!   base, naming `refs/heads/main` with the base as old tip (race) or `refs/for/main` (merge
+//!   queue); the report is parsed and refusals are read once ([`herd_hub::classify`]).
 //! - **Payloads** from tip broadcasts are read into the object database ([`crate::pack_reader`]);
 //!   a fetch is the fallback.
 //!
@@ -19,7 +19,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use git2::{FetchOptions, Mempack, ObjectType, Oid, PushOptions, RemoteCallbacks, Repository};
+use git2::{FetchOptions, Mempack, ObjectType, Oid, Repository};
 use herd_hub::tree_diff::{self, Change};
 use herd_hub::{RefusalKind, classify};
 use tokio::sync::watch;
@@ -61,6 +61,8 @@ struct Built {
 
 /// Everything the worker keeps between jobs.
 pub struct RepoState {
+    /// The hub's clone URL.
+    url: String,
     workdir: PathBuf,
     /// Shared with the tip subscriber.
     pub held: Arc<Mutex<Held>>,
@@ -175,6 +177,7 @@ impl RepoState {
         };
         let (tip_tx, _) = watch::channel(held.remote_tip);
         let state = RepoState {
+            url: url.to_string(),
             workdir: dir.to_path_buf(),
             held: Arc::new(Mutex::new(held)),
             tip_tx,
@@ -432,78 +435,110 @@ impl<'r> Repo<'r> {
     }
 
     /// Pushes the commit being built to `target`, with extra request headers (slot,
-    /// traceparent).
+    /// traceparent): one `POST git-receive-pack` carrying exactly the objects the commit adds
+    /// to its base (the commit, its new trees and blobs). libgit2's own push computes the pack
+    /// by walking the whole snapshot, and against `refs/for/main` — a ref the hub does not
+    /// advertise — it sends the entire history whenever the leaf lags the tip (measured: 55 %
+    /// of a queue-mode trial's CPU went into its delta search).
     pub fn push(&mut self, headers: &[(&str, &str)], target: PushTarget) -> PushResult {
-        let Some(commit) = self.st.built.as_ref().map(|b| b.commit) else {
+        let Some(built) = self.st.built.clone() else {
             return PushResult::Failed {
                 reason: "nothing to push".into(),
                 unknown: false,
             };
         };
-        let dst = match target {
-            PushTarget::Trunk => MAIN,
-            PushTarget::Queue => herd_hub::QUEUE_REF,
+        let (old, dst) = match target {
+            PushTarget::Trunk => (built.base, MAIN),
+            PushTarget::Queue => (Oid::ZERO_SHA1, herd_hub::QUEUE_REF),
         };
-        let mut refused: Option<String> = None;
-        let (result, exchange) = {
-            let mut remote = match self.git.find_remote("origin") {
-                Ok(r) => r,
-                Err(e) => {
-                    return PushResult::Failed {
-                        reason: e.message().to_string(),
-                        unknown: false,
-                    };
-                }
-            };
-            let mut callbacks = RemoteCallbacks::new();
-            callbacks.push_update_reference(|_, status| {
-                refused = status.map(str::to_string);
-                Ok(())
-            });
-            let mut opts = PushOptions::new();
-            opts.remote_callbacks(callbacks);
-            herd_hub::client::with_headers(headers, || {
-                let r = remote.push(&[format!("{commit}:{dst}")], Some(&mut opts));
-                (r, herd_hub::client::last_exchange())
-            })
+        let pack = match self.push_pack(&built) {
+            Ok(pack) => pack,
+            Err(e) => {
+                return PushResult::Failed {
+                    reason: format!("building the pack: {}", e.message()),
+                    unknown: false,
+                };
+            }
         };
-        match (result, refused) {
-            (Ok(()), None) => {
-                let landed = exchange.landed.unwrap_or(commit);
-                if landed == commit {
+        let mut body = Vec::with_capacity(pack.len() + 160);
+        let command = format!(
+            "{old} {} {dst}\0report-status side-band-64k agent=herd-leaf\n",
+            built.commit
+        );
+        herd_hub::pkt_line::write(&mut body, command.as_bytes());
+        herd_hub::pkt_line::flush(&mut body);
+        body.extend_from_slice(&pack);
+        let (answer, exchange) = match herd_hub::client::receive_pack(&self.st.url, headers, body) {
+            Ok(answered) => answered,
+            Err(e) => {
+                let reason = e.to_string();
+                // A refusal before the push was read (4xx) changed nothing; any other failure
+                // may have come after the hub landed it.
+                let unknown = !reason.starts_with("hub answered 4");
+                return PushResult::Failed { reason, unknown };
+            }
+        };
+        let status = match herd_hub::receive_pack::parse_report(&answer) {
+            Ok(report) => report.refs.into_iter().next().map(|(_, status)| status),
+            Err(reason) => {
+                return PushResult::Failed {
+                    reason,
+                    unknown: true,
+                };
+            }
+        };
+        match status {
+            Some(Ok(())) => {
+                let landed = exchange.landed.unwrap_or(built.commit);
+                if landed == built.commit {
                     // The trunk is now this very commit, which the leaf holds.
                     self.update(|h| {
-                        h.pushed.push_back(commit);
+                        h.pushed.push_back(built.commit);
                         if h.pushed.len() > PUSHED_MEMORY {
                             h.pushed.pop_front();
                         }
                     });
-                    self.set_remote_tip(commit);
+                    self.set_remote_tip(built.commit);
                 }
                 PushResult::Accepted { landed }
             }
-            (Ok(()), Some(reason)) => {
+            Some(Err(reason)) => {
                 let refused = classify(&reason);
                 PushResult::Rejected {
-                    tip: refused.tip.or(exchange.advertised_tip),
+                    tip: refused.tip,
                     kind: refused.kind,
                     reason,
                 }
             }
-            // libgit2 refuses locally when the advertised tip is not in the local store.
-            (Err(e), _) if classify(e.message()).kind == RefusalKind::Fork => {
-                PushResult::Rejected {
-                    reason: e.message().to_string(),
-                    kind: RefusalKind::Fork,
-                    tip: exchange.advertised_tip,
-                }
-            }
-            // The request may have reached the hub before the connection failed.
-            (Err(e), _) => PushResult::Failed {
-                reason: e.message().to_string(),
-                unknown: e.class() == git2::ErrorClass::Net || e.class() == git2::ErrorClass::Http,
+            None => PushResult::Failed {
+                reason: "the hub's report names no ref".into(),
+                unknown: true,
             },
         }
+    }
+
+    /// The objects `built` adds to its base, as a pack: the commit, the trees on its changed
+    /// paths and their new blobs.
+    fn push_pack(&self, built: &Built) -> Result<Vec<u8>, git2::Error> {
+        let commit = self.git.find_commit(built.commit)?;
+        let base_tree = self.git.find_commit(built.base)?.tree()?;
+        let diff = tree_diff::diff(self.git, Some(&base_tree), Some(&commit.tree()?))?;
+        let odb = self.git.odb()?;
+        let mut out = pack::Writer::new();
+        let blobs = diff
+            .changes
+            .iter()
+            .filter_map(|c| c.new)
+            .filter(|(_, mode)| *mode != 0o160000)
+            .map(|(oid, _)| oid);
+        for oid in std::iter::once(built.commit)
+            .chain(diff.new_trees)
+            .chain(blobs)
+        {
+            let object = odb.read(oid)?;
+            out.object(oid, object.kind(), object.data());
+        }
+        Ok(out.finish())
     }
 
     /// Fetches the trunk; returns the new remote-tracking tip.
