@@ -212,25 +212,34 @@ impl Staging<'_> {
     pub fn persist(&self, staged: &[&Staged]) -> Result<(), git2::Error> {
         let odb = self.repo.odb()?;
         let mut writer = crate::pack::Writer::new();
+        let whole = |writer: &mut crate::pack::Writer, oid: Oid| -> Result<(), git2::Error> {
+            let object = odb.read(oid)?;
+            writer.object(oid, object.kind(), object.data());
+            Ok(())
+        };
         for s in staged {
             if let Some((pack, placed)) = &s.brought {
                 for (oid, stored) in placed {
-                    writer.splice(pack, *oid, stored);
+                    // A thin push's deltas against trunk objects are stored whole.
+                    if !writer.splice(pack, *oid, stored) {
+                        whole(&mut writer, *oid)?;
+                    }
                 }
             }
         }
         for oid in staged.iter().flat_map(|s| s.made.iter()) {
-            let object = odb.read(*oid)?;
-            writer.object(*oid, object.kind(), object.data());
+            whole(&mut writer, *oid)?;
         }
         if writer.is_empty() {
             return Ok(());
         }
-        let pack = writer.finish();
-        let mut writer = odb.packwriter()?;
-        std::io::Write::write_all(&mut writer, &pack)
+        writer
+            .finish_indexed()
+            .install(&self.repo.path().join("objects"))
             .map_err(|e| git2::Error::from_str(&format!("writing pack: {e}")))?;
-        writer.commit()?;
+        // The new pack is found on the next lookup miss; refresh now so the ref that moves next
+        // never names an object this handle cannot see.
+        odb.refresh()?;
         Ok(())
     }
 }

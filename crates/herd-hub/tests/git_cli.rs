@@ -74,6 +74,9 @@ async fn git_cli_clone_commit_push_fetch_and_forced_push_refused() {
         Some(&1),
         "the forced push reached the hub and was refused there"
     );
+    // Thin packs from the CLI were stored whole: stock git finds the hub's store complete.
+    let (ok, out) = git(s.hub.dir(), &["fsck", "--full", "--strict"]);
+    assert!(ok, "fsck: {out}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

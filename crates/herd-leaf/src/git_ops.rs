@@ -266,20 +266,25 @@ impl<'r> Repo<'r> {
         if !self.st.pending.is_empty() || !self.st.applied.is_empty() {
             let odb = self.git.odb()?;
             let mut out = pack::Writer::new();
+            let whole = |out: &mut pack::Writer, oid: Oid| -> Result<(), git2::Error> {
+                let object = odb.read(oid)?;
+                out.object(oid, object.kind(), object.data());
+                Ok(())
+            };
             for (payload, placed) in std::mem::take(&mut self.st.applied) {
                 for (oid, stored) in &placed {
-                    out.splice(&payload, *oid, stored);
+                    if !out.splice(&payload, *oid, stored) {
+                        whole(&mut out, *oid)?;
+                    }
                 }
             }
             for oid in std::mem::take(&mut self.st.pending) {
-                let object = odb.read(oid)?;
-                out.object(oid, object.kind(), object.data());
+                whole(&mut out, oid)?;
             }
-            let pack = out.finish();
-            let mut writer = odb.packwriter()?;
-            std::io::Write::write_all(&mut writer, &pack)
+            out.finish_indexed()
+                .install(&self.git.path().join("objects"))
                 .map_err(|e| git2::Error::from_str(&format!("writing leaf pack: {e}")))?;
-            writer.commit()?;
+            odb.refresh()?;
             self.writes.reset()?;
             self.st.unflushed = 0;
         }

@@ -8,4 +8,4 @@ pub mod read;
 pub mod write;
 
 pub use read::{Entry, Object, PackError, Stored, read};
-pub use write::{Writer, write};
+pub use write::{Indexed, Writer, write};

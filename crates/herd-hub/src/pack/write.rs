@@ -31,7 +31,19 @@ pub struct Writer {
     out: Vec<u8>,
     count: u32,
     seen: HashSet<Oid>,
+    /// (id, offset, CRC-32 of the entry's bytes) per object: the index.
+    index: Vec<(Oid, u64, u32)>,
     z: Compress,
+}
+
+/// A finished pack with its index (`.idx`, version 2), ready to install.
+pub struct Indexed {
+    /// The `.pack` bytes.
+    pub pack: Vec<u8>,
+    /// The `.idx` bytes.
+    pub idx: Vec<u8>,
+    /// The pack's checksum in hex: its files are `pack-<name>.pack` and `.idx`.
+    pub name: String,
 }
 
 impl Default for Writer {
@@ -44,6 +56,7 @@ impl Default for Writer {
             out,
             count: 0,
             seen: HashSet::new(),
+            index: Vec::new(),
             // One compressor for the whole pack: a fresh one per object costs more than
             // compressing a small object (its tables are allocated and zeroed each time).
             z: Compress::new(Compression::fast(), true),
@@ -67,11 +80,20 @@ impl Writer {
         self.count == 0
     }
 
-    /// Adds object `oid` as `pack` stores it (an offset delta becomes a delta by id).
-    pub fn splice(&mut self, pack: &[u8], oid: Oid, stored: &Stored) {
-        if !self.seen.insert(oid) {
-            return;
+    /// Adds object `oid` as `pack` stores it (an offset delta becomes a delta by id). A delta
+    /// whose base is not already in this pack is not spliced (a pack on disk must not be thin):
+    /// returns `false`, and the caller adds the object whole with [`Writer::object`].
+    pub fn splice(&mut self, pack: &[u8], oid: Oid, stored: &Stored) -> bool {
+        if self.seen.contains(&oid) {
+            return true;
         }
+        if let Some(base) = stored.base
+            && !self.seen.contains(&base)
+        {
+            return false;
+        }
+        self.seen.insert(oid);
+        let start = self.out.len();
         match stored.base {
             Some(base) => {
                 header(&mut self.out, 7, stored.size);
@@ -80,6 +102,13 @@ impl Writer {
             None => header(&mut self.out, stored.code, stored.size),
         }
         self.out.extend_from_slice(&pack[stored.zlib.clone()]);
+        self.entered(oid, start);
+        true
+    }
+
+    fn entered(&mut self, oid: Oid, start: usize) {
+        let crc = crc32fast::hash(&self.out[start..]);
+        self.index.push((oid, start as u64, crc));
         self.count += 1;
     }
 
@@ -88,18 +117,83 @@ impl Writer {
         if !self.seen.insert(oid) {
             return;
         }
+        let start = self.out.len();
         header(&mut self.out, type_code(kind), data.len());
         self.z.reset();
         deflate_into(&mut self.z, data, &mut self.out);
-        self.count += 1;
+        self.entered(oid, start);
     }
 
     /// The finished pack.
-    pub fn finish(mut self) -> Vec<u8> {
+    pub fn finish(self) -> Vec<u8> {
+        self.finish_indexed().pack
+    }
+
+    /// The finished pack and its version 2 index, built from what the writer already knows
+    /// (ids, offsets, CRCs) — no second pass inflating and hashing every object, which is what
+    /// indexing a pack with libgit2 costs.
+    pub fn finish_indexed(mut self) -> Indexed {
         self.out[8..12].copy_from_slice(&self.count.to_be_bytes());
         let sum = Sha1::digest(&self.out);
         self.out.extend_from_slice(sum.as_slice());
-        self.out
+        let mut entries = self.index;
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let mut idx = Vec::with_capacity(8 + 1024 + entries.len() * 28 + 40);
+        idx.extend_from_slice(b"\xfftOc");
+        idx.extend_from_slice(&2u32.to_be_bytes());
+        let mut fanout = [0u32; 256];
+        for (oid, _, _) in &entries {
+            fanout[oid.as_bytes()[0] as usize] += 1;
+        }
+        let mut running = 0u32;
+        for n in fanout {
+            running += n;
+            idx.extend_from_slice(&running.to_be_bytes());
+        }
+        for (oid, _, _) in &entries {
+            idx.extend_from_slice(oid.as_bytes());
+        }
+        for (_, _, crc) in &entries {
+            idx.extend_from_slice(&crc.to_be_bytes());
+        }
+        let mut long = Vec::new();
+        for (_, offset, _) in &entries {
+            let small = match u32::try_from(*offset) {
+                Ok(o) if o < 0x8000_0000 => o,
+                _ => {
+                    long.push(*offset);
+                    0x8000_0000 | (long.len() as u32 - 1)
+                }
+            };
+            idx.extend_from_slice(&small.to_be_bytes());
+        }
+        for offset in long {
+            idx.extend_from_slice(&offset.to_be_bytes());
+        }
+        idx.extend_from_slice(sum.as_slice());
+        let idx_sum = Sha1::digest(&idx);
+        idx.extend_from_slice(idx_sum.as_slice());
+        let name = sum.iter().map(|b| format!("{b:02x}")).collect();
+        Indexed {
+            pack: self.out,
+            idx,
+            name,
+        }
+    }
+}
+
+impl Indexed {
+    /// Installs the pack in `<git dir>/objects/pack`: each file written under a temporary name
+    /// and renamed, the pack before its index (readers find packs by their index).
+    pub fn install(&self, objects: &std::path::Path) -> std::io::Result<()> {
+        let dir = objects.join("pack");
+        std::fs::create_dir_all(&dir)?;
+        for (ext, bytes) in [("pack", &self.pack), ("idx", &self.idx)] {
+            let tmp = dir.join(format!(".tmp-herd-{}.{ext}", self.name));
+            std::fs::write(&tmp, bytes)?;
+            std::fs::rename(&tmp, dir.join(format!("pack-{}.{ext}", self.name)))?;
+        }
+        Ok(())
     }
 }
 
@@ -173,7 +267,7 @@ mod tests {
 
     /// Entries of two packs (one with deltas from libgit2, one holding an object of the first
     /// again) spliced with a fresh object: each object once, read back whole, indexed by
-    /// libgit2.
+    /// libgit2. A delta whose base the new pack lacks is refused (the pack would be thin).
     #[test]
     fn splicing_keeps_each_object_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -189,10 +283,15 @@ mod tests {
         builder.write_buf(&mut with_deltas).unwrap();
         let again = write([(ObjectType::Blob, &base[..])].into_iter());
         let mut w = Writer::new();
+        let entries = crate::pack::read(&with_deltas, |_| None).unwrap();
+        if let Some(delta) = entries.iter().find(|e| e.stored.base.is_some()) {
+            let oid = Oid::hash_object(delta.kind, &delta.data).unwrap();
+            assert!(!Writer::new().splice(&with_deltas, oid, &delta.stored));
+        }
         for pack in [&with_deltas[..], &again[..]] {
             for e in crate::pack::read(pack, |_| None).unwrap() {
                 let oid = Oid::hash_object(e.kind, &e.data).unwrap();
-                w.splice(pack, oid, &e.stored);
+                assert!(w.splice(pack, oid, &e.stored), "bases come first in a pack");
             }
         }
         let two = Oid::hash_object(ObjectType::Blob, b"two").unwrap();
@@ -211,5 +310,48 @@ mod tests {
         std::io::Write::write_all(&mut writer, &all).unwrap();
         writer.commit().unwrap();
         assert!(dst.find_blob(two).is_ok());
+    }
+
+    /// The index the writer builds itself is the one libgit2 and stock git accept: objects
+    /// read back through it, and `git verify-pack` checks every entry against it.
+    #[test]
+    fn its_own_index_is_a_valid_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = git2::Repository::init_bare(dir.path().join("src")).unwrap();
+        let base: Vec<u8> = (0..4000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let mut edited = base.clone();
+        edited[10] ^= 1;
+        let mut builder = src.packbuilder().unwrap();
+        let ids: Vec<Oid> = [&base, &edited]
+            .iter()
+            .map(|b| src.blob(b).unwrap())
+            .collect();
+        for id in &ids {
+            builder.insert_object(*id, None).unwrap();
+        }
+        let mut with_deltas = git2::Buf::new();
+        builder.write_buf(&mut with_deltas).unwrap();
+        let mut w = Writer::new();
+        for e in crate::pack::read(&with_deltas, |_| None).unwrap() {
+            let oid = Oid::hash_object(e.kind, &e.data).unwrap();
+            assert!(w.splice(&with_deltas, oid, &e.stored));
+        }
+        let small = Oid::hash_object(ObjectType::Blob, b"small").unwrap();
+        w.object(small, ObjectType::Blob, b"small");
+        let indexed = w.finish_indexed();
+        let dst = git2::Repository::init_bare(dir.path().join("dst")).unwrap();
+        indexed.install(&dir.path().join("dst/objects")).unwrap();
+        for id in ids.iter().chain([&small]) {
+            assert!(dst.find_blob(*id).is_ok(), "{id}");
+        }
+        let pack = dir
+            .path()
+            .join(format!("dst/objects/pack/pack-{}.pack", indexed.name));
+        let out = std::process::Command::new("git")
+            .arg("verify-pack")
+            .arg(&pack)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 }
