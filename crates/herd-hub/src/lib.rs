@@ -30,6 +30,7 @@ pub mod client;
 pub mod error;
 pub mod hub;
 pub mod libgit2_opts;
+pub mod mem_objects;
 pub mod mode;
 pub mod pack;
 pub mod payload;

@@ -1,8 +1,8 @@
 //! The hub's store: one thread owns the push path's repository handle (git2 is blocking and not
 //! `Sync`) and runs integration jobs one at a time — the single writer of the trunk.
 //!
-//! **Staging in memory.** The thread's object database has a memory backend (`Mempack`) at the
-//! highest priority. A pushed pack is read into it ([`crate::pack::read`], thin bases from the
+//! **Staging in memory.** The thread's object database has a memory backend
+//! ([`MemObjects`]) at the highest priority. A pushed pack is read into it ([`crate::pack::read`], thin bases from the
 //! store) — that is the quarantine: policy checks read the pushed objects through the same
 //! handle as the trunk's, and nothing reaches the disk unless the update is accepted. An
 //! accepted update's objects (and, in queue mode, the trees and commits the hub replayed) are
@@ -19,10 +19,8 @@ use git2::{Oid, Repository, Tree};
 use tokio::sync::oneshot;
 
 use crate::error::HubError;
+use crate::mem_objects::MemObjects;
 use crate::tree_diff;
-
-/// Priority of the memory backend: above the pack (2) and loose (1) backends.
-const MEMPACK_PRIORITY: i32 = 1000;
 
 type JobFn = Box<dyn for<'s> FnOnce(&mut Staging<'s>) + Send>;
 
@@ -41,6 +39,7 @@ pub(crate) struct Store {
 pub(crate) struct Staging<'s> {
     /// The push path's repository handle; its object database reads the staging area first.
     pub repo: &'s Repository,
+    mem: &'s MemObjects,
 }
 
 impl Store {
@@ -111,15 +110,8 @@ fn serve(dir: PathBuf, rx: mpsc::Receiver<Job>, ready: mpsc::Sender<Result<(), g
                 return;
             }
         };
-        let odb = match repo.odb() {
-            Ok(odb) => odb,
-            Err(e) => {
-                report(&mut ready, &mut reopened, Err(e));
-                return;
-            }
-        };
-        let writes = match odb.add_new_mempack_backend(MEMPACK_PRIORITY) {
-            Ok(w) => w,
+        let mem = match MemObjects::attach(&repo) {
+            Ok(mem) => mem,
             Err(e) => {
                 report(&mut ready, &mut reopened, Err(e));
                 return;
@@ -129,9 +121,12 @@ fn serve(dir: PathBuf, rx: mpsc::Receiver<Job>, ready: mpsc::Sender<Result<(), g
         loop {
             match rx.recv() {
                 Ok(Job::Run(job)) => {
-                    let mut staging = Staging { repo: &repo };
+                    let mut staging = Staging {
+                        repo: &repo,
+                        mem: &mem,
+                    };
                     job(&mut staging);
-                    if let Err(e) = writes.reset() {
+                    if let Err(e) = mem.reset() {
                         tracing::warn!(error = %e.message(), "emptying the staging area");
                     }
                 }
@@ -182,7 +177,8 @@ impl Staging<'_> {
         .map_err(|e| e.to_string())?;
         let mut placed = Vec::with_capacity(entries.len());
         for e in entries {
-            let oid = odb
+            let oid = self
+                .mem
                 .write(e.kind, &e.data)
                 .map_err(|e| e.message().to_string())?;
             placed.push((oid, e.stored));

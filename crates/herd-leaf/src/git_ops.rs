@@ -19,7 +19,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use git2::{FetchOptions, Mempack, ObjectType, Oid, Repository};
+use git2::{FetchOptions, ObjectType, Oid, Repository};
+use herd_hub::mem_objects::MemObjects;
 use herd_hub::tree_diff::{self, Change};
 use herd_hub::{RefusalKind, classify};
 use tokio::sync::watch;
@@ -79,7 +80,7 @@ pub struct RepoState {
 /// The repository as a job sees it.
 pub struct Repo<'r> {
     git: &'r Repository,
-    writes: &'r Mempack<'r>,
+    writes: &'r MemObjects,
     st: &'r mut RepoState,
 }
 
@@ -205,8 +206,7 @@ impl Repo<'_> {
         f: impl FnOnce(&mut Repo<'_>) -> T,
     ) -> Result<T, git2::Error> {
         let (git, mut state) = RepoState::open_or_clone(url, dir)?;
-        let odb = git.odb()?;
-        let writes = odb.add_new_mempack_backend(1000)?;
+        let writes = MemObjects::attach(&git)?;
         let mut repo = Repo::new(&git, &writes, &mut state);
         let out = f(&mut repo);
         repo.flush()?;
@@ -215,7 +215,7 @@ impl Repo<'_> {
 }
 
 impl<'r> Repo<'r> {
-    pub(crate) fn new(git: &'r Repository, writes: &'r Mempack<'r>, st: &'r mut RepoState) -> Self {
+    pub(crate) fn new(git: &'r Repository, writes: &'r MemObjects, st: &'r mut RepoState) -> Self {
         Repo { git, writes, st }
     }
 
@@ -322,7 +322,7 @@ impl<'r> Repo<'r> {
 
     fn write(&mut self, kind: ObjectType, data: &[u8]) -> Result<Oid, git2::Error> {
         self.st.unflushed += data.len();
-        let oid = self.git.odb()?.write(kind, data)?;
+        let oid = self.writes.write(kind, data)?;
         self.st.pending.push(oid);
         Ok(oid)
     }
@@ -580,7 +580,7 @@ impl<'r> Repo<'r> {
         let mut placed = Vec::with_capacity(entries.len());
         for e in entries {
             self.st.unflushed += e.data.len();
-            placed.push((odb.write(e.kind, &e.data).map_err(bad)?, e.stored));
+            placed.push((self.writes.write(e.kind, &e.data).map_err(bad)?, e.stored));
         }
         self.st.applied.push((payload, placed));
         match self.git.find_commit(oid) {

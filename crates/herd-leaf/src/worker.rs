@@ -2,8 +2,8 @@
 //! blocking and not `Sync`) and runs jobs sent over a channel, one at a time. The committer and
 //! the tip subscriber both go through it, so a commit can never race the leaf's own pull.
 //!
-//! Writes go to memory: the thread adds a memory backend (`Mempack`) to the object database at
-//! the highest priority, so the objects of the leaf's commits, rebases and applied broadcast
+//! Writes go to memory: the thread adds a memory backend ([`MemObjects`]) to the object database
+//! at the highest priority, so the objects of the leaf's commits, rebases and applied broadcast
 //! payloads cost no file each. Every object written is tracked; after a job that leaves more
 //! than [`FLUSH_BYTES`] unflushed, and when the thread stops, they are written as one pack (no
 //! delta search: [`crate::pack_writer`]) and the refs are saved ([`Repo::flush`]) — refs on
@@ -16,15 +16,13 @@ use std::thread::JoinHandle;
 use git2::Repository;
 use tokio::sync::oneshot;
 
+use herd_hub::mem_objects::MemObjects;
+
 use crate::error::LeafError;
 use crate::git_ops::{Repo, RepoState};
 
 /// Unflushed object bytes that trigger a flush after a job.
 pub const FLUSH_BYTES: usize = 1 << 20;
-
-/// Priority of the memory backend: above the pack (2) and loose (1) backends, so every write
-/// lands in it and reads see it first.
-const MEMPACK_PRIORITY: i32 = 1000;
 
 type JobFn = Box<dyn for<'r> FnOnce(&mut Repo<'r>) + Send>;
 
@@ -102,14 +100,7 @@ fn serve(
     rx: mpsc::Receiver<Job>,
     ready: mpsc::Sender<Result<(), git2::Error>>,
 ) {
-    let odb = match repo.odb() {
-        Ok(odb) => odb,
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    let writes = match odb.add_new_mempack_backend(MEMPACK_PRIORITY) {
+    let writes = match MemObjects::attach(&repo) {
         Ok(w) => w,
         Err(e) => {
             let _ = ready.send(Err(e));
