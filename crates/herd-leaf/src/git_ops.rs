@@ -582,7 +582,11 @@ impl<'r> Repo<'r> {
             self.st.unflushed += e.data.len();
             placed.push((self.writes.write(e.kind, &e.data).map_err(bad)?, e.stored));
         }
-        self.st.applied.push((payload, placed));
+        // A copy, not the slice: the payload is a view into the bus client's read buffer, and
+        // holding it until the flush would pin that whole buffer.
+        self.st
+            .applied
+            .push((bytes::Bytes::copy_from_slice(&payload), placed));
         match self.git.find_commit(oid) {
             Ok(c) if c.parent_id(0).ok() == Some(prev) => {
                 self.set_remote_tip(oid);

@@ -18,7 +18,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use git2::Oid;
 use herd_bus::{TipChanged, TipEvent, TipStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -300,13 +300,28 @@ async fn run(
             _ = cancel.cancelled() => break,
             Some(_) = pulls.join_next(), if !pulls.is_empty() => {}
             next = tips.next() => match next {
+                Some(Ok(event)) if policy == SyncPolicy::Payload => {
+                    // Take whatever else already arrived: a leaf behind applies a run of
+                    // payloads in one job on its worker.
+                    let mut batch = vec![event];
+                    while batch.len() < APPLY_BATCH {
+                        match tips.next().now_or_never() {
+                            Some(Some(Ok(more))) => batch.push(more),
+                            Some(Some(Err(e))) => {
+                                tracing::warn!(leaf = %ctx.leaf, error = %e, "tip stream error");
+                            }
+                            _ => break,
+                        }
+                    }
+                    add(&ctx.counters.tips_received, batch.len() as u64);
+                    on_payloads(&ctx, batch).await;
+                }
                 Some(Ok(event)) => {
                     add(&ctx.counters.tips_received, 1);
                     let span = sync_span(&ctx, &event);
                     match policy {
-                        SyncPolicy::Payload => on_payload(&ctx, event).instrument(span).await,
                         SyncPolicy::Fetch => span.in_scope(|| on_fetch(&ctx, event, &mut pulls, span.clone())),
-                        SyncPolicy::OnDemand => span.in_scope(|| on_demand(&ctx, event)),
+                        _ => span.in_scope(|| on_demand(&ctx, event)),
                     }
                 }
                 Some(Err(e)) => tracing::warn!(leaf = %ctx.leaf, error = %e, "tip stream error"),
@@ -351,6 +366,61 @@ fn already_held(ctx: &SyncContext, tip: &TipChanged) -> bool {
 fn hold_seq(ctx: &SyncContext, seq: u64) {
     let mut state = ctx.state.lock().expect("sync state lock");
     state.seq_held = state.seq_held.max(seq);
+}
+
+/// Most broadcasts applied in one worker job.
+const APPLY_BATCH: usize = 64;
+
+/// Payload sync for a run of broadcasts, in order: a leading run that applies cleanly (or is
+/// already held) goes to the worker as one job; the first one that cannot be applied there, and
+/// everything after it, is handled one at a time ([`on_payload`]: idempotent, or a fetch).
+async fn on_payloads(ctx: &SyncContext, batch: Vec<TipEvent>) {
+    let mut plan = Vec::new();
+    for event in &batch {
+        let tip = &event.tip;
+        let ids = Oid::from_str(&tip.prev)
+            .ok()
+            .zip(Oid::from_str(&tip.oid).ok());
+        match (ids, &event.pack) {
+            (Some((prev, oid)), Some(pack)) if !ctx.holds(&tip.oid) => {
+                plan.push((prev, oid, pack.clone()));
+            }
+            _ => break,
+        }
+    }
+    let before = ctx.tip();
+    let planned = plan.len();
+    let applied = if planned > 0 {
+        ctx.worker
+            .run(move |r| {
+                let mut done = 0;
+                for (prev, oid, pack) in plan {
+                    if r.apply_payload(prev, oid, pack).is_err() {
+                        break;
+                    }
+                    done += 1;
+                }
+                done
+            })
+            .await
+            .unwrap_or(0)
+    } else {
+        0
+    };
+    let mut events = batch.into_iter();
+    let mut prev_tip = before;
+    for event in events.by_ref().take(applied) {
+        let span = sync_span(ctx, &event);
+        let _in = span.enter();
+        hold_seq(ctx, event.tip.seq);
+        let after = Some(event.tip.oid.clone());
+        ctx.report(&event.tip, SyncOutcome::Applied, prev_tip, after.clone());
+        prev_tip = after;
+    }
+    for event in events {
+        let span = sync_span(ctx, &event);
+        on_payload(ctx, event).instrument(span).await;
+    }
 }
 
 async fn on_payload(ctx: &SyncContext, event: TipEvent) {

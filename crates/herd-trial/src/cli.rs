@@ -81,7 +81,7 @@ pub struct TrialArgs {
     /// Claim lease in seconds [default: 60; env HERD_CLAIM_TTL_SECS].
     #[arg(long)]
     pub claim_ttl_secs: Option<u64>,
-    /// Seconds the drain waits for every reported commit to be on the trunk [default: 60; env HERD_DRAIN_TIMEOUT_SECS].
+    /// Seconds the drain waits for every reported commit to be on the trunk, and for leaves that stop making progress through their broadcast backlog [default: 60; env HERD_DRAIN_TIMEOUT_SECS].
     #[arg(long)]
     pub drain_timeout_secs: Option<u64>,
     /// Output directory [default: target/herd-trials/<timestamp>; env HERD_OUT].

@@ -87,7 +87,9 @@ pub struct TrialConfig {
     pub pace_per_min: Option<f64>,
     /// Claim lease, seconds. Default 60.
     pub claim_ttl_secs: u64,
-    /// How long the drain waits for the hub trunk to hold every reported commit, seconds.
+    /// How long the drain waits for the hub trunk to hold every reported commit, and how long
+    /// it waits on leaves that stop making progress through their backlog of broadcasts,
+    /// seconds. Default 60.
     pub drain_timeout_secs: u64,
     /// Output directory (default `target/herd-trials/<timestamp>/`).
     pub out: Option<PathBuf>,

@@ -151,10 +151,12 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         .collect();
     let on_trunk = wait_on_trunk(&hub, &reported, deadline).await;
     let broadcasts = hub.stats().broadcasts;
-    let mut settled = wait_broadcasts_handled(&leaves, broadcasts, deadline).await;
+    let stall = Duration::from_secs(config.drain_timeout_secs);
+    let mut settled = wait_broadcasts_handled(&leaves, broadcasts, stall).await;
     if let (Some(counts), Some(before)) = (&opts.counts, &spans_before) {
         let received: u64 = leaves.iter().map(|l| l.stats().tips_received).sum();
-        settled &= wait_spans_closed(counts, before, received, deadline).await;
+        let spans_deadline = Instant::now() + stall;
+        settled &= wait_spans_closed(counts, before, received, spans_deadline).await;
     }
     let drain_secs = drain_started.elapsed().as_secs_f64();
     let snapshot_started = Instant::now();
@@ -462,18 +464,28 @@ async fn wait_on_trunk(hub: &Hub, oids: &[String], deadline: Instant) -> u64 {
     }
 }
 
-/// Waits until each leaf has handled `expected` broadcasts (or the deadline).
-async fn wait_broadcasts_handled(leaves: &[Arc<Leaf>], expected: u64, deadline: Instant) -> bool {
+/// Waits until each leaf has handled `expected` broadcasts. Leaves far behind (N² broadcasts
+/// at large N) may take long, so this gives up only after `stall` without any leaf handling
+/// another broadcast.
+async fn wait_broadcasts_handled(leaves: &[Arc<Leaf>], expected: u64, stall: Duration) -> bool {
+    let mut handled_before = 0;
+    let mut deadline = Instant::now() + stall;
     loop {
-        let done = leaves.iter().all(|l| {
+        let mut done = true;
+        let mut handled = 0;
+        for l in leaves {
             let s = l.stats();
-            s.tips_received >= expected
-                && s.applied + s.pulled + s.skipped_idempotent + s.skipped_coalesced + s.deferred
-                    == s.tips_received
-                && !l.pulling()
-        });
+            let outcomes =
+                s.applied + s.pulled + s.skipped_idempotent + s.skipped_coalesced + s.deferred;
+            handled += outcomes;
+            done &= s.tips_received >= expected && outcomes == s.tips_received && !l.pulling();
+        }
         if done {
             return true;
+        }
+        if handled > handled_before {
+            handled_before = handled;
+            deadline = Instant::now() + stall;
         }
         if Instant::now() >= deadline {
             return false;
