@@ -23,7 +23,7 @@ use crate::bus::{Bus, TIP_STREAM, TIP_SUBJECT};
 use crate::error::{BusError, Result};
 
 /// Most broadcasts a subscriber asks the server for at once.
-pub const TIP_PULL_BATCH: i64 = 32;
+pub const TIP_PULL_BATCH: i64 = 16;
 
 /// Header name of the W3C trace context.
 pub const TRACEPARENT: &str = "traceparent";

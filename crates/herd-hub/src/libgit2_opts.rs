@@ -7,6 +7,10 @@
 //!   quarantine indexer, a leaf's payload reader) and are content-addressed from then on.
 //! - **No existence check on object creation** (`strict_object_creation(false)`): trees and
 //!   commits herd builds name objects it has just read or written.
+//! - **Bounded caches and mappings**, since one process may hold hundreds of repositories (a
+//!   trial's leaves): the parsed-object cache (shared by every repository of the process) is
+//!   capped at 64 MiB, and pack windows mapped into memory at 256 MiB in total (libgit2's
+//!   64-bit defaults are 256 MiB and 8 GiB).
 
 use std::sync::Once;
 
@@ -16,5 +20,11 @@ pub fn tune() {
     ONCE.call_once(|| {
         git2::opts::strict_hash_verification(false);
         git2::opts::strict_object_creation(false);
+        // SAFETY: these only set libgit2's global limits; called once, before this process opens
+        // a repository through herd.
+        unsafe {
+            let _ = git2::opts::set_cache_max_size(64 << 20);
+            let _ = git2::opts::set_mwindow_mapped_limit(256 << 20);
+        }
     });
 }

@@ -21,8 +21,9 @@ use herd_hub::mem_objects::MemObjects;
 use crate::error::LeafError;
 use crate::git_ops::{Repo, RepoState};
 
-/// Unflushed object bytes that trigger a flush after a job.
-pub const FLUSH_BYTES: usize = 1 << 20;
+/// Unflushed object bytes that trigger a flush after a job: what a leaf holds in memory beyond
+/// its pack files is bounded by about twice this (the objects, and the payloads they came in).
+pub const FLUSH_BYTES: usize = 512 << 10;
 
 type JobFn = Box<dyn for<'r> FnOnce(&mut Repo<'r>) + Send>;
 
