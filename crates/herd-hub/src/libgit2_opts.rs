@@ -9,8 +9,9 @@
 //!   commits herd builds name objects it has just read or written.
 //! - **Bounded caches and mappings**, since one process may hold hundreds of repositories (a
 //!   trial's leaves): the parsed-object cache (shared by every repository of the process) is
-//!   capped at 64 MiB, and pack windows mapped into memory at 256 MiB in total (libgit2's
-//!   64-bit defaults are 256 MiB and 8 GiB).
+//!   capped at 64 MiB, pack windows mapped into memory at 256 MiB in total, and open pack files
+//!   at 1024 (libgit2's 64-bit defaults are 256 MiB, 8 GiB and unlimited: 256 leaves with
+//!   dozens of packs each would pass a 20,000-descriptor limit).
 
 use std::sync::Once;
 
@@ -25,6 +26,7 @@ pub fn tune() {
         unsafe {
             let _ = git2::opts::set_cache_max_size(64 << 20);
             let _ = git2::opts::set_mwindow_mapped_limit(256 << 20);
+            let _ = git2::opts::set_mwindow_file_limit(1024);
         }
     });
 }

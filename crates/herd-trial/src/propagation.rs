@@ -1,48 +1,54 @@
-//! Propagation lag: from the moment the hub accepted a commit to the moment each *other* leaf
+//! Propagation lag: from the moment the hub landed a commit to the moment each *other* leaf
 //! has it. The trunk is linear and tip sequence numbers grow, so a leaf that holds the tip with
 //! sequence `s` holds every commit with sequence ≤ `s`; the lag of commit `k` at leaf `X` is the
-//! first time X held a tip with sequence ≥ k, minus the accept time of k.
+//! first time X held a tip with sequence ≥ k, minus the time k landed — the earlier of the
+//! pusher seeing its push accepted and the trial's own subscriber receiving the broadcast
+//! (published before the push is answered, so a leaf can hold a commit before its pusher
+//! hears back).
+//!
+//! A holding is 40 bytes and there is one per broadcast per leaf (N² per trial): leaves are
+//! numbered and tips are raw ids.
 
 use std::collections::HashMap;
 use std::time::Instant;
 
+use git2::Oid;
+
 use crate::metrics::Latency;
 
-/// One moment a leaf was known to hold a tip (after a pull, or on a broadcast it already had).
-#[derive(Clone, Debug)]
+/// One moment a leaf was known to hold a tip (after applying or pulling it, or on a broadcast
+/// it already had).
+#[derive(Clone, Copy, Debug)]
 pub struct Holding {
-    /// The leaf.
-    pub leaf: String,
-    /// The tip oid it held.
-    pub oid: String,
+    /// The leaf's slot number.
+    pub leaf: u32,
+    /// The tip it held.
+    pub oid: Oid,
     /// When.
     pub at: Instant,
 }
 
-/// One accepted commit.
+/// One landed commit.
 #[derive(Clone, Debug)]
 pub struct Accepted {
     /// The hub's sequence number.
     pub seq: u64,
     /// The commit.
-    pub oid: String,
-    /// The leaf that pushed it (excluded from its own lag).
-    pub leaf: String,
-    /// When the pusher saw it accepted.
+    pub oid: Oid,
+    /// The slot number of the leaf that pushed it (excluded from its own lag).
+    pub leaf: u32,
+    /// When it landed (see the module doc).
     pub at: Instant,
 }
 
-/// Computes the lag histogram; commits a leaf never received are not samples (the drain's
-/// completeness check reports those).
-pub fn lag(accepted: &[Accepted], holdings: &[Holding], leaves: &[String]) -> Latency {
-    let seq_of: HashMap<&str, u64> = accepted.iter().map(|a| (a.oid.as_str(), a.seq)).collect();
-    let mut per_leaf: HashMap<&str, Vec<(Instant, u64)>> = HashMap::new();
+/// Computes the lag histogram over `leaves` leaves (slot numbers `0..leaves`); commits a leaf
+/// never received are not samples (the drain's completeness check reports those).
+pub fn lag(accepted: &[Accepted], holdings: &[Holding], leaves: u32) -> Latency {
+    let seq_of: HashMap<Oid, u64> = accepted.iter().map(|a| (a.oid, a.seq)).collect();
+    let mut per_leaf: HashMap<u32, Vec<(Instant, u64)>> = HashMap::new();
     for h in holdings {
-        if let Some(seq) = seq_of.get(h.oid.as_str()) {
-            per_leaf
-                .entry(h.leaf.as_str())
-                .or_default()
-                .push((h.at, *seq));
+        if let Some(seq) = seq_of.get(&h.oid) {
+            per_leaf.entry(h.leaf).or_default().push((h.at, *seq));
         }
     }
     // For each leaf: times in order with the running maximum sequence held.
@@ -56,8 +62,8 @@ pub fn lag(accepted: &[Accepted], holdings: &[Holding], leaves: &[String]) -> La
     }
     let mut out = Latency::default();
     for a in accepted {
-        for leaf in leaves.iter().filter(|l| **l != a.leaf) {
-            let Some(list) = per_leaf.get(leaf.as_str()) else {
+        for leaf in (0..leaves).filter(|l| *l != a.leaf) {
+            let Some(list) = per_leaf.get(&leaf) else {
                 continue;
             };
             // First moment with a held sequence ≥ a.seq (running max is monotone: binary search).
@@ -79,27 +85,31 @@ mod tests {
     fn lag_is_first_holding_at_or_past_the_commit() {
         let t0 = Instant::now();
         let ms = |n| t0 + Duration::from_millis(n);
+        let (a, b) = (
+            Oid::from_str(&"a".repeat(40)).unwrap(),
+            Oid::from_str(&"b".repeat(40)).unwrap(),
+        );
         let accepted = vec![
             Accepted {
                 seq: 1,
-                oid: "a".into(),
-                leaf: "l0".into(),
+                oid: a,
+                leaf: 0,
                 at: ms(0),
             },
             Accepted {
                 seq: 2,
-                oid: "b".into(),
-                leaf: "l0".into(),
+                oid: b,
+                leaf: 0,
                 at: ms(10),
             },
         ];
-        // l1 pulls b at 30 ms (so it holds a too); l0 is the pusher and is excluded.
+        // Leaf 1 pulls b at 30 ms (so it holds a too); leaf 0 is the pusher and is excluded.
         let holdings = vec![Holding {
-            leaf: "l1".into(),
-            oid: "b".into(),
+            leaf: 1,
+            oid: b,
             at: ms(30),
         }];
-        let l = lag(&accepted, &holdings, &["l0".into(), "l1".into()]);
+        let l = lag(&accepted, &holdings, 2);
         let s = l.summary();
         assert_eq!(s.count, 2);
         assert!(

@@ -232,9 +232,10 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         }
     }
     let leaf_ids: Vec<String> = leaves_ids;
-    let accepted = accepted_commits(&reports, &tips);
-    let holdings = holdings.lock().map(|h| h.clone()).unwrap_or_default();
-    let propagation = propagation::lag(&accepted, &holdings, &leaf_ids);
+    let accepted = accepted_commits(&reports, &tips, &leaf_ids);
+    let holdings = std::mem::take(&mut *holdings.lock().expect("holdings lock"));
+    let propagation = propagation::lag(&accepted, &holdings, leaf_ids.len() as u32);
+    drop(holdings);
 
     counters.commit_fetches = leaf_stats.iter().map(|s| s.commit_fetches).sum();
     let scale = crate::scale::Scale::new(&crate::scale::ScaleInput {
@@ -408,6 +409,7 @@ async fn open_leaves(
             work_dir.join("leaves").join(&id),
             hub_url,
         );
+        let number = index as u32;
         let (bus_url, log, holdings, slot) = (
             bus_url.to_string(),
             log.clone(),
@@ -426,7 +428,7 @@ async fn open_leaves(
                 fairness,
                 turn_after,
                 bus: Some(bus),
-                on_sync: Some(crate::sync_log::hook(&id, &slot, log, holdings)),
+                on_sync: Some(crate::sync_log::hook(&id, &slot, number, log, holdings)),
                 ..cfg
             };
             Leaf::open(cfg)
@@ -494,29 +496,42 @@ async fn wait_broadcasts_handled(leaves: &[Arc<Leaf>], expected: u64, stall: Dur
     }
 }
 
-fn accepted_commits(reports: &[SlotReport], tips: &[(u64, String)]) -> Vec<Accepted> {
-    let seq_of: std::collections::HashMap<&str, u64> =
-        tips.iter().map(|(s, o)| (o.as_str(), *s)).collect();
+/// Landed commits with the pushing leaf's slot number and the earlier of the two times the
+/// trial learned of them (the pusher's accept, the observer's broadcast).
+fn accepted_commits(reports: &[SlotReport], tips: &[Seen], leaf_ids: &[String]) -> Vec<Accepted> {
+    let seen: std::collections::HashMap<&str, &Seen> =
+        tips.iter().map(|s| (s.oid.as_str(), s)).collect();
     let mut out = Vec::new();
     for r in reports {
-        let leaf = r.leaf.clone();
+        // Reports come back in completion order; the leaf's number is its slot's.
+        let Some(number) = leaf_ids.iter().position(|id| *id == r.leaf) else {
+            continue;
+        };
         for (oid, at) in &r.commits {
-            if let Some(seq) = seq_of.get(oid.as_str()) {
-                out.push(Accepted {
-                    seq: *seq,
-                    oid: oid.clone(),
-                    leaf: leaf.clone(),
-                    at: *at,
-                });
-            }
+            let (Some(s), Ok(id)) = (seen.get(oid.as_str()), git2::Oid::from_str(oid)) else {
+                continue;
+            };
+            out.push(Accepted {
+                seq: s.seq,
+                oid: id,
+                leaf: number as u32,
+                at: (*at).min(s.at),
+            });
         }
     }
     out
 }
 
-/// The trial's own subscriber: records (hub seq, oid) of every broadcast.
+/// One broadcast as the trial's observer received it.
+struct Seen {
+    seq: u64,
+    oid: String,
+    at: Instant,
+}
+
+/// The trial's own subscriber: records every broadcast (hub seq, oid, when received).
 struct Observer {
-    handle: tokio::task::JoinHandle<Vec<(u64, String)>>,
+    handle: tokio::task::JoinHandle<Vec<Seen>>,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -530,7 +545,11 @@ impl Observer {
                 tokio::select! {
                     _ = &mut stopped => return seen,
                     next = tips.next() => match next {
-                        Some(Ok(ev)) => seen.push((ev.tip.seq, ev.tip.oid)),
+                        Some(Ok(ev)) => seen.push(Seen {
+                            seq: ev.tip.seq,
+                            oid: ev.tip.oid,
+                            at: Instant::now(),
+                        }),
                         Some(Err(_)) => continue,
                         None => return seen,
                     },
@@ -540,7 +559,7 @@ impl Observer {
         Ok(Observer { handle, stop })
     }
 
-    async fn stop(self) -> Vec<(u64, String)> {
+    async fn stop(self) -> Vec<Seen> {
         let _ = self.stop.send(());
         self.handle.await.unwrap_or_default()
     }

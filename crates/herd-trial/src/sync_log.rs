@@ -10,7 +10,13 @@ use crate::events::EventLog;
 use crate::propagation::Holding;
 
 /// A hook for leaf `leaf` writing in `slot`.
-pub fn hook(leaf: &str, slot: &str, log: EventLog, holdings: Arc<Mutex<Vec<Holding>>>) -> SyncHook {
+pub fn hook(
+    leaf: &str,
+    slot: &str,
+    number: u32,
+    log: EventLog,
+    holdings: Arc<Mutex<Vec<Holding>>>,
+) -> SyncHook {
     let (leaf, slot) = (leaf.to_string(), slot.to_string());
     Arc::new(move |ev: &SyncEvent| {
         log.record(Op::Pull, Phase::Ok, &leaf, &slot, |line| {
@@ -21,12 +27,14 @@ pub fn hook(leaf: &str, slot: &str, log: EventLog, holdings: Arc<Mutex<Vec<Holdi
                 line.error = Some(format!("fetch after broadcast of {} failed", ev.tip.oid));
             }
         });
-        if let Some(after) = &ev.after
-            && let Ok(mut h) = holdings.lock()
+        if let Some(oid) = ev
+            .after
+            .as_deref()
+            .and_then(|o| git2::Oid::from_str(o).ok())
         {
-            h.push(Holding {
-                leaf: leaf.clone(),
-                oid: after.clone(),
+            holdings.lock().expect("holdings lock").push(Holding {
+                leaf: number,
+                oid,
                 at: ev.at,
             });
         }
