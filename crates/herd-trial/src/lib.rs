@@ -19,6 +19,7 @@ pub mod config;
 pub mod environment;
 pub mod error;
 pub mod events;
+pub mod floor;
 pub mod gates;
 pub mod metrics;
 pub mod pacer;
