@@ -30,7 +30,11 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(floor::measure(&config, commits)) {
         Ok(f) => {
-            println!("hub bench: one pusher, {} commits, hub {}", f.commits, f.hub.as_str());
+            println!(
+                "hub bench: one pusher, {} commits, hub {}",
+                f.commits,
+                f.hub.as_str()
+            );
             println!("  floor commits/s:      {:.1}", f.commits_per_sec);
             println!(
                 "  commit+push p50 / p99 / max ms: {:.2} / {:.2} / {:.2}",

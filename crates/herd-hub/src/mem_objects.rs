@@ -81,9 +81,31 @@ impl MemObjects {
         Ok(MemObjects { odb, backend })
     }
 
-    /// Writes one object; returns its id.
+    /// Writes one object; returns its id, hashed by libgit2 (SHA-1 with collision detection,
+    /// as git uses for input it does not trust: the hub staging a push).
     pub fn write(&self, kind: ObjectType, data: &[u8]) -> Result<Oid, git2::Error> {
-        let oid = Oid::hash_object(kind, data)?;
+        self.insert(Oid::hash_object(kind, data)?, kind, data)
+    }
+
+    /// Writes one object from a trusted source (a leaf applying the hub's payload), hashed with
+    /// plain SHA-1: measured at a third of the collision-detecting hash's cost, which was ~8 %
+    /// of a 64-leaf trial's CPU.
+    pub fn write_trusted(&self, kind: ObjectType, data: &[u8]) -> Result<Oid, git2::Error> {
+        use sha1::{Digest, Sha1};
+        let name = match kind {
+            ObjectType::Commit => "commit",
+            ObjectType::Tree => "tree",
+            ObjectType::Blob => "blob",
+            ObjectType::Tag => "tag",
+            _ => return Err(git2::Error::from_str("only commits, trees, blobs and tags")),
+        };
+        let mut h = Sha1::new();
+        h.update(format!("{name} {}\0", data.len()).as_bytes());
+        h.update(data);
+        self.insert(Oid::from_bytes(h.finalize().as_slice())?, kind, data)
+    }
+
+    fn insert(&self, oid: Oid, kind: ObjectType, data: &[u8]) -> Result<Oid, git2::Error> {
         let code = match kind {
             ObjectType::Commit => raw::GIT_OBJECT_COMMIT,
             ObjectType::Tree => raw::GIT_OBJECT_TREE,

@@ -580,7 +580,8 @@ impl<'r> Repo<'r> {
         let mut placed = Vec::with_capacity(entries.len());
         for e in entries {
             self.st.unflushed += e.data.len();
-            placed.push((self.writes.write(e.kind, &e.data).map_err(bad)?, e.stored));
+            let oid = self.writes.write_trusted(e.kind, &e.data).map_err(bad)?;
+            placed.push((oid, e.stored));
         }
         // A copy, not the slice: the payload is a view into the bus client's read buffer, and
         // holding it until the flush would pin that whole buffer.

@@ -90,9 +90,12 @@ pub async fn measure(config: &TrialConfig, commits: u64) -> Result<Floor, TrialE
     })
     .await
     .map_err(|e| output(dir.path().to_path_buf(), std::io::Error::other(e)))?;
-    let (elapsed, latency): (Duration, Latency) = measured
-        .and_then(|r| r)
-        .map_err(|e| output(dir.path().to_path_buf(), std::io::Error::other(e.message().to_string())))?;
+    let (elapsed, latency): (Duration, Latency) = measured.and_then(|r| r).map_err(|e| {
+        output(
+            dir.path().to_path_buf(),
+            std::io::Error::other(e.message().to_string()),
+        )
+    })?;
     let stats = hub.stats();
     hub.shutdown().await;
     server.stop()?;
