@@ -11,7 +11,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use herd::trial::cli::{Cli, Command, resolve_config};
+use herd::trial::TrialConfig;
+use herd::trial::cli::{Cli, Command, SweepArgs, resolve_config};
+use herd::trial::sweep::SweepConfig;
 use herd::trial::telemetry::{Telemetry, TelemetryConfig};
 use herd::trial::{RunOptions, run_with};
 
@@ -24,6 +26,9 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(&e),
     };
+    if let Some(Command::Sweep(args)) = cli.command {
+        return sweep(config, args, cli.trial.tasks_per_agent);
+    }
     // Before the runtime: the pre-flight and the batch exporter use blocking HTTP.
     let telemetry = match Telemetry::install(&TelemetryConfig::from_env()) {
         Ok(t) => t,
@@ -55,6 +60,45 @@ fn main() -> ExitCode {
             print!("{}", outcome.results.summary_block());
             println!("  output:             {}", outcome.out_dir.display());
             ExitCode::from(if outcome.results.passed { 0 } else { 1 })
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// `herd sweep`: the grid after the floor; prints the index table.
+fn sweep(base: TrialConfig, args: SweepArgs, tasks_per_agent: Option<u32>) -> ExitCode {
+    let out = base.out.clone().unwrap_or_else(|| {
+        std::path::PathBuf::from("target")
+            .join("herd-sweeps")
+            .join(herd::trial::runner::timestamp())
+    });
+    let config = SweepConfig {
+        base: TrialConfig {
+            think_ms: args.think_ms,
+            ..base
+        },
+        agents: args.agents,
+        syncs: args.sync,
+        hubs: args.hub,
+        commits: args.commits,
+        tasks_per_agent,
+        default_think: args.default_think,
+        floor_commits: args.floor_commits,
+        out: out.clone(),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(herd::trial::sweep::run(config, false)) {
+        Ok(index) => {
+            print!("{}", herd::trial::sweep::markdown(&index));
+            println!("\noutput: {}", out.display());
+            ExitCode::from(if index.rows.iter().all(|r| r.passed) {
+                0
+            } else {
+                1
+            })
         }
         Err(e) => fail(&e),
     }

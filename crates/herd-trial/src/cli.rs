@@ -30,6 +30,44 @@ pub enum Command {
         /// The output directory of a run made with `--keep`.
         dir: PathBuf,
     },
+    /// Run a grid of trials (agents × sync × hub) after measuring the floor in the same run;
+    /// writes every cell's results.json and an index (exit 0 when every cell passed, 1 if one
+    /// failed). Other knobs (seed, sizes, ...) are taken from the trial flags.
+    Sweep(SweepArgs),
+}
+
+/// `herd sweep` options.
+#[derive(Args, Debug)]
+pub struct SweepArgs {
+    /// Agent counts, comma-separated.
+    #[arg(
+        long = "grid-agents",
+        value_delimiter = ',',
+        default_value = "4,16,64,256"
+    )]
+    pub agents: Vec<u32>,
+    /// Sync policies, comma-separated.
+    #[arg(
+        long = "grid-sync",
+        value_delimiter = ',',
+        default_value = "payload,fetch"
+    )]
+    pub sync: Vec<herd_leaf::SyncPolicy>,
+    /// Hub modes, comma-separated.
+    #[arg(long = "grid-hub", value_delimiter = ',', default_value = "race,queue")]
+    pub hub: Vec<herd_hub::HubMode>,
+    /// Commits each cell aims at (tasks per agent = ⌈commits ÷ agents⌉) unless --tasks-per-agent is given.
+    #[arg(long, default_value_t = 480)]
+    pub commits: u64,
+    /// Think time of the grid's cells, ms (N or MIN-MAX).
+    #[arg(long = "grid-think-ms", value_name = "SPAN", default_value = "0")]
+    pub think_ms: Span,
+    /// Also run the default think time (10-100 ms) at N = 16, once per hub mode.
+    #[arg(long)]
+    pub default_think: bool,
+    /// Commits of the floor run (one pusher) measured first.
+    #[arg(long, default_value_t = 1000)]
+    pub floor_commits: u64,
 }
 
 /// Every trial knob as a flag. Unset flags leave the value of earlier sources (TOML file,

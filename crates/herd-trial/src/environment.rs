@@ -4,6 +4,9 @@ use std::process::Command;
 
 use crate::results::Environment;
 
+/// `git describe --always --dirty` of the source this binary was built from.
+pub const REVISION: &str = env!("HERD_GIT_REVISION");
+
 /// Reads versions and core count. `nats_server` is supplied by the caller (fixture or external).
 pub fn probe(nats_server: String) -> Environment {
     let git = Command::new("git")
@@ -15,6 +18,7 @@ pub fn probe(nats_server: String) -> Environment {
         .unwrap_or_else(|| "git not found".into());
     Environment {
         herd_version: env!("CARGO_PKG_VERSION").to_string(),
+        herd_revision: REVISION.to_string(),
         nats_server,
         git,
         cores: std::thread::available_parallelism()

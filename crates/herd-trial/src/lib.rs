@@ -30,6 +30,7 @@ pub mod runner;
 pub mod scale;
 pub mod slot_runner;
 pub mod span;
+pub mod sweep;
 pub mod sync_log;
 pub mod telemetry;
 pub mod workload;

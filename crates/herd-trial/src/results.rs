@@ -71,6 +71,9 @@ pub struct Counters {
 pub struct Environment {
     /// herd's version.
     pub herd_version: String,
+    /// The git revision the binary was built from (`-dirty` when the tree had changes).
+    #[serde(default)]
+    pub herd_revision: String,
     /// nats-server version (or "external" with the URL's host).
     pub nats_server: String,
     /// `git --version`.
@@ -370,8 +373,8 @@ impl TrialResults {
         let _ = writeln!(s, "## Environment\n");
         let _ = writeln!(
             s,
-            "herd {} · nats-server {} · {} · {} cores · {}\n",
-            e.herd_version, e.nats_server, e.git, e.cores, e.platform
+            "herd {} ({}) · nats-server {} · {} · {} cores · {}\n",
+            e.herd_version, e.herd_revision, e.nats_server, e.git, e.cores, e.platform
         );
         let _ = writeln!(
             s,

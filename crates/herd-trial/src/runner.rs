@@ -607,8 +607,15 @@ fn tempdir() -> Result<tempfile::TempDir, TrialError> {
 
 /// `target/herd-trials/<UTC timestamp>` under the current directory.
 fn default_out_dir() -> PathBuf {
+    PathBuf::from("target")
+        .join("herd-trials")
+        .join(timestamp())
+}
+
+/// The UTC time as `YYYYMMDD-HHMMSS-mmm`, for output directory names.
+pub fn timestamp() -> String {
     let now = time::OffsetDateTime::now_utc();
-    let stamp = format!(
+    format!(
         "{:04}{:02}{:02}-{:02}{:02}{:02}-{:03}",
         now.year(),
         u8::from(now.month()),
@@ -617,6 +624,5 @@ fn default_out_dir() -> PathBuf {
         now.minute(),
         now.second(),
         now.millisecond()
-    );
-    PathBuf::from("target").join("herd-trials").join(stamp)
+    )
 }
