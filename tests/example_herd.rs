@@ -198,6 +198,25 @@ fn invalid_config_exits_2_naming_the_key() {
         ),
         (vec!["--config", toml.to_str().unwrap()], vec![], "thinking"),
         (vec!["--agents", "lots"], vec![], "--agents"),
+        // The scale knobs, each from a flag and from the environment.
+        (vec!["--sync", "gossip"], vec![], "--sync"),
+        (vec![], vec![("HERD_SYNC", "gossip")], "HERD_SYNC"),
+        (vec!["--hub", "lottery"], vec![], "--hub"),
+        (vec![], vec![("HERD_HUB", "lottery")], "HERD_HUB"),
+        (vec!["--fairness", "luck"], vec![], "--fairness"),
+        (vec![], vec![("HERD_FAIRNESS", "luck")], "HERD_FAIRNESS"),
+        (vec!["--turn-after", "0"], vec![], "turn_after"),
+        (vec![], vec![("HERD_TURN_AFTER", "x")], "HERD_TURN_AFTER"),
+        (
+            vec!["--payload-max-bytes", "5000000"],
+            vec![],
+            "payload_max_bytes",
+        ),
+        (
+            vec![],
+            vec![("HERD_PAYLOAD_MAX_BYTES", "lots")],
+            "HERD_PAYLOAD_MAX_BYTES",
+        ),
     ];
     for (args, env, key) in cases {
         let out = herd(&args, &env);

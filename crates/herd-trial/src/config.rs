@@ -471,6 +471,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("agent"), "{err}");
+        let err = toml::from_str::<ConfigLayer>("sync = \"gossip\"")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("gossip"), "{err}");
+        let layer: ConfigLayer =
+            toml::from_str("sync = \"on-demand\"\nhub = \"queue\"\nfairness = \"backoff\"")
+                .unwrap();
+        assert_eq!(
+            (layer.sync, layer.hub, layer.fairness),
+            (
+                Some(SyncPolicy::OnDemand),
+                Some(HubMode::Queue),
+                Some(Fairness::Backoff)
+            )
+        );
 
         let config = TrialConfig {
             agents: 0,
