@@ -214,19 +214,33 @@ pub fn check(path: &Path) -> Result<Version> {
 
 /// The version a `nats-server` binary reports.
 pub fn version_of(path: &Path) -> Result<Version> {
-    let out = Command::new(path)
-        .arg("--version")
-        .output()
-        .map_err(|e| BusError::BadBinary {
-            path: path.to_path_buf(),
-            reason: format!("cannot run --version: {e}"),
-        })?;
+    let out = run_version(path).map_err(|e| BusError::BadBinary {
+        path: path.to_path_buf(),
+        reason: format!("cannot run --version: {e}"),
+    })?;
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     Version::parse(&text).ok_or_else(|| BusError::BadBinary {
         path: path.to_path_buf(),
         reason: format!("unparsable --version output {:?}", text.trim()),
     })
+}
+
+/// `<path> --version`, retried while the file is "busy": a binary written moments ago (a fresh
+/// download, a test's stand-in) can still be open for writing in a child another thread of this
+/// process forked before the writer closed it (ETXTBSY until that child execs).
+fn run_version(path: &Path) -> std::io::Result<std::process::Output> {
+    const ETXTBSY: i32 = 26;
+    let mut attempt = 0;
+    loop {
+        match Command::new(path).arg("--version").output() {
+            Err(e) if e.raw_os_error() == Some(ETXTBSY) && attempt < 50 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn find_on_path(path: &std::ffi::OsStr, name: &str) -> Option<PathBuf> {
