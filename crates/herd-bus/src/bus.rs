@@ -119,7 +119,39 @@ impl Bus {
             js,
             tasks,
             claims,
-            url: url.into(),
+            url: crate::access::redact(url).into(),
+        })
+    }
+
+    /// Connects as a leaf: binds the buckets the hub created, creating nothing (a leaf's
+    /// credentials may not create or change streams: [`crate::access`]).
+    pub async fn join(url: &str) -> Result<Bus> {
+        let opts = BusOptions {
+            name: "herd-leaf".into(),
+            ..BusOptions::default()
+        };
+        let client = connect_client(url, &opts).await?;
+        let js = jetstream::new(client.clone());
+        let bind = |bucket: &'static str| {
+            let js = js.clone();
+            async move {
+                js.get_key_value(bucket)
+                    .await
+                    .map_err(|e| BusError::Stream {
+                        stream: bucket,
+                        op: "bind (does the hub's bus exist yet?)",
+                        source: Box::new(e),
+                    })
+            }
+        };
+        let tasks = bind(TASKS_BUCKET).await?;
+        let claims = bind(CLAIMS_BUCKET).await?;
+        Ok(Bus {
+            client,
+            js,
+            tasks,
+            claims,
+            url: crate::access::redact(url).into(),
         })
     }
 
@@ -152,7 +184,17 @@ async fn connect_client(url: &str, opts: &BusOptions) -> Result<async_nats::Clie
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new();
+        // Credentials in the URL (`nats://user:password@host`): async-nats reads only options.
+        if let Ok(addr) = url.parse::<async_nats::ServerAddr>()
+            && let Some(user) = addr.username()
+        {
+            options = match addr.password() {
+                Some(password) => options.user_and_password(user.into(), password.into()),
+                None => options.token(user.into()),
+            };
+        }
+        let result = options
             .name(&opts.name)
             .connection_timeout(opts.connect_timeout)
             .ping_interval(opts.ping_interval)
@@ -163,7 +205,7 @@ async fn connect_client(url: &str, opts: &BusOptions) -> Result<async_nats::Clie
             Ok(client) => return Ok(client),
             Err(e) if attempt >= opts.connect_attempts.max(1) => {
                 return Err(BusError::Connect {
-                    url: url.to_string(),
+                    url: crate::access::redact(url),
                     attempts: attempt,
                     source: Box::new(e),
                 });

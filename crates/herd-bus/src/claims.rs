@@ -4,6 +4,9 @@
 //! marker a release or an expiry left), so exactly one of any number of concurrent claimers wins.
 //! The winning revision is the claim's **epoch**: it only grows, so it works as a fencing token.
 //! The lease is a per-message TTL (`Nats-TTL`, whole seconds, at least 1 s) on the claim entry.
+//! A holder renews it ([`Bus::renew`]) by re-writing the entry (a CAS on its current revision)
+//! with the same record and `epoch` set to the claim's first revision, so the epoch a holder
+//! and the hub's fencing check compare never changes while the claim lives.
 //! async-nats' own `create_with_ttl` drops the TTL when it re-creates a deleted key, so the CAS
 //! publish is done here directly.
 
@@ -30,6 +33,17 @@ pub struct ClaimRecord {
     /// The lease in whole seconds, as the server applies it (so a dump shows the interval).
     #[serde(default)]
     pub ttl_secs: u64,
+    /// On a renewal: the claim's epoch (its first revision). Absent on the first write, whose
+    /// own revision is the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<u64>,
+}
+
+impl ClaimRecord {
+    /// The claim's epoch, given the revision this record was read at.
+    pub fn epoch_at(&self, revision: u64) -> u64 {
+        self.epoch.unwrap_or(revision)
+    }
 }
 
 /// The result of [`Bus::try_claim`].
@@ -59,6 +73,7 @@ impl Bus {
             task: task.to_string(),
             at: now_ms(),
             ttl_secs: ttl_secs(ttl),
+            epoch: None,
         };
         let value = serde_json::to_vec(&record).map_err(|source| decode_err(task, source))?;
         for _ in 0..CLAIM_ROUNDS {
@@ -95,10 +110,14 @@ impl Bus {
         }
     }
 
-    /// Releases the claim on `task` if it is still the one at `revision`. Returns `false` when the
+    /// Releases the claim on `task` if it is still the one of `epoch`. Returns `false` when the
     /// claim had already lapsed or moved on (nothing is changed then).
-    pub async fn release(&self, task: &str, revision: u64) -> Result<bool> {
+    pub async fn release(&self, task: &str, epoch: u64) -> Result<bool> {
         check_key(CLAIMS_BUCKET, task)?;
+        let revision = match self.claim_entry(task).await? {
+            Current::Held { record, revision } if record.epoch_at(revision) == epoch => revision,
+            _ => return Ok(false),
+        };
         match self
             .claims
             .delete_expect_revision(task, Some(revision))
@@ -115,11 +134,42 @@ impl Bus {
         }
     }
 
-    /// The live claim on `task` and its revision, if any.
+    /// Renews `leaf`'s claim of `epoch` on `task` for another `ttl`. `false` when the claim
+    /// lapsed or moved on meanwhile (the holder has lost it and must not push).
+    pub async fn renew(&self, task: &str, epoch: u64, leaf: &str, ttl: Duration) -> Result<bool> {
+        check_key(CLAIMS_BUCKET, task)?;
+        let (mut record, revision) = match self.claim_entry(task).await? {
+            Current::Held { record, revision }
+                if record.epoch_at(revision) == epoch && record.leaf == leaf =>
+            {
+                (record, revision)
+            }
+            _ => return Ok(false),
+        };
+        record.epoch = Some(epoch);
+        record.at = now_ms();
+        record.ttl_secs = ttl_secs(ttl);
+        let value = serde_json::to_vec(&record).map_err(|source| decode_err(task, source))?;
+        match self.cas_publish(task, revision, ttl, value).await {
+            Ok(_) => Ok(true),
+            Err(CasError::Moved) => Ok(false),
+            Err(CasError::Other(source)) => Err(BusError::Key {
+                bucket: CLAIMS_BUCKET,
+                key: task.into(),
+                op: "renew",
+                source,
+            }),
+        }
+    }
+
+    /// The live claim on `task` and its epoch, if any.
     pub async fn claim(&self, task: &str) -> Result<Option<(ClaimRecord, u64)>> {
         check_key(CLAIMS_BUCKET, task)?;
         Ok(match self.claim_entry(task).await? {
-            Current::Held { record, revision } => Some((record, revision)),
+            Current::Held { record, revision } => {
+                let epoch = record.epoch_at(revision);
+                Some((record, epoch))
+            }
             Current::Free { .. } => None,
         })
     }

@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::access::{Credentials, Role};
 use crate::binary;
 use crate::error::{BusError, Result};
 
@@ -31,11 +32,28 @@ pub struct NatsServer {
     child: Option<Child>,
     port: u16,
     url: String,
+    auth: Option<Credentials>,
 }
 
 impl NatsServer {
     /// Starts a server with the resolved binary (see [`binary::resolve`]) in a fresh temp dir.
     pub fn start() -> Result<NatsServer> {
+        NatsServer::start_with(None)
+    }
+
+    /// Starts a server with users and permissions ([`crate::access`]): a `hub` user that may do
+    /// everything and a `leaf` user limited to what a leaf needs. Connect with
+    /// [`url_as`](Self::url_as); [`url`](Self::url) (no credentials) is refused.
+    pub fn start_secured() -> Result<NatsServer> {
+        let credentials = Credentials::generate().map_err(|source| BusError::Io {
+            what: "generating bus credentials",
+            path: std::env::temp_dir(),
+            source,
+        })?;
+        NatsServer::start_with(Some(credentials))
+    }
+
+    fn start_with(auth: Option<Credentials>) -> Result<NatsServer> {
         let binary = binary::resolve()?.path;
         let temp = tempfile::Builder::new()
             .prefix("herd-nats-")
@@ -53,6 +71,7 @@ impl NatsServer {
             child: None,
             port: 0,
             url: String::new(),
+            auth,
         };
         server.launch(None)?;
         Ok(server)
@@ -72,14 +91,28 @@ impl NatsServer {
             child: None,
             port: 0,
             url: String::new(),
+            auth: None,
         };
         server.launch(None)?;
         Ok(server)
     }
 
-    /// The client URL, e.g. `nats://127.0.0.1:34567`.
+    /// The client URL, e.g. `nats://127.0.0.1:34567` (no credentials).
     pub fn url(&self) -> &str {
         &self.url
+    }
+
+    /// The client URL with `role`'s credentials when the server is secured, else [`url`](Self::url).
+    pub fn url_as(&self, role: Role) -> String {
+        match &self.auth {
+            Some(c) => crate::access::url_with(&self.url, role, c.password(role)),
+            None => self.url.clone(),
+        }
+    }
+
+    /// Is this server started with users and permissions?
+    pub fn is_secured(&self) -> bool {
+        self.auth.is_some()
     }
 
     /// The client port.
@@ -152,6 +185,15 @@ impl NatsServer {
 
     fn launch(&mut self, port: Option<u16>) -> Result<()> {
         let mut cmd = Command::new(&self.binary);
+        if let Some(auth) = &self.auth {
+            let conf = self.dir.join("auth.conf");
+            write_private(&conf, &auth.server_config()).map_err(|source| BusError::Io {
+                what: "writing",
+                path: conf.clone(),
+                source,
+            })?;
+            cmd.arg("-c").arg(&conf);
+        }
         cmd.args(["-js", "-a", "127.0.0.1", "-p"])
             .arg(port.map_or("-1".to_string(), |p| p.to_string()))
             .arg("-sd")
@@ -234,6 +276,19 @@ impl Drop for NatsServer {
     fn drop(&mut self) {
         let _ = self.kill();
     }
+}
+
+/// Writes `text` to a file only its owner can read (it holds passwords).
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())
 }
 
 fn exe_name(binary: &Path) -> String {

@@ -25,6 +25,7 @@
 //! and KV records; every failure is a [`BusError`] naming the URL, bucket, key or binary.
 //! This crate calls no other herd crate; herd-hub and herd-leaf call it.
 
+pub mod access;
 pub mod binary;
 pub mod bus;
 pub mod claims;
@@ -39,6 +40,7 @@ pub mod tip;
 pub mod trace;
 pub mod turns;
 
+pub use access::Role;
 pub use bus::{Bus, BusOptions, CLAIMS_BUCKET, TASKS_BUCKET, TIP_STREAM, TIP_SUBJECT, TipLimits};
 pub use claims::{ClaimOutcome, ClaimRecord};
 pub use dump::KvRecord;

@@ -1,6 +1,7 @@
 //! `BusServer`: where the bus runs for a trial — an external server or cluster named by
 //! `NATS_URL`, or a [`NatsServer`] fixture started for the occasion.
 
+use crate::access::Role;
 use crate::error::Result;
 use crate::fixture::NatsServer;
 
@@ -20,27 +21,40 @@ pub enum BusServer {
 }
 
 impl BusServer {
-    /// `NATS_URL` if set and non-empty, else a freshly started fixture.
+    /// `NATS_URL` if set and non-empty, else a freshly started fixture with users and
+    /// permissions ([`NatsServer::start_secured`]).
     pub fn from_env() -> Result<BusServer> {
         BusServer::resolve(std::env::var(NATS_URL_ENV).ok().as_deref())
     }
 
-    /// An external server at `url` if given and non-empty, else a freshly started fixture.
+    /// An external server at `url` if given and non-empty, else a freshly started secured
+    /// fixture.
     pub fn resolve(url: Option<&str>) -> Result<BusServer> {
         match url.map(str::trim).filter(|u| !u.is_empty()) {
             Some(url) => Ok(BusServer::External {
                 url: url.to_string(),
             }),
-            None => Ok(BusServer::Fixture(NatsServer::start()?)),
+            None => Ok(BusServer::Fixture(NatsServer::start_secured()?)),
         }
     }
 
-    /// The client URL.
-    pub fn url(&self) -> &str {
+    /// The client URL for `role` (with its credentials for a secured fixture; an external
+    /// server's URL as given, for every role).
+    pub fn url_as(&self, role: Role) -> String {
         match self {
-            BusServer::External { url } => url,
-            BusServer::Fixture(server) => server.url(),
+            BusServer::External { url } => url.clone(),
+            BusServer::Fixture(server) => server.url_as(role),
         }
+    }
+
+    /// The hub's client URL ([`url_as`](Self::url_as) `Role::Hub`).
+    pub fn url(&self) -> String {
+        self.url_as(Role::Hub)
+    }
+
+    /// The URL without credentials, for reports.
+    pub fn public_url(&self) -> String {
+        crate::access::redact(&self.url())
     }
 
     /// The version of the fixture's binary (`None` for an external server: ask the server).

@@ -35,7 +35,8 @@ pub struct TipChanged {
     pub oid: String,
     /// The tip it replaced.
     pub prev: String,
-    /// The hub's accepted-push sequence number (1 for the first accepted push).
+    /// The new tip's position on the trunk (the seed commit is 1): durable across hub
+    /// restarts, consecutive along the stream.
     pub seq: u64,
     /// The slot that pushed, when the push said so.
     pub slot: Option<String>,
@@ -122,6 +123,35 @@ impl Bus {
             seqs.push(ack.await.map_err(|e| publish(Box::new(e)))?.sequence);
         }
         Ok(seqs)
+    }
+
+    /// The newest broadcast in the stream, if any (a hub starting up compares it with its
+    /// trunk and re-publishes what is missing).
+    pub async fn last_tip(&self) -> Result<Option<TipChanged>> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        let err = |op, e: Box<dyn std::error::Error + Send + Sync>| BusError::Stream {
+            stream: TIP_STREAM,
+            op,
+            source: e,
+        };
+        let stream = self
+            .js
+            .get_stream(TIP_STREAM)
+            .await
+            .map_err(|e| err("bind", Box::new(e)))?;
+        let message = match stream.get_last_raw_message_by_subject(TIP_SUBJECT).await {
+            Ok(m) => m,
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
+            Err(e) => return Err(err("read last message", Box::new(e))),
+        };
+        let body = &message.payload;
+        let split = body.iter().position(|b| *b == b'\n').unwrap_or(body.len());
+        serde_json::from_slice(&body[..split])
+            .map(Some)
+            .map_err(|source| BusError::Decode {
+                what: TIP_SUBJECT.into(),
+                source,
+            })
     }
 
     /// Broadcasts published after this call.

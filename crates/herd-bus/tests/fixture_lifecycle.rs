@@ -112,7 +112,7 @@ async fn nats_url_selects_an_external_server_and_none_starts_a_fixture() {
     let external = herd_bus::BusServer::resolve(Some(server.url())).unwrap();
     assert!(matches!(&external, herd_bus::BusServer::External { url } if url == server.url()));
     assert!(external.fixture_version().is_none());
-    Bus::connect(external.url())
+    Bus::connect(&external.url())
         .await
         .expect("external server is usable");
 

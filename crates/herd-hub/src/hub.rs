@@ -53,6 +53,13 @@ pub struct HubConfig {
     pub mode: HubMode,
     /// Largest payload pack a broadcast carries, bytes (default 256 KiB; 0 = no payloads).
     pub payload_max_bytes: usize,
+    /// What one pushed pack may hold (objects, inflated bytes), checked before inflating.
+    pub push_limits: crate::pack::Limits,
+    /// Who may push, into which slot (default open: the `x-herd-slot` header is trusted).
+    pub access: crate::auth::Access,
+    /// Fence on claims ([`crate::fence`]): every pushed commit must name its task's live claim
+    /// in a `Herd-Claim` trailer (needs `bus`). Default off.
+    pub fence_claims: bool,
 }
 
 impl Default for HubConfig {
@@ -67,6 +74,9 @@ impl Default for HubConfig {
             name: "herd.git".into(),
             mode: HubMode::default(),
             payload_max_bytes: payload::DEFAULT_MAX_BYTES,
+            push_limits: crate::pack::Limits::default(),
+            access: crate::auth::Access::default(),
+            fence_claims: false,
         }
     }
 }
@@ -95,6 +105,19 @@ pub(crate) struct Inner {
     repack_due: Notify,
     /// Held while the merge queue lands a group; [`Hub::hold_queue`] holds it from outside.
     pub(crate) queue_gate: Arc<tokio::sync::Mutex<()>>,
+    /// The highest trunk position broadcast in order ([`crate::tips`]).
+    pub(crate) published: crate::tips::Published,
+    /// Wakes the background catch-up after a failed publish.
+    pub(crate) repair_due: Notify,
+    /// Epochs accepted per task ([`crate::fence`]).
+    pub(crate) fences: crate::fence::Fences,
+    /// The runtime, for the store thread's claim reads.
+    runtime: tokio::runtime::Handle,
+}
+
+/// Holds the store thread ([`Hub::hold_store`]) until dropped.
+pub struct StoreHold {
+    _release: std::sync::mpsc::Sender<()>,
 }
 
 /// A running hub.
@@ -144,8 +167,15 @@ impl Hub {
             integrator,
             repack_due: Notify::new(),
             queue_gate: Arc::new(tokio::sync::Mutex::new(())),
+            published: crate::tips::Published::default(),
+            repair_due: Notify::new(),
+            fences: crate::fence::Fences::default(),
+            runtime: tokio::runtime::Handle::current(),
         });
+        // Before serving: re-publish what a crash left unbroadcast.
+        crate::tips::resume(&inner).await;
         let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(crate::tips::repairer(inner.clone())));
         if let Some(rx) = queue_rx {
             tasks.push(tokio::spawn(crate::queue::run(inner.clone(), rx)));
         }
@@ -197,6 +227,24 @@ impl Hub {
         self.inner.queue_gate.clone().lock_owned().await
     }
 
+    /// Blocks the store thread until the guard is dropped: pushes are taken in and wait,
+    /// nothing lands. For tests and fault injection.
+    pub async fn hold_store(&self) -> StoreHold {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let (started, running) = oneshot::channel::<()>();
+        let store = self.inner.store.clone();
+        tokio::spawn(async move {
+            let _ = store
+                .run(move |_| {
+                    let _ = started.send(());
+                    let _ = released.recv();
+                })
+                .await;
+        });
+        let _ = running.await;
+        StoreHold { _release: release }
+    }
+
     /// Counters.
     pub fn stats(&self) -> HubStats {
         self.inner.stats.snapshot()
@@ -204,7 +252,7 @@ impl Hub {
 
     /// Commits on main, seed included.
     pub fn trunk_len(&self) -> u64 {
-        self.inner.trunk.lock().expect("trunk lock").len()
+        self.inner.trunk_len()
     }
 
     /// Is `oid` (hex) on main?
@@ -269,7 +317,7 @@ async fn repacker(inner: Arc<Inner>) {
 }
 
 /// What the HTTP layer passes to a push.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub(crate) struct PushContext {
     pub(crate) slot: Option<String>,
     pub(crate) traceparent: Option<String>,
@@ -281,6 +329,8 @@ pub(crate) struct PushContext {
 struct Trunk {
     tip: Oid,
     index: std::collections::HashMap<Oid, u64>,
+    /// The commits in order (`order[0]` is the seed, position 1).
+    order: Vec<Oid>,
 }
 
 impl Trunk {
@@ -290,11 +340,15 @@ impl Trunk {
             .last()
             .ok_or_else(|| git2::Error::from_str("empty trunk"))?;
         let index = commits
-            .into_iter()
+            .iter()
             .enumerate()
-            .map(|(i, oid)| (oid, i as u64 + 1))
+            .map(|(i, oid)| (*oid, i as u64 + 1))
             .collect();
-        Ok(Trunk { tip, index })
+        Ok(Trunk {
+            tip,
+            index,
+            order: commits,
+        })
     }
 
     fn len(&self) -> u64 {
@@ -304,8 +358,21 @@ impl Trunk {
 
 /// A broadcast ready to publish, and whether its payload was dropped for size.
 pub(crate) struct Broadcast {
-    out: TipOut,
-    over_cap: bool,
+    pub(crate) out: TipOut,
+    pub(crate) over_cap: bool,
+}
+
+impl Broadcast {
+    /// Its trunk position.
+    pub(crate) fn seq(&self) -> u64 {
+        self.out.tip.seq
+    }
+}
+
+/// Held while nothing integrates ([`Inner::integration_gate`]).
+pub(crate) struct IntegrationGate<'a> {
+    _serial: Option<tokio::sync::MutexGuard<'a, ()>>,
+    _queue: tokio::sync::MutexGuard<'a, ()>,
 }
 
 fn now_ms() -> u64 {
@@ -348,6 +415,7 @@ impl Inner {
         for oid in commits {
             let next = trunk.len() + 1;
             trunk.index.insert(*oid, next);
+            trunk.order.push(*oid);
             trunk.tip = *oid;
         }
         if self.config.repack.crossed(before, trunk.len()) {
@@ -391,26 +459,43 @@ impl Inner {
         }
     }
 
-    /// Publishes broadcasts in order (one pipelined batch).
-    pub(crate) async fn publish(&self, broadcasts: Vec<Broadcast>) {
-        if broadcasts.is_empty() {
-            return;
-        }
-        let Some(bus) = &self.config.bus else { return };
-        let outs: Vec<TipOut> = broadcasts.iter().map(|b| b.out.clone()).collect();
-        match bus.publish_tips(&outs).await {
-            Ok(_) => {
-                for b in &broadcasts {
-                    self.stats
-                        .broadcast(b.out.pack.as_ref().map(|p| p.len()), b.over_cap);
-                }
-            }
-            Err(e) => {
-                for _ in &broadcasts {
-                    self.stats.publish_failed();
-                }
-                tracing::warn!(error = %e, "tip broadcast failed");
-            }
+    /// Fencing (when on): every commit of `chain` carries its task's live claim. Runs on the
+    /// store thread, which waits for the bus reads.
+    pub(crate) fn fence(&self, repo: &Repository, chain: &[Oid]) -> Result<(), Refusal> {
+        let (true, Some(bus)) = (self.config.fence_claims, self.config.bus.as_ref()) else {
+            return Ok(());
+        };
+        let live = |task: &str| {
+            self.runtime
+                .block_on(bus.claim(task))
+                .map(|c| c.map(|(_, epoch)| epoch))
+                .map_err(|e| e.to_string())
+        };
+        self.fences.check(repo, chain, &live)
+    }
+
+    /// Commits on main, seed included.
+    pub(crate) fn trunk_len(&self) -> u64 {
+        self.trunk.lock().expect("trunk lock").len()
+    }
+
+    /// The trunk commit at `position` (the seed is 1).
+    pub(crate) fn trunk_at(&self, position: u64) -> Option<Oid> {
+        let trunk = self.trunk.lock().expect("trunk lock");
+        let i = usize::try_from(position.checked_sub(1)?).ok()?;
+        trunk.order.get(i).copied()
+    }
+
+    /// Excludes every integration (race: the push lock; queue: the lander's gate), so what
+    /// the holder publishes cannot interleave with a landing's broadcasts.
+    pub(crate) async fn integration_gate(&self) -> IntegrationGate<'_> {
+        let serial = match &self.integrator {
+            Integrator::Race { serial } => Some(serial.lock().await),
+            Integrator::Queue { .. } => None,
+        };
+        IntegrationGate {
+            _serial: serial,
+            _queue: self.queue_gate.lock().await,
         }
     }
 
@@ -431,7 +516,15 @@ impl Inner {
             .collect();
         let result = match policy::check_command(&first, self.config.mode, self.tip()) {
             Err(refusal) => Err(refusal),
-            Ok(()) => self.integrate(first.clone(), pack, &ctx).await?,
+            Ok(()) => {
+                // Its own task: a client that hangs up cannot cancel a push half way (the ref
+                // moved but the broadcast not sent).
+                let (me, cmd, push_ctx) = (self.clone(), first.clone(), ctx.clone());
+                let integration = async move { me.integrate(cmd, pack, &push_ctx).await };
+                tokio::spawn(tracing::Instrument::in_current_span(integration))
+                    .await
+                    .map_err(|e| RequestError::internal(format!("push task failed: {e}")))??
+            }
         };
         match &result {
             Ok(_) => self.stats.accepted(started.elapsed()),

@@ -26,8 +26,10 @@
 //! Calls: herd-bus (publishing). Called by: herd-leaf (client side), herd-trial.
 
 pub mod advertise;
+pub mod auth;
 pub mod client;
 pub mod error;
+pub mod fence;
 pub mod hub;
 pub mod libgit2_opts;
 pub mod mem_objects;
@@ -46,9 +48,12 @@ pub mod repo;
 pub mod routes;
 pub mod stats;
 pub mod store;
+pub mod tips;
 pub mod tree_diff;
+pub mod tree_rules;
 pub mod upload_pack;
 
+pub use auth::{Access, Tokens};
 pub use error::{HubError, RequestError};
 pub use hub::{Hub, HubConfig};
 pub use mode::{HubMode, LANDED_HEADER, Landed};

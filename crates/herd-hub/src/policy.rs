@@ -8,7 +8,10 @@
 //! 3. the pushed commit is in the store (pack or repository);
 //! 4. its history reaches the trunk through commits with exactly one parent (at most
 //!    [`MAX_CHAIN`] of them) — in race mode the trunk commit reached must be the tip;
-//! 5. with a slot, every pushed commit changes only paths under `<slot>/`.
+//! 5. every tree a pushed commit adds passes [`crate::tree_rules`] (regular files and
+//!    directories only, no `.git`/`..`-like names, git's order);
+//! 6. with a slot, every pushed commit changes only paths under `<slot>/` — so the net change
+//!    from the base to the pushed tip is inside the slot too.
 
 use git2::{ObjectType, Oid, Repository};
 
@@ -16,7 +19,7 @@ use crate::mode::HubMode;
 use crate::receive_pack::Command;
 use crate::refusal::Refusal;
 use crate::repo::MAIN;
-use crate::tree_diff;
+use crate::{tree_diff, tree_rules};
 
 /// The ref a merge-queue push names (Gerrit/AGit style): an unadvertised ref, so a client
 /// pushes a commit built on an older tip without forcing.
@@ -111,9 +114,7 @@ pub fn check_update(
     if mode == HubMode::Race && base != cmd.old {
         return Err(Refusal::Rewrite { tip: cmd.old });
     }
-    if let Some(slot) = slot {
-        check_slot(view, base, &chain, slot)?;
-    }
+    check_trees(view, base, &chain, slot)?;
     Ok(Update {
         refname: cmd.refname.clone(),
         old: cmd.old,
@@ -123,9 +124,18 @@ pub fn check_update(
     })
 }
 
-/// Rule 5: each pushed commit, against its parent, changes only paths under `<slot>/`.
-fn check_slot(view: &Repository, base: Oid, chain: &[Oid], slot: &str) -> Result<(), Refusal> {
-    let prefix = format!("{}/", slot.trim_end_matches('/'));
+/// Rules 5–6: each pushed commit, against its parent, adds only well-formed trees and (with a
+/// slot) changes only paths under `<slot>/`.
+fn check_trees(
+    view: &Repository,
+    base: Oid,
+    chain: &[Oid],
+    slot: Option<&str>,
+) -> Result<(), Refusal> {
+    let prefix = slot.map(|s| format!("{}/", s.trim_end_matches('/')));
+    let odb = view
+        .odb()
+        .map_err(|_| Refusal::MissingObjects { oid: base })?;
     let mut parent = base;
     for oid in chain {
         let trees = view
@@ -137,11 +147,32 @@ fn check_slot(view: &Repository, base: Oid, chain: &[Oid], slot: &str) -> Result
                     .map(|ct| (pt, ct))
             });
         let (pt, ct) = trees.map_err(|_| Refusal::MissingObjects { oid: *oid })?;
-        let diff = tree_diff::diff(view, Some(&pt), Some(&ct))
-            .map_err(|_| Refusal::MissingObjects { oid: *oid })?;
-        if let Some(c) = diff.changes.iter().find(|c| !c.path.starts_with(&prefix)) {
+        let mut fault = None;
+        let mut visit = |path: &str, tree: &git2::Tree<'_>| {
+            let raw = odb.read(tree.id())?;
+            tree_rules::check(raw.data()).map_err(|f| {
+                let at = if path.is_empty() {
+                    f.name.clone()
+                } else {
+                    format!("{path}/{}", f.name)
+                };
+                fault = Some(Refusal::BadTree {
+                    path: at,
+                    why: f.why,
+                });
+                git2::Error::from_str("tree refused")
+            })
+        };
+        let diff = tree_diff::diff_visiting(view, Some(&pt), Some(&ct), &mut visit);
+        if let Some(refusal) = fault {
+            return Err(refusal);
+        }
+        let diff = diff.map_err(|_| Refusal::MissingObjects { oid: *oid })?;
+        if let Some(prefix) = &prefix
+            && let Some(c) = diff.changes.iter().find(|c| !c.path.starts_with(prefix))
+        {
             return Err(Refusal::OutsideSlot {
-                slot: slot.to_string(),
+                slot: slot.unwrap_or_default().to_string(),
                 path: c.path.clone(),
             });
         }

@@ -29,7 +29,7 @@ use crate::race::Outcome;
 use crate::receive_pack::Command;
 use crate::refusal::Refusal;
 use crate::repo::MAIN;
-use crate::store::{Staged, Staging};
+use crate::store::{StageError, Staged, Staging};
 use crate::tree_diff;
 
 /// Most pushes landed by one ref update.
@@ -67,7 +67,7 @@ pub(crate) async fn run(inner: Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Queue
                 ((0..replies.len()).map(|_| gone()).collect(), Vec::new())
             }
         };
-        inner.publish(outs).await;
+        crate::tips::publish(&inner, outs).await;
         for (reply, result) in replies.into_iter().zip(results) {
             let _ = reply.send(result);
         }
@@ -155,15 +155,24 @@ fn admit_and_land(
     pack: &bytes::Bytes,
     ctx: &PushContext,
 ) -> Result<Pending, RequestError> {
-    let mut staged = s
-        .stage(pack)
-        .map_err(|reason| RequestError::bad(format!("receive-pack: bad pack: {reason}")))?;
+    let mut staged = match s.stage(pack, inner.config.push_limits) {
+        Ok(staged) => staged,
+        Err(StageError::Refused(r)) => return Ok(Err(r)),
+        Err(StageError::Malformed(reason)) => {
+            return Err(RequestError::bad(format!(
+                "receive-pack: bad pack: {reason}"
+            )));
+        }
+    };
     let on_trunk = |oid| inner.on_trunk(oid);
     let update =
         match policy::check_update(s.repo, cmd, HubMode::Queue, &on_trunk, ctx.slot.as_deref()) {
             Ok(u) => u,
             Err(refusal) => return Ok(Err(refusal)),
         };
+    if let Err(refusal) = inner.fence(s.repo, &update.chain) {
+        return Ok(Err(refusal));
+    }
     let hub = match Signature::now("herd-hub", "hub@herd") {
         Ok(sig) => sig,
         Err(e) => return Ok(Err(Refusal::Storage(e.message().to_string()))),

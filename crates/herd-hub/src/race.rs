@@ -13,7 +13,7 @@ use crate::policy;
 use crate::receive_pack::Command;
 use crate::refusal::Refusal;
 use crate::repo::MAIN;
-use crate::store::Staging;
+use crate::store::{StageError, Staging};
 
 /// What one push became: landed commits, a refusal (`ng`), or a malformed request (4xx).
 pub(crate) type Outcome = Result<Result<Vec<Landed>, Refusal>, RequestError>;
@@ -35,7 +35,7 @@ pub(crate) async fn land(
         .map_err(|_| RequestError::internal("the hub's store stopped"))??;
     match done {
         Ok((landed, broadcasts)) => {
-            inner.publish(broadcasts).await;
+            crate::tips::publish(inner, broadcasts).await;
             Ok(Ok(landed))
         }
         Err(refusal) => Ok(Err(refusal)),
@@ -56,9 +56,15 @@ fn cas(
     if cmd.old != tip {
         return Ok(Err(Refusal::Stale { tip }));
     }
-    let staged = s
-        .stage(pack)
-        .map_err(|reason| RequestError::bad(format!("receive-pack: bad pack: {reason}")))?;
+    let staged = match s.stage(pack, inner.config.push_limits) {
+        Ok(staged) => staged,
+        Err(StageError::Refused(r)) => return Ok(Err(r)),
+        Err(StageError::Malformed(reason)) => {
+            return Err(RequestError::bad(format!(
+                "receive-pack: bad pack: {reason}"
+            )));
+        }
+    };
     let on_trunk = |oid| inner.on_trunk(oid);
     let update =
         match policy::check_update(s.repo, cmd, HubMode::Race, &on_trunk, ctx.slot.as_deref()) {
@@ -67,6 +73,9 @@ fn cas(
         };
     if update.chain.is_empty() {
         return Ok(Ok((Vec::new(), Vec::new())));
+    }
+    if let Err(refusal) = inner.fence(s.repo, &update.chain) {
+        return Ok(Err(refusal));
     }
     let storage = |what: &str, e: git2::Error| Refusal::Storage(format!("{what}: {}", e.message()));
     if let Err(e) = s.persist(&[&staged]) {

@@ -73,6 +73,29 @@ pub enum Refusal {
         /// The path.
         path: String,
     },
+    /// A pushed tree breaks the tree rules ([`crate::tree_rules`]).
+    BadTree {
+        /// The entry's path.
+        path: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// Fencing: a pushed commit without a `Herd-Claim` trailer.
+    NoClaim {
+        /// The commit.
+        oid: Oid,
+    },
+    /// Fencing: the trailer's claim is not the task's live claim (it lapsed or moved on).
+    StaleClaim {
+        /// The task.
+        task: String,
+        /// The epoch the commit carries.
+        epoch: u64,
+        /// The live claim's epoch, if any.
+        live: Option<u64>,
+    },
+    /// The push is over a size or count limit ([`crate::pack::Limits`]).
+    TooLarge(String),
     /// Storing the pack or moving the ref failed on the hub.
     Storage(String),
 }
@@ -109,6 +132,22 @@ impl std::fmt::Display for Refusal {
             ),
             Refusal::MissingObjects { oid } => write!(f, "missing necessary objects: {oid}"),
             Refusal::OutsideSlot { slot, path } => write!(f, "outside slot {slot}: {path}"),
+            Refusal::BadTree { path, why } => write!(f, "bad tree entry {path}: {why}"),
+            Refusal::NoClaim { oid } => write!(
+                f,
+                "commit {oid} carries no Herd-Claim: <task>@<epoch> trailer (this hub fences on claims)"
+            ),
+            Refusal::StaleClaim { task, epoch, live } => match live {
+                Some(live) => write!(
+                    f,
+                    "stale claim: task {task} epoch {epoch}, the live claim is epoch {live}"
+                ),
+                None => write!(
+                    f,
+                    "stale claim: task {task} epoch {epoch}, the task is not claimed now"
+                ),
+            },
+            Refusal::TooLarge(what) => write!(f, "push too large: {what}"),
             Refusal::Storage(reason) => write!(f, "{STORAGE} {reason}"),
         }
     }
@@ -137,6 +176,10 @@ impl Refusal {
             Refusal::NotLinear { .. } => "not-linear",
             Refusal::MissingObjects { .. } => "missing-objects",
             Refusal::OutsideSlot { .. } => "outside-slot",
+            Refusal::BadTree { .. } => "bad-tree",
+            Refusal::NoClaim { .. } => "no-claim",
+            Refusal::StaleClaim { .. } => "stale-claim",
+            Refusal::TooLarge(_) => "too-large",
             Refusal::Storage(_) => "storage",
         }
     }
@@ -214,6 +257,17 @@ mod tests {
             Refusal::OutsideSlot {
                 slot: "slot-1".into(),
                 path: "slot-2/x".into(),
+            },
+            Refusal::BadTree {
+                path: "slot-1/.git".into(),
+                why: "no",
+            },
+            Refusal::TooLarge("objects".into()),
+            Refusal::NoClaim { oid: tip },
+            Refusal::StaleClaim {
+                task: "t".into(),
+                epoch: 3,
+                live: Some(4),
             },
             Refusal::Storage("disk full".into()),
         ];

@@ -5,7 +5,8 @@
 //! POST /<name>/git-upload-pack     application/x-git-upload-pack-request
 //! POST /<name>/git-receive-pack    application/x-git-receive-pack-request
 //! ```
-//! Bodies may be gzip-encoded. Limits: `RequestBodyLimitLayer` on wire bytes (413 on a large
+//! Pushes (the receive-pack advertisement and RPC) pass [`crate::auth::Access`] first: with
+//! tokens, 401/403 before anything is read. Bodies may be gzip-encoded. Limits: `RequestBodyLimitLayer` on wire bytes (413 on a large
 //! Content-Length), the same limit on inflated bytes (a gzip bomb is a 413 too), and a body
 //! timeout (408). Every refusal is a 4xx with a one-line reason and leaves the repository as
 //! it was.
@@ -62,6 +63,24 @@ fn refused(inner: &Inner, err: RequestError) -> Response {
     err.into_response()
 }
 
+/// A push without a valid token: 401 with a Basic challenge (so the git CLI asks for
+/// credentials) or 403.
+fn deny(inner: &Inner, denied: crate::auth::Denied) -> Response {
+    inner.stats.push_denied();
+    let mut response = RequestError {
+        status: denied.status(),
+        reason: denied.to_string(),
+    }
+    .into_response();
+    if denied.status() == 401 {
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Basic realm=\"herd hub\""),
+        );
+    }
+    response
+}
+
 fn check_repo(inner: &Inner, repo: &str) -> Result<(), RequestError> {
     if repo == inner.config.name {
         Ok(())
@@ -80,6 +99,7 @@ async fn info_refs(
     State(inner): State<Arc<Inner>>,
     UrlPath(repo): UrlPath<String>,
     Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
 ) -> Response {
     let service = q.get("service").cloned().unwrap_or_default();
     inner.stats.request(match service.as_str() {
@@ -89,6 +109,14 @@ async fn info_refs(
     });
     if let Err(e) = check_repo(&inner, &repo) {
         return refused(&inner, e);
+    }
+    if service == "git-receive-pack"
+        && let Err(denied) = inner.config.access.push_slot(
+            header_str(&headers, header::AUTHORIZATION.as_str()),
+            header_str(&headers, SLOT_HEADER),
+        )
+    {
+        return deny(&inner, denied);
     }
     let refs = match service.as_str() {
         "git-receive-pack" => advertise::receive_pack(inner.tip()),
@@ -157,7 +185,14 @@ async fn receive_pack_rpc(
     request: Request,
 ) -> Response {
     inner.stats.request(Route::Push);
-    let slot = header_str(request.headers(), SLOT_HEADER).map(str::to_string);
+    let header_slot = header_str(request.headers(), SLOT_HEADER).map(str::to_string);
+    let slot = match inner.config.access.push_slot(
+        header_str(request.headers(), header::AUTHORIZATION.as_str()),
+        header_slot.as_deref(),
+    ) {
+        Ok(slot) => slot,
+        Err(denied) => return deny(&inner, denied),
+    };
     let traceparent = header_str(request.headers(), "traceparent").map(str::to_string);
     let span = tracing::info_span!(
         "hub.receive_pack",

@@ -39,6 +39,8 @@ pub struct HubStats {
     pub largest_batch: u64,
     /// Requests refused before processing (bad input, 4xx).
     pub bad_requests: u64,
+    /// Push requests refused for want of a valid slot token (401/403).
+    pub pushes_denied: u64,
     /// Tip broadcasts published.
     pub broadcasts: u64,
     /// Broadcasts that carried a payload pack.
@@ -47,8 +49,10 @@ pub struct HubStats {
     pub payload_bytes: u64,
     /// Broadcasts sent without payload because the pack was over the cap.
     pub payloads_over_cap: u64,
-    /// Tip broadcasts that could not be published.
+    /// Tip broadcasts that could not be published (after retries).
     pub publish_failures: u64,
+    /// Broadcasts re-published by a catch-up (after a failed publish or a restart).
+    pub republished: u64,
     /// Request body bytes received.
     pub bytes_in: u64,
     /// Response body bytes sent.
@@ -75,11 +79,13 @@ pub struct Stats {
     landing_batches: AtomicU64,
     largest_batch: AtomicU64,
     bad_requests: AtomicU64,
+    pushes_denied: AtomicU64,
     broadcasts: AtomicU64,
     payloads: AtomicU64,
     payload_bytes: AtomicU64,
     payloads_over_cap: AtomicU64,
     publish_failures: AtomicU64,
+    republished: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     repacks: AtomicU64,
@@ -103,11 +109,13 @@ impl Default for Stats {
             landing_batches: zero(),
             largest_batch: zero(),
             bad_requests: zero(),
+            pushes_denied: zero(),
             broadcasts: zero(),
             payloads: zero(),
             payload_bytes: zero(),
             payloads_over_cap: zero(),
             publish_failures: zero(),
+            republished: zero(),
             bytes_in: zero(),
             bytes_out: zero(),
             repacks: zero(),
@@ -196,6 +204,16 @@ impl Stats {
         bump(&self.bad_requests, 1);
     }
 
+    /// A push request without a valid token.
+    pub fn push_denied(&self) {
+        bump(&self.pushes_denied, 1);
+    }
+
+    /// Broadcasts a catch-up re-published.
+    pub fn republished(&self, n: u64) {
+        bump(&self.republished, n);
+    }
+
     /// A broadcast that failed to publish.
     pub fn publish_failed(&self) {
         bump(&self.publish_failures, 1);
@@ -249,11 +267,13 @@ impl Stats {
             landing_batches: g(&self.landing_batches),
             largest_batch: g(&self.largest_batch),
             bad_requests: g(&self.bad_requests),
+            pushes_denied: g(&self.pushes_denied),
             broadcasts: g(&self.broadcasts),
             payloads: g(&self.payloads),
             payload_bytes: g(&self.payload_bytes),
             payloads_over_cap: g(&self.payloads_over_cap),
             publish_failures: g(&self.publish_failures),
+            republished: g(&self.republished),
             bytes_in: g(&self.bytes_in),
             bytes_out: g(&self.bytes_out),
             repacks: g(&self.repacks),

@@ -152,6 +152,15 @@ fn report(
     }
 }
 
+/// Why a pack was not staged.
+#[derive(Debug)]
+pub(crate) enum StageError {
+    /// Not a readable pack (the request is bad: a 4xx).
+    Malformed(String),
+    /// A readable pack the policy refuses (an `ng`).
+    Refused(crate::refusal::Refusal),
+}
+
 /// What one update staged (in memory until persisted).
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Staged {
@@ -163,24 +172,33 @@ pub(crate) struct Staged {
 }
 
 impl Staging<'_> {
-    /// Reads a pushed pack into memory. A malformed pack or one whose thin bases the store
-    /// lacks is an error naming why.
-    pub fn stage(&mut self, pack: &bytes::Bytes) -> Result<Staged, String> {
+    /// Reads a pushed pack into memory within `limits`. A malformed pack or one whose thin
+    /// bases the store lacks is [`StageError::Malformed`]; one over a limit is a refusal.
+    pub fn stage(
+        &mut self,
+        pack: &bytes::Bytes,
+        limits: crate::pack::Limits,
+    ) -> Result<Staged, StageError> {
         // No pack, or a pack of no objects (a push of objects the hub already has).
         if pack.is_empty() || (pack.len() >= 12 && pack[8..12] == [0, 0, 0, 0]) {
             return Ok(Staged::default());
         }
-        let odb = self.repo.odb().map_err(|e| e.message().to_string())?;
-        let entries = crate::pack::read(pack, |base| {
-            odb.read(base).ok().map(|o| (o.kind(), o.data().to_vec()))
-        })
-        .map_err(|e| e.to_string())?;
+        let malformed = |e: git2::Error| StageError::Malformed(e.message().to_string());
+        let odb = self.repo.odb().map_err(malformed)?;
+        let entries = crate::pack::read_limited(
+            pack,
+            |base| odb.read(base).ok().map(|o| (o.kind(), o.data().to_vec())),
+            limits,
+        )
+        .map_err(|e| match e {
+            crate::pack::PackError::Limit(what) => {
+                StageError::Refused(crate::refusal::Refusal::TooLarge(what))
+            }
+            other => StageError::Malformed(other.to_string()),
+        })?;
         let mut placed = Vec::with_capacity(entries.len());
         for e in entries {
-            let oid = self
-                .mem
-                .write(e.kind, &e.data)
-                .map_err(|e| e.message().to_string())?;
+            let oid = self.mem.write(e.kind, &e.data).map_err(malformed)?;
             placed.push((oid, e.stored));
         }
         Ok(Staged {

@@ -38,8 +38,23 @@ pub fn diff(
     old: Option<&Tree<'_>>,
     new: Option<&Tree<'_>>,
 ) -> Result<TreeDiff, git2::Error> {
+    diff_visiting(repo, old, new, &mut |_, _| Ok(()))
+}
+
+/// Called with each new tree's path (`""` for the root) and the tree, before the diff reads
+/// its entries.
+pub type Visit<'v> = dyn FnMut(&str, &Tree<'_>) -> Result<(), git2::Error> + 'v;
+
+/// [`diff`], calling `visit` on every new tree first (the policy checks raw trees this way,
+/// before anything parses their entries); an error from `visit` ends the diff.
+pub fn diff_visiting(
+    repo: &Repository,
+    old: Option<&Tree<'_>>,
+    new: Option<&Tree<'_>>,
+    visit: &mut Visit<'_>,
+) -> Result<TreeDiff, git2::Error> {
     let mut out = TreeDiff::default();
-    walk(repo, "", old, new, &mut out)?;
+    walk(repo, "", old, new, &mut out, visit)?;
     Ok(out)
 }
 
@@ -74,6 +89,7 @@ fn walk(
     old: Option<&Tree<'_>>,
     new: Option<&Tree<'_>>,
     out: &mut TreeDiff,
+    visit: &mut Visit<'_>,
 ) -> Result<(), git2::Error> {
     if let (Some(o), Some(n)) = (old, new)
         && o.id() == n.id()
@@ -81,6 +97,7 @@ fn walk(
         return Ok(());
     }
     if let Some(n) = new {
+        visit(prefix, n)?;
         out.new_trees.push(n.id());
     }
     let olds = entries(old)?;
@@ -99,7 +116,7 @@ fn walk(
         if o_tree.is_some() || n_tree.is_some() {
             let ot = o_tree.map(|(id, _)| repo.find_tree(id)).transpose()?;
             let nt = n_tree.map(|(id, _)| repo.find_tree(id)).transpose()?;
-            walk(repo, &path, ot.as_ref(), nt.as_ref(), out)?;
+            walk(repo, &path, ot.as_ref(), nt.as_ref(), out, visit)?;
         }
         let o_leaf = o.filter(|(_, m)| !is_tree(*m));
         let n_leaf = n.filter(|(_, m)| !is_tree(*m));

@@ -27,6 +27,14 @@ pub enum LeafError {
         /// The live claim's epoch, if any.
         live: Option<u64>,
     },
+    /// The task is already done (committed or closed): it cannot be claimed again.
+    #[error("task {task} is {state} already; it cannot be claimed again")]
+    Done {
+        /// The task.
+        task: String,
+        /// Its state (`committed` or `closed`).
+        state: &'static str,
+    },
     /// The rebase after a fork hit a real content conflict; the claim was released.
     #[error("task {task}: unrecoverable fork, content conflict in {paths:?}; claim released")]
     Conflict {

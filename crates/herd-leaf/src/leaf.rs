@@ -91,6 +91,9 @@ pub struct LeafConfig {
     /// How long a leaf whose push lost the race waits for the new tip's broadcast before it
     /// fetches instead (payload sync).
     pub tip_wait: Duration,
+    /// The hub token bound to this leaf's slot, sent with every push (`Authorization: Bearer`).
+    /// `None` for an open hub.
+    pub hub_token: Option<String>,
 }
 
 impl LeafConfig {
@@ -112,6 +115,7 @@ impl LeafConfig {
             turn_after: 1,
             turn_lease: Duration::from_secs(2),
             tip_wait: Duration::from_secs(2),
+            hub_token: None,
         }
     }
 }
@@ -163,6 +167,7 @@ pub struct CommitOutcome {
 pub struct Leaf {
     id: String,
     slot: String,
+    hub_token: Option<String>,
     bus: Bus,
     claim_ttl: Duration,
     retry: RetryPolicy,
@@ -181,6 +186,7 @@ pub struct Leaf {
     counters: Arc<Counters>,
     held: Arc<Mutex<Held>>,
     next_task: AtomicU64,
+    leases: crate::lease::Leases,
 }
 
 fn now_ms() -> u64 {
@@ -188,6 +194,30 @@ fn now_ms() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
+}
+
+/// A task already committed or closed cannot be claimed again.
+fn done(task: &str, state: TaskState) -> Result<(), LeafError> {
+    match state {
+        TaskState::Committed | TaskState::Closed => Err(LeafError::Done {
+            task: task.to_string(),
+            state: state.as_str(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// A task record moves only under the claim that holds it: its epoch must be `epoch`.
+pub(crate) fn fenced(record: &TaskRecord, epoch: u64) -> Result<(), LeafError> {
+    if record.epoch == Some(epoch) {
+        Ok(())
+    } else {
+        Err(LeafError::EpochStale {
+            task: record.id.clone(),
+            epoch,
+            live: record.epoch,
+        })
+    }
 }
 
 fn valid_name(s: &str) -> bool {
@@ -267,6 +297,7 @@ impl Leaf {
             next_task: AtomicU64::new(ledger.task_count()?),
             id: config.id,
             slot: config.slot,
+            hub_token: config.hub_token,
             bus,
             claim_ttl: config.claim_ttl,
             retry: config.retry,
@@ -284,6 +315,7 @@ impl Leaf {
             ledger,
             counters,
             held,
+            leases: crate::lease::Leases::default(),
         })
     }
 
@@ -407,6 +439,7 @@ impl Leaf {
                 .await
                 .map_err(|e| LeafError::bus(id, e))?
                 .ok_or_else(|| LeafError::NotFound { task: id.into() })?;
+            done(id, record.state)?;
             match self
                 .bus
                 .try_claim(id, &self.id, self.claim_ttl)
@@ -419,12 +452,23 @@ impl Leaf {
                         .record("outcome", "won")
                         .record("claim.epoch", revision);
                     let leaf = self.id.clone();
-                    self.update_record(id, move |r| {
-                        r.state = TaskState::Claimed;
-                        r.epoch = Some(revision);
-                        r.leaf = leaf.clone();
-                    })
-                    .await?;
+                    // The record moves only if nobody finished the task meanwhile (a claim
+                    // won on a task closed between the read above and the claim is given back).
+                    let moved = self
+                        .update_record(id, move |r| {
+                            done(&r.id, r.state)?;
+                            r.state = TaskState::Claimed;
+                            r.epoch = Some(revision);
+                            r.leaf = leaf.clone();
+                            Ok(())
+                        })
+                        .await;
+                    if let Err(e) = moved {
+                        let _ = self.bus.release(id, revision).await;
+                        return Err(e);
+                    }
+                    self.leases
+                        .hold(&self.bus, id, revision, &self.id, self.claim_ttl);
                     if self.ledger.task(id)?.is_none() {
                         self.ledger.insert_task(id, &record.title, &record.paths)?;
                     }
@@ -450,6 +494,13 @@ impl Leaf {
         .await
     }
 
+    /// Stops renewing `claim`'s lease without giving it back: the leaf behaves as one that
+    /// stalled (a long pause, a stopped process) while holding it, so the claim lapses after
+    /// `claim_ttl` and another leaf may take the task. For fault trials and tests.
+    pub fn stall_lease(&self, claim: &Claim) {
+        self.leases.drop_lease(&claim.task.0);
+    }
+
     /// Marks the task closed (bus and ledger) and releases the claim.
     pub async fn close(&self, claim: Claim) -> Result<(), LeafError> {
         let span = tracing::info_span!("leaf.close", leaf = %self.id, task = %claim.task);
@@ -468,7 +519,14 @@ impl Leaf {
 
     async fn finish(&self, claim: Claim, state: TaskState) -> Result<(), LeafError> {
         let id = claim.task.0.as_str();
-        self.update_record(id, move |r| r.state = state).await?;
+        self.leases.drop_lease(id);
+        let epoch = claim.epoch;
+        self.update_record(id, move |r| {
+            fenced(r, epoch)?;
+            r.state = state;
+            Ok(())
+        })
+        .await?;
         self.ledger.set_state(id, state, None, None, None)?;
         self.bus
             .release(id, claim.epoch)
@@ -481,7 +539,7 @@ impl Leaf {
     async fn update_record(
         &self,
         id: &str,
-        change: impl Fn(&mut TaskRecord),
+        change: impl Fn(&mut TaskRecord) -> Result<(), LeafError>,
     ) -> Result<u64, LeafError> {
         for _ in 0..8 {
             let (mut record, rev) = self
@@ -490,7 +548,7 @@ impl Leaf {
                 .await
                 .map_err(|e| LeafError::bus(id, e))?
                 .ok_or_else(|| LeafError::NotFound { task: id.into() })?;
-            change(&mut record);
+            change(&mut record)?;
             record.updated = now_ms();
             match self.bus.update_task(&record, rev).await {
                 Ok(rev) => return Ok(rev),

@@ -1,26 +1,34 @@
 //! # herd-leaf — one agent of the herd
 //!
-//! This room is a single agent: its own git2 clone and worktree (`<dir>/repo`), its own SQLite
-//! ledger (`<dir>/ledger.sqlite`, [`ledger`]), and the task lifecycle **open → claim → commit →
-//! close** ([`Leaf`]). It writes only inside its slot directory ([`paths`]).
+//! This room is a single agent: its own git2 clone and worktree (`<dir>/repo`, holding only the
+//! leaf's slot), its own SQLite ledger (`<dir>/ledger.sqlite`, [`ledger`]), and the task
+//! lifecycle **open → claim → commit → close** ([`Leaf`]). It writes only inside its slot
+//! directory ([`paths`]) and its own `<dir>`.
 //!
 //! - One owner per repository: a dedicated thread owns the `git2::Repository` ([`worker`]);
 //!   the committer and the tip subscriber both send it jobs, so they never touch the
-//!   repository at once.
-//! - A push that loses the race for the trunk is a *fork*: fetch, rebase the commit onto the
-//!   new tip, retry — bounded, with jittered backoff. A real content conflict is
+//!   repository at once. Objects go to a memory backend and reach disk as one pack per flush.
+//! - A push ([`git_ops`]) is one receive-pack request carrying only the commit's new objects, to
+//!   the trunk (race hub: compare-and-swap) or the merge queue (queue hub, which answers with the
+//!   oid the commit landed as). A push that loses the race is a *fork*: the leaf waits for the
+//!   named tip (or fetches), rebases and retries — bounded. After K lost races it asks for a
+//!   turn ([`turns`], [`Fairness`]), so no leaf starves. A real content conflict is
 //!   [`LeafError::Conflict`] (fork unrecoverable) and releases the claim; a lapsed or stolen
-//!   claim is [`LeafError::EpochStale`] and nothing is pushed.
-//! - The tip subscriber ([`tip_sync`]) pulls, skips (idempotent) or coalesces each
-//!   `TipChanged`; counters in [`LeafStats`], each also a ledger event.
-//! - Spans: `leaf.open`, `leaf.claim`, `leaf.commit`, `leaf.close`, `leaf.sync_on_broadcast`.
+//!   claim is [`LeafError::EpochStale`] and nothing is pushed; a policy refusal is
+//!   [`LeafError::Refused`] (never retried).
+//! - The tip subscriber ([`tip_sync`]) follows the trunk by one [`SyncPolicy`]: apply the
+//!   broadcast's payload (no request to the hub), fetch every tip, or fetch on demand; each
+//!   broadcast gets exactly one outcome, counted in [`LeafStats`] and noted in the ledger.
+//! - Spans: `leaf.open`, `leaf.claim`, `leaf.commit`, `leaf.close`, `leaf.sync_on_broadcast`
+//!   (`pull.source`: payload, fetch, none).
 //!
-//! Calls: herd-bus (claims, task records, tip stream) and herd-hub's client transport (HTTP to
-//! the hub). Called by: herd-trial.
+//! Calls: herd-bus (claims, task records, tip stream, turns) and herd-hub (its client transport,
+//! pack reader/writer, memory backend, tree diff). Called by: herd-trial.
 
 pub mod error;
 pub mod git_ops;
 pub mod leaf;
+mod lease;
 pub mod ledger;
 pub mod paths;
 pub mod stats;

@@ -15,6 +15,9 @@ pub struct LeafStats {
     pub skipped_idempotent: u64,
     /// Broadcasts skipped: a pull was already in flight.
     pub skipped_coalesced: u64,
+    /// Of the skipped: broadcasts below a tip the leaf verified that name a commit not on its
+    /// trunk (moving backwards: replayed, stale or forged) — ignored.
+    pub backwards: u64,
     /// Broadcasts noted for a later on-demand fetch.
     pub deferred: u64,
     /// Fetches before a commit (on-demand sync) or after a fork whose tip never arrived.
@@ -46,6 +49,7 @@ pub(crate) struct Counters {
     pub pulled: AtomicU64,
     pub skipped_idempotent: AtomicU64,
     pub skipped_coalesced: AtomicU64,
+    pub backwards: AtomicU64,
     pub deferred: AtomicU64,
     pub commit_fetches: AtomicU64,
     pub catch_up_pulls: AtomicU64,
@@ -72,6 +76,7 @@ impl Counters {
             pulled: g(&self.pulled),
             skipped_idempotent: g(&self.skipped_idempotent),
             skipped_coalesced: g(&self.skipped_coalesced),
+            backwards: g(&self.backwards),
             deferred: g(&self.deferred),
             commit_fetches: g(&self.commit_fetches),
             catch_up_pulls: g(&self.catch_up_pulls),

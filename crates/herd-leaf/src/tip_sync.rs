@@ -12,6 +12,13 @@
 //! - [`SyncPolicy::OnDemand`]: broadcasts only tell the leaf the newest tip (**deferred**); it
 //!   fetches before building a commit when it lacks that tip, and after a refused push.
 //!
+//! Sequence numbers are the trunk position of the tip. A leaf raises the sequence it holds
+//! only for a broadcast whose commit it then verifiably holds (applied on its tip, or reached
+//! by a fetch), so a replayed or forged message with a huge `seq` cannot make it skip real
+//! ones; a broadcast at or below that sequence naming a commit not on its trunk *moves
+//! backwards*: skipped, and counted as such (`backwards`). A gap (a payload whose `prev` the
+//! leaf lacks) is fetched across.
+//!
 //! Exactly one outcome per broadcast, so `applied + pulled + skipped + deferred == received`.
 //! Git work goes through the repository worker, never concurrently with the leaf's own commit.
 
@@ -132,10 +139,12 @@ pub type SyncHook = Arc<dyn Fn(&SyncEvent) + Send + Sync>;
 #[derive(Default)]
 struct SyncState {
     in_flight: bool,
-    /// Highest hub sequence number this leaf is known to hold.
+    /// Highest hub sequence number this leaf is known to hold — raised only by a broadcast
+    /// whose commit the leaf then verifiably held (applied on its tip, or reached by a fetch),
+    /// so a forged or replayed message with a huge `seq` cannot make it skip real ones.
     seq_held: u64,
-    /// Highest sequence coalesced into the in-flight pull.
-    pending: u64,
+    /// Newest broadcast coalesced into the in-flight pull (sequence, tip).
+    pending: Option<(u64, Oid)>,
     /// Newest broadcast seen (sequence, tip): what an on-demand leaf fetches up to.
     newest: Option<(u64, Oid)>,
 }
@@ -192,6 +201,21 @@ impl SyncContext {
     /// Is a pull (or catch-up) still running?
     pub fn busy(&self) -> bool {
         self.state.lock().expect("sync state lock").in_flight
+    }
+
+    /// The sequence of the newest announced tip (on-demand sync), 0 if none.
+    pub fn newest_seq(&self) -> u64 {
+        let state = self.state.lock().expect("sync state lock");
+        state.newest.map_or(0, |(seq, _)| seq)
+    }
+
+    /// A fetch that began when the newest announced sequence was `seq` ended: forget that
+    /// announcement (a newer one that arrived meanwhile stays).
+    pub fn fetched_past(&self, seq: u64) {
+        let mut state = self.state.lock().expect("sync state lock");
+        if state.newest.is_some_and(|(s, _)| s <= seq) {
+            state.newest = None;
+        }
     }
 
     /// The newest announced tip, when the leaf does not hold it yet (on-demand sync).
@@ -345,6 +369,7 @@ fn sync_span(ctx: &SyncContext, event: &TipEvent) -> tracing::Span {
         pull.skipped_idempotent = tracing::field::Empty,
         pull.skipped_coalesced = tracing::field::Empty,
         pull.deferred = tracing::field::Empty,
+        tip.backwards = tracing::field::Empty,
     );
     if let Some(tp) = event.traceparent.as_deref() {
         herd_bus::trace::add_link(&span, tp);
@@ -352,15 +377,47 @@ fn sync_span(ctx: &SyncContext, event: &TipEvent) -> tracing::Span {
     span
 }
 
-/// Records `seq` as held; returns whether the broadcast is nothing new (held already).
-fn already_held(ctx: &SyncContext, tip: &TipChanged) -> bool {
-    let holds = ctx.holds(&tip.oid);
-    let mut state = ctx.state.lock().expect("sync state lock");
-    if holds || tip.seq <= state.seq_held {
-        state.seq_held = state.seq_held.max(tip.seq);
-        return true;
+/// What a broadcast is to a leaf before it does anything with it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Novelty {
+    /// The leaf holds this very commit (its tip, or one it built or pushed).
+    Held,
+    /// At or below a sequence the leaf verified: an older tip (held as an ancestor) or one
+    /// moving backwards — [`settle_old`] tells which.
+    Old,
+    /// Newer than anything the leaf holds.
+    New,
+}
+
+fn novelty(ctx: &SyncContext, tip: &TipChanged) -> Novelty {
+    if ctx.holds(&tip.oid) {
+        return Novelty::Held;
     }
-    false
+    if tip.seq <= ctx.state.lock().expect("sync state lock").seq_held {
+        Novelty::Old
+    } else {
+        Novelty::New
+    }
+}
+
+/// An [`Novelty::Old`] broadcast: skipped either way; when its commit is not on the leaf's
+/// trunk it moved backwards (a replay, a stale or a forged message) and is counted as such.
+async fn settle_old(ctx: &SyncContext, tip: &TipChanged, before: Option<String>) {
+    let oid = Oid::from_str(&tip.oid).ok();
+    let on_trunk = match oid {
+        Some(oid) => ctx
+            .worker
+            .run(move |r| r.holds_commit(oid))
+            .await
+            .unwrap_or(false),
+        None => false,
+    };
+    if !on_trunk {
+        add(&ctx.counters.backwards, 1);
+        tracing::Span::current().record("tip.backwards", true);
+        tracing::debug!(leaf = %ctx.leaf, oid = %tip.oid, seq = tip.seq, "broadcast moves backwards: ignored");
+    }
+    ctx.report(tip, SyncOutcome::SkippedIdempotent, before.clone(), before);
 }
 
 fn hold_seq(ctx: &SyncContext, seq: u64) {
@@ -426,14 +483,15 @@ async fn on_payloads(ctx: &SyncContext, batch: Vec<TipEvent>) {
 async fn on_payload(ctx: &SyncContext, event: TipEvent) {
     let tip = event.tip;
     let before = ctx.tip();
-    if already_held(ctx, &tip) {
-        let after = if ctx.holds(&tip.oid) {
-            Some(tip.oid.clone())
-        } else {
-            before.clone()
-        };
-        ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
-        return;
+    match novelty(ctx, &tip) {
+        Novelty::Held => {
+            hold_seq(ctx, tip.seq);
+            let after = Some(tip.oid.clone());
+            ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
+            return;
+        }
+        Novelty::Old => return settle_old(ctx, &tip, before).await,
+        Novelty::New => {}
     }
     let (Ok(prev), Ok(oid)) = (Oid::from_str(&tip.prev), Oid::from_str(&tip.oid)) else {
         tracing::warn!(leaf = %ctx.leaf, oid = %tip.oid, "malformed broadcast ignored");
@@ -466,11 +524,13 @@ async fn on_payload(ctx: &SyncContext, event: TipEvent) {
             ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
         }
         Err(why) => {
+            // A gap (the leaf lacks `prev`), no payload or a bad one: fetch across it.
             tracing::debug!(leaf = %ctx.leaf, oid = %tip.oid, reason = ?why, "payload not applicable: fetching");
-            let ok = fetch(ctx).await.is_ok();
-            if ok {
+            let fetched = fetch_reaching(ctx, Some(oid)).await;
+            if fetched == Ok(true) {
                 hold_seq(ctx, tip.seq);
             }
+            let ok = fetched.is_ok();
             ctx.report(&tip, SyncOutcome::Pulled { ok }, before, ctx.tip());
         }
     }
@@ -479,11 +539,9 @@ async fn on_payload(ctx: &SyncContext, event: TipEvent) {
 fn on_demand(ctx: &SyncContext, event: TipEvent) {
     let tip = event.tip;
     let before = ctx.tip();
-    if already_held(ctx, &tip) {
-        let after = ctx
-            .holds(&tip.oid)
-            .then(|| tip.oid.clone())
-            .or(before.clone());
+    if novelty(ctx, &tip) == Novelty::Held {
+        hold_seq(ctx, tip.seq);
+        let after = Some(tip.oid.clone());
         ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
         return;
     }
@@ -499,33 +557,37 @@ fn on_demand(ctx: &SyncContext, event: TipEvent) {
 fn on_fetch(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>, span: tracing::Span) {
     let tip = event.tip;
     let before = ctx.tip();
-    let holds_it = ctx.holds(&tip.oid);
+    let novelty = novelty(ctx, &tip);
     let outcome = {
         let mut state = ctx.state.lock().expect("sync state lock");
-        if holds_it || tip.seq <= state.seq_held {
-            state.seq_held = state.seq_held.max(tip.seq);
+        if novelty != Novelty::New {
+            if novelty == Novelty::Held {
+                state.seq_held = state.seq_held.max(tip.seq);
+            }
             SyncOutcome::SkippedIdempotent
         } else if state.in_flight {
-            state.pending = state.pending.max(tip.seq);
+            if let Ok(oid) = Oid::from_str(&tip.oid)
+                && state.pending.is_none_or(|(s, _)| s < tip.seq)
+            {
+                state.pending = Some((tip.seq, oid));
+            }
             SyncOutcome::SkippedCoalesced
         } else {
             state.in_flight = true;
-            state.pending = 0;
+            state.pending = None;
             SyncOutcome::Pulled { ok: true }
         }
     };
-    match outcome {
-        SyncOutcome::SkippedIdempotent => {
-            // Holding this very commit (its own push) means holding this tip; skipped because
-            // a newer tip was already pulled means holding that newer one.
-            let after = if holds_it {
-                Some(tip.oid.clone())
-            } else {
-                before.clone()
-            };
-            ctx.report(&tip, outcome, before, after);
+    match (outcome, novelty) {
+        (SyncOutcome::SkippedIdempotent, Novelty::Held) => {
+            // Holding this very commit (its own push) means holding this tip.
+            ctx.report(&tip, outcome, before, Some(tip.oid.clone()));
         }
-        SyncOutcome::SkippedCoalesced => ctx.report(&tip, outcome, before, None),
+        (SyncOutcome::SkippedIdempotent, _) => {
+            let ctx = ctx.clone();
+            pulls.spawn(async move { settle_old(&ctx, &tip, before).await }.instrument(span));
+        }
+        (SyncOutcome::SkippedCoalesced, _) => ctx.report(&tip, outcome, before, None),
         _ => {
             let ctx = ctx.clone();
             pulls.spawn(async move { pull(&ctx, tip, before).await }.instrument(span));
@@ -534,31 +596,54 @@ fn on_fetch(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>, sp
 }
 
 async fn pull(ctx: &SyncContext, tip: TipChanged, before: Option<String>) {
-    let ok = fetch(ctx).await.is_ok();
-    let mut held = if ok { tip.seq } else { 0 };
-    ctx.report(&tip, SyncOutcome::Pulled { ok }, before, ctx.tip());
+    let fetched = fetch_reaching(ctx, Oid::from_str(&tip.oid).ok()).await;
+    let mut held = if fetched == Ok(true) { tip.seq } else { 0 };
+    ctx.report(
+        &tip,
+        SyncOutcome::Pulled {
+            ok: fetched.is_ok(),
+        },
+        before,
+        ctx.tip(),
+    );
     // Catch up on tips coalesced while this pull ran.
     loop {
         let due = {
             let mut state = ctx.state.lock().expect("sync state lock");
             state.seq_held = state.seq_held.max(held);
-            if state.pending > state.seq_held {
-                held = state.pending;
-                true
-            } else {
-                state.in_flight = false;
-                false
+            match state.pending.take() {
+                Some((seq, oid)) if seq > state.seq_held => Some((seq, oid)),
+                _ => {
+                    state.in_flight = false;
+                    None
+                }
             }
         };
-        if !due {
-            return;
-        }
+        let Some((seq, oid)) = due else { return };
         add(&ctx.counters.catch_up_pulls, 1);
-        if fetch(ctx).await.is_err() {
-            // Give up on this round; the next broadcast or commit fetches again.
-            ctx.state.lock().expect("sync state lock").in_flight = false;
-            return;
+        match fetch_reaching(ctx, Some(oid)).await {
+            Ok(true) => held = seq,
+            Ok(false) => held = 0,
+            Err(_) => {
+                // Give up on this round; the next broadcast or commit fetches again.
+                ctx.state.lock().expect("sync state lock").in_flight = false;
+                return;
+            }
         }
+    }
+}
+
+/// A fetch, then whether the leaf's trunk now holds `oid`:
+/// only then is the broadcast that named it known to be real.
+async fn fetch_reaching(ctx: &SyncContext, oid: Option<Oid>) -> Result<bool, String> {
+    fetch(ctx).await?;
+    match oid {
+        Some(oid) => Ok(ctx
+            .worker
+            .run(move |r| r.holds_commit(oid))
+            .await
+            .unwrap_or(false)),
+        None => Ok(false),
     }
 }
 

@@ -5,10 +5,10 @@
 //! Writes go to memory: the thread adds a memory backend ([`MemObjects`]) to the object database
 //! at the highest priority, so the objects of the leaf's commits, rebases and applied broadcast
 //! payloads cost no file each. Every object written is tracked; after a job that leaves more
-//! than [`FLUSH_BYTES`] unflushed, and when the thread stops, they are written as one pack (no
-//! delta search: [`crate::pack_writer`]) and the refs are saved ([`Repo::flush`]) — refs on
-//! disk never name an object that exists only in memory, except the remote-tracking ref
-//! libgit2 itself writes after a push (dropped on open if it dangles).
+//! than [`FLUSH_BYTES`] unflushed, and when the thread stops, they are written as one pack with
+//! its index (applied payload entries spliced as they arrived, no recompression, no delta
+//! search: [`herd_hub::pack::Writer`]) and then the refs are saved ([`Repo::flush`]), so refs on
+//! disk never name an object that exists only in memory.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;

@@ -30,7 +30,7 @@ async fn two_leaves_claim_one_task_one_wins() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_expired_claim_can_be_reclaimed_and_the_old_holder_is_fenced() {
+async fn a_stalled_holders_claim_lapses_and_is_fenced_a_running_one_is_renewed() {
     let h = common::herd().await;
     let short = |id: &str, slot: &str| LeafConfig {
         claim_ttl: Duration::from_secs(1),
@@ -47,6 +47,14 @@ async fn an_expired_claim_can_be_reclaimed_and_the_old_holder_is_fenced() {
         .await
         .unwrap();
     let old = a.claim(&id).await.unwrap();
+    // A holder that keeps running renews its lease: nobody else gets the task.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        matches!(b.claim(&id).await, Err(LeafError::AlreadyClaimed { .. })),
+        "a renewed lease was taken"
+    );
+    // A holder that stalls does not.
+    a.stall_lease(&old);
     let mut reclaimed = None;
     for _ in 0..60 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -67,4 +75,31 @@ async fn an_expired_claim_can_be_reclaimed_and_the_old_holder_is_fenced() {
         "{err:?}"
     );
     assert_eq!(h.hub.trunk_len(), 1, "nothing was pushed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_outliving_its_lease_still_lands_and_closed_tasks_stay_closed() {
+    let h = common::herd().await;
+    let a = herd_leaf::Leaf::open(LeafConfig {
+        claim_ttl: Duration::from_secs(1),
+        ..h.config("leaf-a", "slot-a")
+    })
+    .await
+    .unwrap();
+    let b = h.leaf("leaf-b", "slot-b").await;
+    let id = a
+        .open_task("long", vec!["slot-a/long.txt".into()])
+        .await
+        .unwrap();
+    let claim = a.claim(&id).await.unwrap();
+    // Three leases long.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    a.commit(&claim, vec![("slot-a/long.txt".into(), b"done".to_vec())])
+        .await
+        .expect("a renewed claim still pushes");
+    a.close(claim).await.unwrap();
+    assert_eq!(h.hub.trunk_len(), 2);
+    // Closed is final: a late claimer cannot reopen the task.
+    let err = b.claim(&id).await.unwrap_err();
+    assert!(matches!(err, LeafError::Done { .. }), "{err:?}");
 }

@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use herd_bus::{Bus, BusServer};
-use herd_hub::{Hub, HubConfig, HubMode};
+use herd_hub::{Access, Hub, HubConfig, HubMode, Tokens};
 use herd_leaf::git_ops::{PushResult, PushTarget, Repo};
 use serde::{Deserialize, Serialize};
 
@@ -43,12 +43,15 @@ pub async fn measure(config: &TrialConfig, commits: u64) -> Result<Floor, TrialE
         .tempdir()
         .map_err(|e| output(std::env::temp_dir(), e))?;
     let mut server = BusServer::from_env()?;
-    let bus = Bus::connect(server.url()).await?;
+    let bus = Bus::connect(&server.url()).await?;
+    let tokens = Tokens::generate(&["slot-0"]).map_err(|e| output(dir.path().to_path_buf(), e))?;
+    let bearer = format!("Bearer {}", tokens.token_for("slot-0").unwrap_or_default());
     let hub = Hub::start(HubConfig {
         dir: dir.path().join("hub"),
         bus: Some(bus.clone()),
         mode: config.hub,
         payload_max_bytes: usize::try_from(config.payload_max_bytes).unwrap_or(usize::MAX),
+        access: Access::Tokens(tokens),
         ..Default::default()
     })
     .await?;
@@ -74,7 +77,10 @@ pub async fn measure(config: &TrialConfig, commits: u64) -> Result<Floor, TrialE
                     .collect();
                 let t = Instant::now();
                 repo.commit_files(&files, "leaf-0", &format!("floor {i}\n"))?;
-                match repo.push(&[("x-herd-slot", "slot-0")], target) {
+                match repo.push(
+                    &[("x-herd-slot", "slot-0"), ("authorization", &bearer)],
+                    target,
+                ) {
                     PushResult::Accepted { .. } => {}
                     other => {
                         return Err(git2::Error::from_str(&format!(

@@ -12,6 +12,10 @@
 //! flags ([`config`], [`cli`]). [`telemetry`] (used only by the binary) installs the OTLP
 //! exporter after a pre-flight and the span-counting layer.
 //!
+//! Scale: [`scale`] relates a run to its think floor and counts hub work per commit;
+//! [`floor`] measures the one-pusher commit rate (the *floor*); [`sweep`] runs a grid of
+//! agents × sync × hub cells against the floor of the same run (`herd sweep`).
+//!
 //! Calls: herd-bus, herd-hub, herd-leaf, herd-check. Nothing calls it but the `herd` example.
 
 pub mod cli;

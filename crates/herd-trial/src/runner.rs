@@ -11,9 +11,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use herd_bus::{Bus, BusServer, CLAIMS_BUCKET, TASKS_BUCKET};
+use herd_bus::{Bus, BusServer, CLAIMS_BUCKET, Role, TASKS_BUCKET};
 use herd_check::{Artifacts, CheckReport, HubFacts};
-use herd_hub::{Hub, HubConfig};
+use herd_hub::{Access, Hub, HubConfig, Tokens};
 use herd_leaf::{Leaf, LeafConfig};
 use tokio::task::JoinSet;
 
@@ -83,13 +83,18 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     let mut server = BusServer::from_env()?;
     let nats_version = server
         .fixture_version()
-        .unwrap_or_else(|| format!("external ({})", server.url()));
-    let bus = Bus::connect(server.url()).await?;
+        .unwrap_or_else(|| format!("external ({})", server.public_url()));
+    let bus = Bus::connect(&server.url()).await?;
+    // Every leaf pushes with a token bound to its slot; the hub takes the slot from the token.
+    let slots: Vec<&str> = workload.slots.iter().map(|p| p.slot_dir.as_str()).collect();
+    let tokens = Tokens::generate(&slots).map_err(|e| output_err(&work_dir, e))?;
     let hub = Hub::start(HubConfig {
         dir: work_dir.join("hub"),
         bus: Some(bus.clone()),
         mode: config.hub,
         payload_max_bytes: usize::try_from(config.payload_max_bytes).unwrap_or(usize::MAX),
+        access: Access::Tokens(tokens.clone()),
+        fence_claims: true,
         ..Default::default()
     })
     .await?;
@@ -103,10 +108,11 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     let env = LeafEnv {
         work_dir: &work_dir,
         hub_url: hub.url(),
-        bus_url: server.url(),
+        bus_url: server.url_as(Role::Leaf),
         log: &log,
         holdings: &holdings,
         tag: run_tag(&server),
+        tokens: &tokens,
     };
     let leaves = open_leaves(&config, &workload, env).await?;
     let mut phases = Phases::default();
@@ -380,10 +386,11 @@ fn run_tag(server: &BusServer) -> String {
 struct LeafEnv<'a> {
     work_dir: &'a Path,
     hub_url: String,
-    bus_url: &'a str,
+    bus_url: String,
     log: &'a EventLog,
     holdings: &'a Arc<Mutex<Vec<Holding>>>,
     tag: String,
+    tokens: &'a Tokens,
 }
 
 async fn open_leaves(
@@ -398,17 +405,21 @@ async fn open_leaves(
         log,
         holdings,
         tag,
+        tokens,
     } = env;
     let (hub_url, tag) = (hub_url.as_str(), tag.as_str());
     let mut set = JoinSet::new();
     for (index, plan) in workload.slots.iter().enumerate() {
         let id = leaf_id(tag, plan.slot);
-        let cfg = LeafConfig::new(
-            &id,
-            &plan.slot_dir,
-            work_dir.join("leaves").join(&id),
-            hub_url,
-        );
+        let cfg = LeafConfig {
+            hub_token: tokens.token_for(&plan.slot_dir),
+            ..LeafConfig::new(
+                &id,
+                &plan.slot_dir,
+                work_dir.join("leaves").join(&id),
+                hub_url,
+            )
+        };
         let number = index as u32;
         let (bus_url, log, holdings, slot) = (
             bus_url.to_string(),
@@ -420,7 +431,7 @@ async fn open_leaves(
         let (sync, hub_mode) = (config.sync, config.hub);
         let (fairness, turn_after) = (config.fairness, config.turn_after);
         set.spawn(async move {
-            let bus = Bus::connect(&bus_url).await?;
+            let bus = Bus::join(&bus_url).await?;
             let cfg = LeafConfig {
                 claim_ttl,
                 sync,

@@ -58,6 +58,16 @@ pub fn claim_intervals_disjoint(claims: &[KvRecord]) -> Vec<Violation> {
             if r.operation == "put" {
                 let holder = r.value["leaf"].as_str().unwrap_or("?").to_string();
                 let ttl_ms = r.value["ttl_secs"].as_u64().unwrap_or(0) * 1000;
+                // A renewal re-writes the same claim (its epoch is the claim's first revision):
+                // the interval goes on, under the same holder.
+                let renews = r.value["epoch"].as_u64();
+                if let Some((prev, rev, _)) = &open
+                    && renews == Some(*rev)
+                    && *prev == holder
+                {
+                    open = Some((holder, *rev, r.created_ms + ttl_ms));
+                    continue;
+                }
                 if let Some((prev, rev, end)) = &open
                     && r.created_ms < *end
                 {
@@ -104,6 +114,14 @@ mod tests {
             kv("t1", 3, "put", "b", 11_001),
         ];
         assert!(claim_intervals_disjoint(&lapsed).is_empty());
+        let mut renewed = kv("t1", 2, "put", "a", 9_000);
+        renewed.value["epoch"] = json!(1);
+        let renewals = [
+            kv("t1", 1, "put", "a", 1000),
+            renewed,
+            kv("t1", 3, "del", "", 15_000),
+        ];
+        assert!(claim_intervals_disjoint(&renewals).is_empty());
         let overlap = [kv("t1", 1, "put", "a", 1000), kv("t1", 3, "put", "b", 5000)];
         let v = claim_intervals_disjoint(&overlap);
         assert_eq!(v.len(), 1);

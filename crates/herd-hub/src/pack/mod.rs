@@ -7,5 +7,5 @@
 pub mod read;
 pub mod write;
 
-pub use read::{Entry, Object, PackError, Stored, read};
+pub use read::{Entry, Limits, Object, PackError, Stored, read, read_limited};
 pub use write::{Indexed, Writer, write};

@@ -27,6 +27,32 @@ pub enum PackError {
     /// A delta's base is neither in the pack nor in the store.
     #[error("missing delta base {0}")]
     MissingBase(Oid),
+    /// Over one of the [`Limits`]; found before the offending object was inflated.
+    #[error("{0}")]
+    Limit(String),
+}
+
+/// What one pack may hold, checked from headers *before* inflating: a pack bomb (a small
+/// stream declaring — or a delta producing — gigabytes) is refused, never allocated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Most objects (the pack header's count).
+    pub max_objects: usize,
+    /// Largest object, inflated (deltas: the object they produce).
+    pub max_object_bytes: usize,
+    /// Most inflated bytes over the whole pack (objects and delta streams).
+    pub max_total_bytes: usize,
+}
+
+impl Default for Limits {
+    /// 20,000 objects, 32 MiB per object, 128 MiB in all.
+    fn default() -> Self {
+        Limits {
+            max_objects: 20_000,
+            max_object_bytes: 32 << 20,
+            max_total_bytes: 128 << 20,
+        }
+    }
 }
 
 /// One object: its type and content.
@@ -59,8 +85,17 @@ pub struct Stored {
 }
 
 /// Reads every object of `pack`, resolving deltas; `lookup` supplies bases a thin pack leaves
-/// out. Entries come back in pack order.
+/// out. Entries come back in pack order. Within the default [`Limits`].
 pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<Entry>, PackError> {
+    read_limited(pack, lookup, Limits::default())
+}
+
+/// [`read`] within `limits`.
+pub fn read_limited(
+    pack: &[u8],
+    lookup: impl Fn(Oid) -> Option<Object>,
+    limits: Limits,
+) -> Result<Vec<Entry>, PackError> {
     let bad = |what: &str| PackError::Malformed(what.to_string());
     if pack.len() < 32 || &pack[..4] != b"PACK" {
         return Err(bad("no PACK header"));
@@ -70,6 +105,29 @@ pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<E
         return Err(bad("unsupported pack version"));
     }
     let count = u32::from_be_bytes([pack[8], pack[9], pack[10], pack[11]]) as usize;
+    if count > limits.max_objects {
+        return Err(PackError::Limit(format!(
+            "{count} objects, over the limit of {}",
+            limits.max_objects
+        )));
+    }
+    let mut total = 0usize;
+    let mut budget = |size: usize, what: &str| -> Result<(), PackError> {
+        if size > limits.max_object_bytes {
+            return Err(PackError::Limit(format!(
+                "{what} of {size} bytes, over the per-object limit of {}",
+                limits.max_object_bytes
+            )));
+        }
+        total = total.saturating_add(size);
+        if total > limits.max_total_bytes {
+            return Err(PackError::Limit(format!(
+                "over {} inflated bytes in one pack",
+                limits.max_total_bytes
+            )));
+        }
+        Ok(())
+    };
     let (body, trailer) = pack.split_at(pack.len() - 20);
     if Sha1::digest(body).as_slice() != trailer {
         return Err(PackError::Checksum);
@@ -88,6 +146,7 @@ pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<E
     for _ in 0..count {
         let start = at;
         let (kind, size, header) = entry_header(&body[at..]).ok_or_else(|| bad("entry header"))?;
+        budget(size, "an object")?;
         at += header;
         let base: Option<(Oid, Object)> = match kind {
             6 => {
@@ -132,7 +191,11 @@ pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<E
         let entry = match base {
             Some((base_oid, (base_kind, base_data))) => Entry {
                 kind: base_kind,
-                data: apply_delta(&base_data, &data).ok_or_else(|| bad("delta"))?,
+                data: {
+                    let result = delta_result_size(&data).ok_or_else(|| bad("delta"))?;
+                    budget(result, "a delta's result")?;
+                    apply_delta(&base_data, &data).ok_or_else(|| bad("delta"))?
+                },
                 stored: Stored {
                     base: Some(base_oid),
                     code: kind,
@@ -239,7 +302,14 @@ fn varint(buf: &[u8], at: &mut usize) -> Option<usize> {
     }
 }
 
-/// Applies a git delta to `base`.
+/// The size of the object a delta produces (its header's second number).
+fn delta_result_size(delta: &[u8]) -> Option<usize> {
+    let mut at = 0;
+    varint(delta, &mut at)?;
+    varint(delta, &mut at)
+}
+
+/// Applies a git delta to `base`; never grows past the size the delta declares.
 fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
     let mut at = 0;
     if varint(delta, &mut at)? != base.len() {
@@ -268,9 +338,15 @@ fn apply_delta(base: &[u8], delta: &[u8]) -> Option<Vec<u8>> {
             if len == 0 {
                 len = 0x10000;
             }
+            if out.len() + len > size {
+                return None;
+            }
             out.extend_from_slice(base.get(offset..offset.checked_add(len)?)?);
         } else if op != 0 {
             let n = op as usize;
+            if out.len() + n > size {
+                return None;
+            }
             out.extend_from_slice(delta.get(at..at + n)?);
             at += n;
         } else {
@@ -341,5 +417,70 @@ mod tests {
             read(&body, |_| None).unwrap_err(),
             PackError::MissingBase(missing)
         );
+    }
+
+    fn header(kind: u8, mut size: u64) -> Vec<u8> {
+        let mut out = vec![(kind << 4) | (size & 0x0f) as u8];
+        size >>= 4;
+        while size > 0 {
+            *out.last_mut().unwrap() |= 0x80;
+            out.push((size & 0x7f) as u8);
+            size >>= 7;
+        }
+        out
+    }
+
+    fn zlib(data: &[u8]) -> Vec<u8> {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut z, data).unwrap();
+        z.finish().unwrap()
+    }
+
+    fn sealed(count: u32, entries: &[u8]) -> Vec<u8> {
+        let mut body = b"PACK\0\0\0\x02".to_vec();
+        body.extend_from_slice(&count.to_be_bytes());
+        body.extend_from_slice(entries);
+        let sum = Sha1::digest(&body);
+        body.extend_from_slice(sum.as_slice());
+        body
+    }
+
+    /// Pack bombs are refused from their headers, before anything big is allocated.
+    #[test]
+    fn pack_bombs_are_refused_before_inflating() {
+        let limit = |r: Result<Vec<Entry>, PackError>| match r {
+            Err(PackError::Limit(why)) => why,
+            other => panic!("expected a limit error, got {other:?}"),
+        };
+        // A blob declaring 1 TiB (its stream is 5 bytes).
+        let mut e = header(3, 1 << 40);
+        e.extend(zlib(b"small"));
+        assert!(limit(read(&sealed(1, &e), |_| None)).contains("per-object"));
+        // A header counting a million objects.
+        assert!(limit(read(&sealed(1_000_000, &e), |_| None)).contains("objects"));
+        // A tiny delta whose result is declared as 1 GiB of copies of its base.
+        let base = vec![b'x'; 16];
+        let base_oid = Oid::hash_object(ObjectType::Blob, &base).unwrap();
+        let mut delta = vec![16, 0x80, 0x80, 0x80, 0x80, 0x04]; // base 16, result 1 GiB
+        delta.extend([0x90, 16].repeat(8)); // copy 16 bytes from offset 0, eight times
+        let mut e = header(7, delta.len() as u64);
+        e.extend_from_slice(base_oid.as_bytes());
+        e.extend(zlib(&delta));
+        let lookup = |oid: Oid| (oid == base_oid).then(|| (ObjectType::Blob, base.clone()));
+        assert!(limit(read(&sealed(1, &e), lookup)).contains("delta"));
+        // Many objects under the per-object limit still hit the pack's total.
+        let small = Limits {
+            max_objects: 100,
+            max_object_bytes: 10,
+            max_total_bytes: 25,
+        };
+        let mut e = Vec::new();
+        for _ in 0..3 {
+            e.extend(header(3, 10));
+            e.extend(zlib(b"0123456789"));
+        }
+        assert!(limit(read_limited(&sealed(3, &e), |_| None, small)).contains("inflated"));
+        // And within limits the same pack reads.
+        assert_eq!(read(&sealed(3, &e), |_| None).unwrap().len(), 3);
     }
 }

@@ -14,7 +14,7 @@ use git2::Oid;
 use herd_bus::TaskState;
 use herd_hub::{HubMode, RefusalKind};
 
-use super::{Claim, CommitOutcome, InstrumentIn, Leaf};
+use super::{Claim, CommitOutcome, InstrumentIn, Leaf, fenced};
 use crate::error::LeafError;
 use crate::git_ops::{PushResult, PushTarget, Rebased};
 use crate::paths;
@@ -31,6 +31,13 @@ impl Leaf {
     /// Is `claim` still the live claim of its task?
     async fn check_epoch(&self, claim: &Claim) -> Result<(), LeafError> {
         let id = claim.task.0.as_str();
+        if self.leases.lapsed(id) {
+            return Err(LeafError::EpochStale {
+                task: id.into(),
+                epoch: claim.epoch,
+                live: None,
+            });
+        }
         match self
             .bus
             .claim(id)
@@ -148,9 +155,12 @@ impl Leaf {
         let oid = landed.map_or_else(|| pushed.clone(), |o| o.to_string());
         add(&self.counters.commits, 1);
         let commit = oid.clone();
+        let epoch = claim.epoch;
         self.update_record(&id, move |r| {
+            fenced(r, epoch)?;
             r.state = TaskState::Committed;
             r.commit = Some(commit.clone());
+            Ok(())
         })
         .await?;
         self.ledger.set_state(
@@ -310,13 +320,19 @@ impl Leaf {
     /// Fetches for the commit path (counted apart from broadcast-driven pulls).
     async fn fetch_for(&self, task: &str) -> Result<(), LeafError> {
         add(&self.counters.commit_fetches, 1);
+        let announced = self.sync_ctx.newest_seq();
         crate::tip_sync::fetch(&self.sync_ctx)
             .await
             .map_err(|reason| LeafError::Hub {
                 task: task.to_string(),
                 reason,
                 unknown: false,
-            })
+            })?;
+        // The fetch reached the trunk's tip: nothing announced before it is still owed, even a
+        // tip the trunk never had (a forged or replayed broadcast must not cost a fetch per
+        // commit forever).
+        self.sync_ctx.fetched_past(announced);
+        Ok(())
     }
 
     /// Rebases the commit being pushed onto the newest tip the leaf holds, if that moved.
@@ -357,8 +373,14 @@ impl Leaf {
             "refused"
         };
         let _ = self.ledger.event(Some(&id), kind, Some(&err.to_string()));
+        self.leases.drop_lease(&id);
+        let epoch = claim.epoch;
         let _ = self
-            .update_record(&id, |r| r.state = TaskState::Failed)
+            .update_record(&id, move |r| {
+                fenced(r, epoch)?;
+                r.state = TaskState::Failed;
+                Ok(())
+            })
             .await;
         let _ = self
             .ledger
@@ -369,6 +391,9 @@ impl Leaf {
 
     fn push_headers(&self) -> Vec<(String, String)> {
         let mut headers = vec![("x-herd-slot".to_string(), self.slot.clone())];
+        if let Some(token) = &self.hub_token {
+            headers.push(("authorization".to_string(), format!("Bearer {token}")));
+        }
         if let Some(tp) = herd_bus::trace::current_traceparent() {
             headers.push(("traceparent".to_string(), tp));
         }
