@@ -219,22 +219,50 @@ impl HttpStream {
         bytes
     }
 
-    /// Sends the request (one write) and reads the whole response body. A kept-alive
-    /// connection the server has closed is retried once on a fresh one.
+    /// Sends the request (one write) and reads the whole response body. A `503` (the hub shed
+    /// the request before reading it: nothing was applied) is retried after a short pause, up
+    /// to [`BUSY_RETRIES`] times.
     fn exchange(&mut self) -> io::Result<Vec<u8>> {
+        let mut attempt = 0;
+        loop {
+            let response = self.round_trip()?;
+            if response.status == 503 && attempt < BUSY_RETRIES {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis((50 << attempt).min(1000)));
+                continue;
+            }
+            self.note(&response);
+            if response.status != 200 {
+                let reason = String::from_utf8_lossy(&response.body)
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                return Err(io::Error::other(format!(
+                    "hub answered {} for {} {}: {reason}",
+                    response.status, self.method, self.target.path
+                )));
+            }
+            return Ok(response.body);
+        }
+    }
+
+    /// One request and its response. A kept-alive connection the server has closed is
+    /// retried once on a fresh one.
+    fn round_trip(&mut self) -> io::Result<Response> {
         let request = self.request_bytes();
         let key = self.target.authority.clone();
         if let Some(mut conn) = CONNECTIONS.with(|c| c.borrow_mut().remove(&key))
-            && let Ok((body, keep)) = send(&mut conn, &request)
+            && let Ok((response, keep)) = send(&mut conn, &request)
         {
-            return self.finish(conn, body, keep);
+            return self.keep(conn, response, keep);
         }
         let stream = TcpStream::connect(&key)?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(120)))?;
         let mut conn = BufReader::new(stream);
         match send(&mut conn, &request) {
-            Ok((body, keep)) => self.finish(conn, body, keep),
+            Ok((response, keep)) => self.keep(conn, response, keep),
             Err(Stale) => Err(io::Error::new(
                 io::ErrorKind::ConnectionAborted,
                 format!("hub {key} closed the connection"),
@@ -242,31 +270,23 @@ impl HttpStream {
         }
     }
 
-    fn finish(
+    fn keep(
         &self,
         conn: BufReader<TcpStream>,
         response: io::Result<Response>,
         keep: bool,
-    ) -> io::Result<Vec<u8>> {
+    ) -> io::Result<Response> {
         let response = response?;
         if keep {
             CONNECTIONS.with(|c| c.borrow_mut().insert(self.target.authority.clone(), conn));
         }
-        self.note(&response);
-        if response.status != 200 {
-            let reason = String::from_utf8_lossy(&response.body)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string();
-            return Err(io::Error::other(format!(
-                "hub answered {} for {} {}: {reason}",
-                response.status, self.method, self.target.path
-            )));
-        }
-        Ok(response.body)
+        Ok(response)
     }
 }
+
+/// How often a request the hub shed (`503`) is sent again (pauses of 100, 200, 400, 800 ms,
+/// then 1 s: ~7 s in all).
+pub const BUSY_RETRIES: u32 = 8;
 
 struct Response {
     status: u16,

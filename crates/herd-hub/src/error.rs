@@ -56,6 +56,14 @@ impl RequestError {
         }
     }
 
+    /// A 503: the hub is overloaded, try again later.
+    pub fn busy(reason: impl Into<String>) -> Self {
+        RequestError {
+            status: 503,
+            reason: reason.into(),
+        }
+    }
+
     /// A 500, for failures of the hub itself.
     pub fn internal(reason: impl Into<String>) -> Self {
         RequestError {

@@ -60,6 +60,13 @@ pub struct HubConfig {
     /// Fence on claims ([`crate::fence`]): every pushed commit must name its task's live claim
     /// in a `Herd-Claim` trailer (needs `bus`). Default off.
     pub fence_claims: bool,
+    /// Connection limits: header-read/idle and write-stall timeouts.
+    pub conn_limits: crate::serve::ConnLimits,
+    /// Git requests served at once; one more gets `503` with `Retry-After` at once, never a
+    /// wait (default 512: a body may be up to `body_limit`, so this bounds their memory).
+    pub max_in_flight: usize,
+    /// Longest time to compute one upload-pack (fetch) response (default 120 s; then `503`).
+    pub upload_time_limit: Duration,
 }
 
 impl Default for HubConfig {
@@ -77,6 +84,9 @@ impl Default for HubConfig {
             push_limits: crate::pack::Limits::default(),
             access: crate::auth::Access::default(),
             fence_claims: false,
+            conn_limits: crate::serve::ConnLimits::default(),
+            max_in_flight: 512,
+            upload_time_limit: Duration::from_secs(120),
         }
     }
 }
@@ -126,12 +136,20 @@ pub struct Hub {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     tasks: Vec<JoinHandle<()>>,
+    swept: crate::leftovers::Swept,
 }
 
 impl Hub {
     /// Opens or creates the repository and starts serving.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
         crate::libgit2_opts::tune();
+        let swept = crate::leftovers::sweep(&config.dir).map_err(|e| HubError::Repo {
+            path: config.dir.clone(),
+            source: git2::Error::from_str(&format!("removing a dead hub's leftovers: {e}")),
+        })?;
+        if swept.any() {
+            tracing::warn!(?swept, dir = %config.dir.display(), "removed a dead hub's leftovers");
+        }
         let repo = repo::open_or_init(&config.dir)?;
         let trunk = Trunk::read(&repo).map_err(HubError::Git)?;
         let listener = tokio::net::TcpListener::bind(config.bind)
@@ -182,28 +200,27 @@ impl Hub {
         tasks.push(tokio::spawn(repacker(inner.clone())));
         let app = crate::routes::router(inner.clone());
         let (stop, stopped) = oneshot::channel::<()>();
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            // Small request/response exchanges: Nagle + delayed ACK would add ~40 ms each.
-            let _ = tcp.set_nodelay(true);
-        });
-        tasks.push(tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await;
-        }));
+        let limits = inner.config.conn_limits;
+        tasks.push(tokio::spawn(crate::serve::serve(
+            listener, app, limits, stopped,
+        )));
         Ok(Hub {
             inner,
             addr,
             stop: Some(stop),
             tasks,
+            swept,
         })
     }
 
     /// The clone URL, `http://127.0.0.1:<port>/herd.git`.
     pub fn url(&self) -> String {
         format!("http://{}/{}", self.addr, self.inner.config.name)
+    }
+
+    /// What a dead hub left in the directory and this one removed at start.
+    pub fn swept(&self) -> &crate::leftovers::Swept {
+        &self.swept
     }
 
     /// The bound address.

@@ -18,6 +18,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::decompression::RequestDecompressionLayer;
@@ -35,6 +36,12 @@ pub const SLOT_HEADER: &str = "x-herd-slot";
 
 pub(crate) fn router(inner: Arc<Inner>) -> Router {
     let limit = inner.config.body_limit;
+    let slots = (
+        inner.clone(),
+        Arc::new(tokio::sync::Semaphore::new(
+            inner.config.max_in_flight.max(1),
+        )),
+    );
     Router::new()
         .route("/{repo}/info/refs", get(info_refs))
         .route("/{repo}/git-upload-pack", post(upload_pack_rpc))
@@ -42,6 +49,40 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
         .with_state(inner)
         .layer(RequestDecompressionLayer::new())
         .layer(RequestBodyLimitLayer::new(limit))
+        .layer(middleware::from_fn_with_state(slots, in_flight))
+}
+
+/// At most `max_in_flight` requests in the handlers at once, across all routes; one more gets
+/// a 503 at once. (tower's `ConcurrencyLimit` would queue it, and axum applies layers per
+/// route, so one shared semaphore is the whole of it.)
+async fn in_flight(
+    State((inner, slots)): State<(Arc<Inner>, Arc<tokio::sync::Semaphore>)>,
+    request: Request,
+    next: middleware::Next,
+) -> Response {
+    match slots.try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => {
+            inner.stats.overloaded();
+            busy(format!(
+                "the hub is serving {} requests; try again",
+                inner.config.max_in_flight
+            ))
+        }
+    }
+}
+
+/// `503` with `Retry-After: 1`.
+fn busy(reason: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::RETRY_AFTER, "1"),
+        ],
+        format!("{reason}\n"),
+    )
+        .into_response()
 }
 
 impl IntoResponse for RequestError {
@@ -160,14 +201,23 @@ async fn upload_pack_rpc(
             Err(e) => return refused(&inner, e),
         };
         let (me, request) = (inner.clone(), body.clone());
-        let served = tokio::task::spawn_blocking(move || {
+        let work = tokio::task::spawn_blocking(move || {
             let position = |oid| me.trunk_position(oid);
             me.reads
                 .with(|r| upload_pack::serve(r, &request, &position))
                 .map_err(|e| RequestError::internal(e.message().to_string()))?
-        })
-        .await
-        .unwrap_or_else(|e| Err(RequestError::internal(format!("fetch task failed: {e}"))));
+        });
+        let limit = inner.config.upload_time_limit;
+        let served = match tokio::time::timeout(limit, work).await {
+            Ok(done) => done
+                .unwrap_or_else(|e| Err(RequestError::internal(format!("fetch task failed: {e}")))),
+            Err(_) => {
+                inner.stats.overloaded();
+                Err(RequestError::busy(format!(
+                    "the fetch took longer than {limit:?}; try again"
+                )))
+            }
+        };
         match served {
             Ok(out) => {
                 inner.stats.bytes(body.len() as u64, out.len() as u64);

@@ -41,6 +41,9 @@ pub struct HubStats {
     pub bad_requests: u64,
     /// Push requests refused for want of a valid slot token (401/403).
     pub pushes_denied: u64,
+    /// Requests turned away with 503 because `max_in_flight` were already being served, or
+    /// fetches that ran past the upload time limit.
+    pub overloaded: u64,
     /// Tip broadcasts published.
     pub broadcasts: u64,
     /// Broadcasts that carried a payload pack.
@@ -80,6 +83,7 @@ pub struct Stats {
     largest_batch: AtomicU64,
     bad_requests: AtomicU64,
     pushes_denied: AtomicU64,
+    overloaded: AtomicU64,
     broadcasts: AtomicU64,
     payloads: AtomicU64,
     payload_bytes: AtomicU64,
@@ -110,6 +114,7 @@ impl Default for Stats {
             largest_batch: zero(),
             bad_requests: zero(),
             pushes_denied: zero(),
+            overloaded: zero(),
             broadcasts: zero(),
             payloads: zero(),
             payload_bytes: zero(),
@@ -209,6 +214,11 @@ impl Stats {
         bump(&self.pushes_denied, 1);
     }
 
+    /// A request turned away (503).
+    pub fn overloaded(&self) {
+        bump(&self.overloaded, 1);
+    }
+
     /// Broadcasts a catch-up re-published.
     pub fn republished(&self, n: u64) {
         bump(&self.republished, n);
@@ -268,6 +278,7 @@ impl Stats {
             largest_batch: g(&self.largest_batch),
             bad_requests: g(&self.bad_requests),
             pushes_denied: g(&self.pushes_denied),
+            overloaded: g(&self.overloaded),
             broadcasts: g(&self.broadcasts),
             payloads: g(&self.payloads),
             payload_bytes: g(&self.payload_bytes),
