@@ -22,6 +22,8 @@ pub enum Access {
     Open,
     /// Pushes need a token; each token is bound to one slot.
     Tokens(Tokens),
+    /// Nobody may push: the hub serves clones and fetches only (a mirror, a finished trial).
+    ReadOnly,
 }
 
 /// Slot tokens.
@@ -59,6 +61,9 @@ pub enum Denied {
         /// The slot the header names.
         header_slot: String,
     },
+    /// A read-only hub (403).
+    #[error("this hub is read-only: it serves clones and fetches, not pushes")]
+    ReadOnly,
 }
 
 impl Denied {
@@ -132,6 +137,7 @@ impl Access {
     ) -> Result<Option<String>, Denied> {
         let tokens = match self {
             Access::Open => return Ok(header_slot.map(str::to_string)),
+            Access::ReadOnly => return Err(Denied::ReadOnly),
             Access::Tokens(t) => t,
         };
         let secret = authorization.and_then(credential).ok_or(Denied::Missing)?;
@@ -195,6 +201,10 @@ mod tests {
         assert_eq!(
             access.push_slot(Some("Digest x"), None),
             Err(Denied::Missing)
+        );
+        assert_eq!(
+            Access::ReadOnly.push_slot(Some(&bearer), None),
+            Err(Denied::ReadOnly)
         );
         // HTTP Basic: the token is the password, the user name is anything.
         let basic = base64::engine::general_purpose::STANDARD.encode(format!("leaf:{a}"));
