@@ -4,7 +4,9 @@
 //! A leaf whose lease lapsed (a pause, a partition) and whose task another leaf took over
 //! cannot land its stale work, whatever it believes. An epoch below one the hub already
 //! accepted for the task is refused too, and the accepted epoch is recorded before the ref
-//! moves.
+//! moves. The live epoch is read when the push arrives ([`CLAIM_HEADER`]) or, for a task the
+//! header does not name, on the store thread; either way a claim can still move between the read
+//! and the ref update (by the push's wait for the store), and epochs only move forward.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -16,6 +18,30 @@ use crate::refusal::Refusal;
 /// The trailer's key.
 pub const CLAIM_TRAILER: &str = "Herd-Claim";
 
+/// Header a pusher may send naming the claim its commits carry (`<task>@<epoch>`): the hub
+/// reads that claim's live epoch from the bus as the push arrives, before it waits for the
+/// store thread, so fencing costs the serial path no bus round trip. The trailers still decide;
+/// a commit naming another task is checked against the bus on the store thread.
+pub const CLAIM_HEADER: &str = "x-herd-claim";
+
+/// A claim named by [`CLAIM_HEADER`] and its live epoch when the push arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClaimHint {
+    /// The task.
+    pub task: String,
+    /// Its live claim's epoch (`None`: unclaimed).
+    pub live: Option<u64>,
+}
+
+/// `(task, epoch)` of a `<task>@<epoch>` value.
+pub fn parse_claim(value: &str) -> Option<(String, u64)> {
+    let (task, epoch) = value.trim().rsplit_once('@')?;
+    if task.is_empty() {
+        return None;
+    }
+    Some((task.to_string(), epoch.parse().ok()?))
+}
+
 /// The highest epoch accepted per task.
 #[derive(Default)]
 pub(crate) struct Fences {
@@ -25,9 +51,7 @@ pub(crate) struct Fences {
 /// `(task, epoch)` of a commit message's last `Herd-Claim:` trailer.
 pub fn claim_trailer(message: &str) -> Option<(String, u64)> {
     message.lines().rev().find_map(|line| {
-        let value = line.strip_prefix(CLAIM_TRAILER)?.strip_prefix(':')?.trim();
-        let (task, epoch) = value.rsplit_once('@')?;
-        Some((task.to_string(), epoch.parse().ok()?))
+        parse_claim(line.strip_prefix(CLAIM_TRAILER)?.strip_prefix(':')?)
     })
 }
 

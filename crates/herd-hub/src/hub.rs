@@ -338,6 +338,9 @@ async fn repacker(inner: Arc<Inner>) {
 pub(crate) struct PushContext {
     pub(crate) slot: Option<String>,
     pub(crate) traceparent: Option<String>,
+    /// The claim the pusher named (`x-herd-claim`) and its live epoch, read from the bus when
+    /// the push arrived — so fencing does not wait on the bus on the store thread.
+    pub(crate) claim: Option<crate::fence::ClaimHint>,
 }
 
 /// The trunk in memory: its commits by position (the seed is 1), so "is this commit on the
@@ -478,15 +481,22 @@ impl Inner {
 
     /// Fencing (when on): every commit of `chain` carries its task's live claim. Runs on the
     /// store thread, which waits for the bus reads.
-    pub(crate) fn fence(&self, repo: &Repository, chain: &[Oid]) -> Result<(), Refusal> {
+    pub(crate) fn fence(
+        &self,
+        repo: &Repository,
+        chain: &[Oid],
+        hint: Option<&crate::fence::ClaimHint>,
+    ) -> Result<(), Refusal> {
         let (true, Some(bus)) = (self.config.fence_claims, self.config.bus.as_ref()) else {
             return Ok(());
         };
-        let live = |task: &str| {
-            self.runtime
+        let live = |task: &str| match hint {
+            Some(h) if h.task == task => Ok(h.live),
+            _ => self
+                .runtime
                 .block_on(bus.claim(task))
                 .map(|c| c.map(|(_, epoch)| epoch))
-                .map_err(|e| e.to_string())
+                .map_err(|e| e.to_string()),
         };
         self.fences.check(repo, chain, &live)
     }

@@ -170,7 +170,7 @@ fn admit_and_land(
             Ok(u) => u,
             Err(refusal) => return Ok(Err(refusal)),
         };
-    if let Err(refusal) = inner.fence(s.repo, &update.chain) {
+    if let Err(refusal) = inner.fence(s.repo, &update.chain, ctx.claim.as_ref()) {
         return Ok(Err(refusal));
     }
     let hub = match Signature::now("herd-hub", "hub@herd") {

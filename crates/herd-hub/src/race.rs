@@ -74,7 +74,7 @@ fn cas(
     if update.chain.is_empty() {
         return Ok(Ok((Vec::new(), Vec::new())));
     }
-    if let Err(refusal) = inner.fence(s.repo, &update.chain) {
+    if let Err(refusal) = inner.fence(s.repo, &update.chain, ctx.claim.as_ref()) {
         return Ok(Err(refusal));
     }
     let storage = |what: &str, e: git2::Error| Refusal::Storage(format!("{what}: {}", e.message()));

@@ -72,6 +72,17 @@ async fn in_flight(
     }
 }
 
+/// The live epoch of the claim a push names in [`crate::fence::CLAIM_HEADER`], read now
+/// (when the hub fences and the header parses; otherwise fencing reads it on the store thread).
+async fn claim_hint(inner: &Inner, header: Option<&str>) -> Option<crate::fence::ClaimHint> {
+    let (true, Some(bus)) = (inner.config.fence_claims, inner.config.bus.as_ref()) else {
+        return None;
+    };
+    let (task, _) = crate::fence::parse_claim(header?)?;
+    let live = bus.claim(&task).await.ok()?.map(|(_, epoch)| epoch);
+    Some(crate::fence::ClaimHint { task, live })
+}
+
 /// `503` with `Retry-After: 1`.
 fn busy(reason: String) -> Response {
     (
@@ -244,6 +255,8 @@ async fn receive_pack_rpc(
         Err(denied) => return deny(&inner, denied),
     };
     let traceparent = header_str(request.headers(), "traceparent").map(str::to_string);
+    let claim_header =
+        header_str(request.headers(), crate::fence::CLAIM_HEADER).map(str::to_string);
     let span = tracing::info_span!(
         "hub.receive_pack",
         push.accepted = tracing::field::Empty,
@@ -278,7 +291,13 @@ async fn receive_pack_rpc(
         )
         .await?;
         let len = body.len() as u64;
-        let (report, outcome) = inner.push(body, PushContext { slot, traceparent }).await?;
+        let claim = claim_hint(&inner, claim_header.as_deref()).await;
+        let ctx = PushContext {
+            slot,
+            traceparent,
+            claim,
+        };
+        let (report, outcome) = inner.push(body, ctx).await?;
         inner.stats.bytes(len, report.len() as u64);
         Ok::<_, RequestError>((report, outcome))
     };

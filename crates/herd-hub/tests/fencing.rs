@@ -58,19 +58,27 @@ async fn only_the_live_claim_lands() {
         .await
         .unwrap();
     let repo = std::sync::Arc::new(std::sync::Mutex::new(repo));
-    let push = |path: &'static str, message: String| {
+    // Each push names a claim in the `x-herd-claim` header too (as leaves do): the hub reads
+    // that claim as the push arrives. The header only says which claim to read; the trailer
+    // decides. `hint` is the header's value.
+    let push_hinted = |path: &'static str, message: String, hint: String| {
         let repo = repo.clone();
         tokio::task::spawn_blocking(move || {
             let repo = repo.lock().unwrap();
             let base = repo.head().unwrap().target().unwrap().to_string();
             commit_with(&repo, path, &message);
-            let result = common::push(&repo);
+            let result = if hint.is_empty() {
+                common::push(&repo)
+            } else {
+                common::push_with(&repo, &[(herd_hub::fence::CLAIM_HEADER, &hint)])
+            };
             if result.is_err() {
                 reset_to(&repo, &base);
             }
             result
         })
     };
+    let push = |path: &'static str, message: String| push_hinted(path, message, String::new());
 
     let err = push("slot-0/a", "no trailer\n".into()).await.unwrap();
     assert!(err.unwrap_err().contains("no Herd-Claim"));

@@ -203,7 +203,7 @@ impl Leaf {
             {
                 return Ok(None);
             }
-            let headers = self.push_headers();
+            let headers = self.push_headers(claim);
             match worker
                 .run(move |r| r.push(&as_refs(&headers), target))
                 .await?
@@ -389,8 +389,15 @@ impl Leaf {
         err
     }
 
-    fn push_headers(&self) -> Vec<(String, String)> {
-        let mut headers = vec![("x-herd-slot".to_string(), self.slot.clone())];
+    fn push_headers(&self, claim: &Claim) -> Vec<(String, String)> {
+        let mut headers = vec![
+            ("x-herd-slot".to_string(), self.slot.clone()),
+            // Lets a fencing hub read the claim before the push waits for its store.
+            (
+                herd_hub::fence::CLAIM_HEADER.to_string(),
+                format!("{}@{}", claim.task.0, claim.epoch),
+            ),
+        ];
         if let Some(token) = &self.hub_token {
             headers.push(("authorization".to_string(), format!("Bearer {token}")));
         }
