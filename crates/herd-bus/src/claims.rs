@@ -134,9 +134,39 @@ impl Bus {
         }
     }
 
-    /// Renews `leaf`'s claim of `epoch` on `task` for another `ttl`. `false` when the claim
-    /// lapsed or moved on meanwhile (the holder has lost it and must not push).
-    pub async fn renew(&self, task: &str, epoch: u64, leaf: &str, ttl: Duration) -> Result<bool> {
+    /// [`release`](Self::release) in one request when the holder knows the claim's latest
+    /// revision (its epoch, or its last renewal): a delete expecting that revision. When the
+    /// claim moved since, falls back to reading it.
+    pub async fn release_at(&self, task: &str, epoch: u64, revision: u64) -> Result<bool> {
+        check_key(CLAIMS_BUCKET, task)?;
+        match self
+            .claims
+            .delete_expect_revision(task, Some(revision))
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                self.release(task, epoch).await
+            }
+            Err(e) => Err(BusError::Key {
+                bucket: CLAIMS_BUCKET,
+                key: task.into(),
+                op: "release",
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Renews `leaf`'s claim of `epoch` on `task` for another `ttl`: the claim's new revision,
+    /// or `None` when the claim lapsed or moved on meanwhile (the holder has lost it and must
+    /// not push).
+    pub async fn renew(
+        &self,
+        task: &str,
+        epoch: u64,
+        leaf: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>> {
         check_key(CLAIMS_BUCKET, task)?;
         let (mut record, revision) = match self.claim_entry(task).await? {
             Current::Held { record, revision }
@@ -144,15 +174,15 @@ impl Bus {
             {
                 (record, revision)
             }
-            _ => return Ok(false),
+            _ => return Ok(None),
         };
         record.epoch = Some(epoch);
         record.at = now_ms();
         record.ttl_secs = ttl_secs(ttl);
         let value = serde_json::to_vec(&record).map_err(|source| decode_err(task, source))?;
         match self.cas_publish(task, revision, ttl, value).await {
-            Ok(_) => Ok(true),
-            Err(CasError::Moved) => Ok(false),
+            Ok(revision) => Ok(Some(revision)),
+            Err(CasError::Moved) => Ok(None),
             Err(CasError::Other(source)) => Err(BusError::Key {
                 bucket: CLAIMS_BUCKET,
                 key: task.into(),

@@ -64,6 +64,7 @@ async fn a_leaf_does_its_work_and_nothing_else() {
         leaf.renew("t1", epoch, "leaf-0", Duration::from_secs(30))
             .await
             .unwrap()
+            .is_some()
     );
     assert_eq!(leaf.claim("t1").await.unwrap().map(|(_, e)| e), Some(epoch));
     record.state = TaskState::Claimed;

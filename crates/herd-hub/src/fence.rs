@@ -50,9 +50,10 @@ pub(crate) struct Fences {
 
 /// `(task, epoch)` of a commit message's last `Herd-Claim:` trailer.
 pub fn claim_trailer(message: &str) -> Option<(String, u64)> {
-    message.lines().rev().find_map(|line| {
-        parse_claim(line.strip_prefix(CLAIM_TRAILER)?.strip_prefix(':')?)
-    })
+    message
+        .lines()
+        .rev()
+        .find_map(|line| parse_claim(line.strip_prefix(CLAIM_TRAILER)?.strip_prefix(':')?))
 }
 
 impl Fences {

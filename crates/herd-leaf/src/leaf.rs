@@ -433,13 +433,6 @@ impl Leaf {
         let span = tracing::info_span!("leaf.claim", leaf = %self.id, task = %task, outcome = tracing::field::Empty, claim.epoch = tracing::field::Empty);
         async {
             let id = task.0.as_str();
-            let (record, _) = self
-                .bus
-                .task(id)
-                .await
-                .map_err(|e| LeafError::bus(id, e))?
-                .ok_or_else(|| LeafError::NotFound { task: id.into() })?;
-            done(id, record.state)?;
             match self
                 .bus
                 .try_claim(id, &self.id, self.claim_ttl)
@@ -447,30 +440,36 @@ impl Leaf {
                 .map_err(|e| LeafError::bus(id, e))?
             {
                 ClaimOutcome::Won { revision } => {
-                    add(&self.counters.claims_won, 1);
-                    tracing::Span::current()
-                        .record("outcome", "won")
-                        .record("claim.epoch", revision);
                     let leaf = self.id.clone();
-                    // The record moves only if nobody finished the task meanwhile (a claim
-                    // won on a task closed between the read above and the claim is given back).
+                    // The record moves only if the task exists and nobody finished it: a claim
+                    // won on a missing, committed or closed task is given back at once. (No
+                    // read before the claim: the move reads the record anyway.)
+                    let seen = std::sync::Mutex::new(None);
                     let moved = self
-                        .update_record(id, move |r| {
+                        .update_record(id, |r| {
                             done(&r.id, r.state)?;
                             r.state = TaskState::Claimed;
                             r.epoch = Some(revision);
                             r.leaf = leaf.clone();
+                            *seen.lock().expect("claim record") =
+                                Some((r.title.clone(), r.paths.clone()));
                             Ok(())
                         })
                         .await;
                     if let Err(e) = moved {
-                        let _ = self.bus.release(id, revision).await;
+                        let _ = self.bus.release_at(id, revision, revision).await;
                         return Err(e);
                     }
+                    add(&self.counters.claims_won, 1);
+                    tracing::Span::current()
+                        .record("outcome", "won")
+                        .record("claim.epoch", revision);
                     self.leases
                         .hold(&self.bus, id, revision, &self.id, self.claim_ttl);
                     if self.ledger.task(id)?.is_none() {
-                        self.ledger.insert_task(id, &record.title, &record.paths)?;
+                        let (title, paths) =
+                            seen.into_inner().expect("claim record").unwrap_or_default();
+                        self.ledger.insert_task(id, &title, &paths)?;
                     }
                     self.ledger
                         .set_state(id, TaskState::Claimed, Some(revision), None, None)?;
@@ -498,7 +497,7 @@ impl Leaf {
     /// stalled (a long pause, a stopped process) while holding it, so the claim lapses after
     /// `claim_ttl` and another leaf may take the task. For fault trials and tests.
     pub fn stall_lease(&self, claim: &Claim) {
-        self.leases.drop_lease(&claim.task.0);
+        let _ = self.leases.drop_lease(&claim.task.0);
     }
 
     /// Marks the task closed (bus and ledger) and releases the claim.
@@ -519,7 +518,7 @@ impl Leaf {
 
     async fn finish(&self, claim: Claim, state: TaskState) -> Result<(), LeafError> {
         let id = claim.task.0.as_str();
-        self.leases.drop_lease(id);
+        let revision = self.leases.drop_lease(id).unwrap_or(claim.epoch);
         let epoch = claim.epoch;
         self.update_record(id, move |r| {
             fenced(r, epoch)?;
@@ -529,7 +528,7 @@ impl Leaf {
         .await?;
         self.ledger.set_state(id, state, None, None, None)?;
         self.bus
-            .release(id, claim.epoch)
+            .release_at(id, claim.epoch, revision)
             .await
             .map_err(|e| LeafError::bus(id, e))?;
         Ok(())

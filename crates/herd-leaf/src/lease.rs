@@ -16,6 +16,9 @@ use tokio::task::JoinHandle;
 pub(crate) struct Leases {
     renewers: Mutex<HashMap<String, JoinHandle<()>>>,
     lapsed: Arc<Mutex<HashSet<String>>>,
+    /// Each held claim's latest revision (its epoch, then each renewal's), so a release is
+    /// one request.
+    revisions: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl Leases {
@@ -24,13 +27,23 @@ impl Leases {
         let (bus, id, leaf) = (bus.clone(), task.to_string(), leaf.to_string());
         let lapsed = self.lapsed.clone();
         lapsed.lock().expect("lease lock").remove(task);
+        let revisions = self.revisions.clone();
+        revisions
+            .lock()
+            .expect("lease lock")
+            .insert(task.to_string(), epoch);
         let every = (ttl / 3).max(Duration::from_millis(300));
         let renewer = tokio::spawn(async move {
             loop {
                 tokio::time::sleep(every).await;
                 match bus.renew(&id, epoch, &leaf, ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => {
+                    Ok(Some(revision)) => {
+                        revisions
+                            .lock()
+                            .expect("lease lock")
+                            .insert(id.clone(), revision);
+                    }
+                    Ok(None) => {
                         tracing::warn!(task = %id, epoch, "claim lapsed before the task finished");
                         lapsed.lock().expect("lease lock").insert(id);
                         return;
@@ -50,11 +63,12 @@ impl Leases {
         }
     }
 
-    /// Stops renewing `task` (closed, released or failed).
-    pub fn drop_lease(&self, task: &str) {
+    /// Stops renewing `task` (closed, released or failed); the claim's latest known revision.
+    pub fn drop_lease(&self, task: &str) -> Option<u64> {
         if let Some(renewer) = self.renewers.lock().expect("lease lock").remove(task) {
             renewer.abort();
         }
+        self.revisions.lock().expect("lease lock").remove(task)
     }
 
     /// Did `task`'s claim lapse while it ran?

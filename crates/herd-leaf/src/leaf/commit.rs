@@ -373,7 +373,7 @@ impl Leaf {
             "refused"
         };
         let _ = self.ledger.event(Some(&id), kind, Some(&err.to_string()));
-        self.leases.drop_lease(&id);
+        let revision = self.leases.drop_lease(&id).unwrap_or(claim.epoch);
         let epoch = claim.epoch;
         let _ = self
             .update_record(&id, move |r| {
@@ -385,7 +385,7 @@ impl Leaf {
         let _ = self
             .ledger
             .set_state(&id, TaskState::Failed, None, None, Some(u64::from(retries)));
-        let _ = self.bus.release(&id, claim.epoch).await;
+        let _ = self.bus.release_at(&id, claim.epoch, revision).await;
         err
     }
 
