@@ -21,9 +21,16 @@
 //! - [`client`]: the fast `http://` transport leaves use with git2 (request headers, the
 //!   landed-commit response header, the last advertised tip).
 //!
+//! - **Who may push** ([`auth`]): open, read-only, or slot tokens (the slot comes from the
+//!   token); **what may land** ([`policy`], [`tree_rules`], pack [`pack::Limits`], claim
+//!   [`fence`]); **tips never lost** ([`tips`]: publish retries, catch-up at start, a repairer);
+//!   **connection limits** ([`serve`]: header/idle and write-stall timeouts; a cap on requests in
+//!   flight answered with 503); **crash hygiene** ([`leftovers`]: a dead hub's temporary packs,
+//!   quarantines and ref locks removed at start). `docs/security.md` has the threat model.
+//!
 //! Bad input (malformed pkt-lines, truncated packs, unknown services, wrong content types,
 //! oversized bodies) gets a 4xx with a one-line reason and leaves the repository unchanged.
-//! Calls: herd-bus (publishing). Called by: herd-leaf (client side), herd-trial.
+//! Calls: herd-bus (publishing, reading claims to fence). Called by: herd-leaf (client side), herd-trial.
 
 pub mod advertise;
 pub mod auth;

@@ -19,6 +19,10 @@
 //! - The tip subscriber ([`tip_sync`]) follows the trunk by one [`SyncPolicy`]: apply the
 //!   broadcast's payload (no request to the hub), fetch every tip, or fetch on demand; each
 //!   broadcast gets exactly one outcome, counted in [`LeafStats`] and noted in the ledger.
+//! - Claims are leases renewed while a task runs (`lease.rs`); a lapse is detected and the leaf
+//!   refuses to push. Pushes carry the slot token (`Authorization: Bearer`) and name their
+//!   claim (`x-herd-claim`) for a fencing hub; a broadcast with a forged or backwards `seq`
+//!   is ignored and counted (`backwards`).
 //! - Spans: `leaf.open`, `leaf.claim`, `leaf.commit`, `leaf.close`, `leaf.sync_on_broadcast`
 //!   (`pull.source`: payload, fetch, none).
 //!
