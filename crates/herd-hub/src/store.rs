@@ -2,14 +2,14 @@
 //! `Sync`) and runs integration jobs one at a time — the single writer of the trunk.
 //!
 //! **Staging in memory.** The thread's object database has a memory backend
-//! ([`MemObjects`]) at the highest priority. A pushed pack is read into it ([`crate::pack::read`], thin bases from the
+//! ([`MemObjects`]) at the highest priority. A pushed pack is read into it ([`crate::pack::read()`], thin bases from the
 //! store) — that is the quarantine: policy checks read the pushed objects through the same
 //! handle as the trunk's, and nothing reaches the disk unless the update is accepted. An
 //! accepted update's objects (and, in queue mode, the trees and commits the hub replayed) are
 //! written as one pack, *then* the ref moves; the memory backend is emptied after every job.
 //! A refused push costs no file at all.
 //!
-//! After a repack the thread reopens the repository ([`Store::reopen`]): the packs its handle
+//! After a repack the thread reopens the repository (`Store::reopen`): the packs its handle
 //! had mapped were merged away.
 
 use std::path::PathBuf;

@@ -3,7 +3,7 @@
 //!
 //! - A broadcast's `seq` is the commit's trunk position (the seed is 1), so it is durable: a
 //!   restarted hub continues where it left off, and a leaf can tell a gap from a replay.
-//! - The hub remembers the highest position published in order ([`Published`]). A batch of
+//! - The hub remembers the highest position published in order (`Published`). A batch of
 //!   broadcasts that does not continue it (an earlier publish failed) is replaced by a
 //!   *catch-up*: every position after it, rebuilt from the repository, in order.
 //! - A publish is retried with the same `Nats-Msg-Id` (the oid: the stream drops a duplicate);

@@ -1,4 +1,4 @@
-//! Git packs in memory: [`read`] a pack into objects (resolving deltas, thin bases from a
+//! Git packs in memory: [`read()`] a pack into objects (resolving deltas, thin bases from a
 //! lookup) keeping where each entry sits, and build one pack ([`Writer`]) from spliced entries
 //! and new objects, each object once, nothing compressed twice. The hub stages pushed packs this way
 //! (nothing touches the disk until an update is accepted) and leaves apply broadcast payloads
