@@ -10,7 +10,7 @@
 //! - **A push** is one receive-pack request with exactly the objects the commit adds to its
 //!   base, naming `refs/heads/main` with the base as old tip (race) or `refs/for/main` (merge
 //!   queue); the report is parsed and refusals are read once ([`herd_hub::classify`]).
-//! - **Payloads** from tip broadcasts are read ([`herd_hub::pack::read`]) into the memory
+//! - **Payloads** from tip broadcasts are read ([`herd_hub::pack::read()`]) into the memory
 //!   backend, hashed with plain SHA-1 (the hub verified them with collision detection); a fetch
 //!   is the fallback.
 //!
