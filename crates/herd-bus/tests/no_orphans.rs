@@ -13,7 +13,11 @@ const MODE: &str = "HERD_NO_ORPHANS_CHILD";
 fn main() {
     if let Ok(mode) = std::env::var(MODE) {
         let server = herd_bus::NatsServer::start().expect("start nats-server");
-        println!("{}", server.pid().expect("running"));
+        println!(
+            "{} {}",
+            server.pid().expect("running"),
+            server.dir().display()
+        );
         if mode == "exit" {
             std::process::exit(0);
         }
@@ -52,10 +56,11 @@ fn check(mode: &str) -> Result<(), String> {
             String::from_utf8_lossy(&out.stderr)
         ));
     }
-    let pid: i32 = String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .map_err(|e| format!("no pid printed: {e}"))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (pid, dir) = stdout.trim().split_once(' ').ok_or("no pid and dir printed")?;
+    let pid: i32 = pid.parse().map_err(|e| format!("no pid printed: {e}"))?;
+    // `exit` skipped the fixture's destructor: its temp dir is this test's to remove.
+    let _ = std::fs::remove_dir_all(dir);
     let deadline = Instant::now() + Duration::from_secs(5);
     while alive(pid) {
         if Instant::now() > deadline {
