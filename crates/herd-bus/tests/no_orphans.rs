@@ -57,7 +57,10 @@ fn check(mode: &str) -> Result<(), String> {
         ));
     }
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let (pid, dir) = stdout.trim().split_once(' ').ok_or("no pid and dir printed")?;
+    let (pid, dir) = stdout
+        .trim()
+        .split_once(' ')
+        .ok_or("no pid and dir printed")?;
     let pid: i32 = pid.parse().map_err(|e| format!("no pid printed: {e}"))?;
     // `exit` skipped the fixture's destructor: its temp dir is this test's to remove.
     let _ = std::fs::remove_dir_all(dir);
