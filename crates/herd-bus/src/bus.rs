@@ -245,6 +245,47 @@ async fn ensure_bucket(
     bucket: &'static str,
     limit_markers: Option<Duration>,
 ) -> Result<kv::Store> {
+    let store = create_bucket(js, bucket, limit_markers).await?;
+    harden(js, bucket).await?;
+    Ok(store)
+}
+
+/// Takes rollups and purges away from a bucket's stream. A KV stream allows `Nats-Rollup`
+/// headers (the KV purge uses them, herd does not), and a client allowed to put a key could
+/// publish `Nats-Rollup: all` and erase every key — the permission to write claims would be
+/// the power to wipe them. Idempotent; only the hub's user may update streams.
+async fn harden(js: &jetstream::Context, bucket: &'static str) -> Result<()> {
+    let err = |op, e: Box<dyn std::error::Error + Send + Sync>| BusError::Bucket {
+        bucket,
+        op,
+        source: e,
+    };
+    let mut stream = js
+        .get_stream(format!("KV_{bucket}"))
+        .await
+        .map_err(|e| err("bind stream", Box::new(e)))?;
+    let mut config = stream
+        .info()
+        .await
+        .map_err(|e| err("read stream config", Box::new(e)))?
+        .config
+        .clone();
+    if !config.allow_rollup && config.deny_purge {
+        return Ok(());
+    }
+    config.allow_rollup = false;
+    config.deny_purge = true;
+    js.update_stream(config)
+        .await
+        .map_err(|e| err("disallow rollups and purges", Box::new(e)))?;
+    Ok(())
+}
+
+async fn create_bucket(
+    js: &jetstream::Context,
+    bucket: &'static str,
+    limit_markers: Option<Duration>,
+) -> Result<kv::Store> {
     if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
     }

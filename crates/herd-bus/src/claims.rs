@@ -40,9 +40,13 @@ pub struct ClaimRecord {
 }
 
 impl ClaimRecord {
-    /// The claim's epoch, given the revision this record was read at.
+    /// The claim's epoch, given the revision this record was read at. A renewal's record names
+    /// its epoch itself; a value above the record's own revision cannot be one (a writer could
+    /// otherwise name `u64::MAX` and make every real epoch look stale to a fencing hub), so the
+    /// revision stands instead. Whoever may write claims can still overwrite a live one with
+    /// compare-and-swap — a malicious leaf, beyond what epochs can stop (docs/security.md).
     pub fn epoch_at(&self, revision: u64) -> u64 {
-        self.epoch.unwrap_or(revision)
+        self.epoch.filter(|e| *e <= revision).unwrap_or(revision)
     }
 }
 
@@ -192,7 +196,7 @@ impl Bus {
         }
     }
 
-    /// The live claim on `task` and its epoch, if any.
+    /// The live claim on `task` and its epoch, if any (see [`ClaimRecord::epoch_at`]).
     pub async fn claim(&self, task: &str) -> Result<Option<(ClaimRecord, u64)>> {
         check_key(CLAIMS_BUCKET, task)?;
         Ok(match self.claim_entry(task).await? {

@@ -126,6 +126,22 @@ async fn a_leaf_does_its_work_and_nothing_else() {
         Some(1),
         "the tip stream is as the hub left it"
     );
+    // A put with `Nats-Rollup: all` would erase every key of the bucket: the stream refuses it.
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Rollup", "all");
+    let rollup = match leaf
+        .jetstream()
+        .publish_with_headers("$KV.herd-tasks.t2", headers, "{}".into())
+        .await
+    {
+        Ok(ack) => ack.await.map(|_| ()).map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    assert!(rollup.is_err(), "a leaf rolled up the tasks bucket");
+    assert!(
+        hub.task("t1").await.unwrap().is_some(),
+        "the tasks survived the rollup attempt"
+    );
     // The server refused exactly the three forbidden publishes: the leaf's own work above
     // needed no permission it lacks.
     let log = server.log_tail(400);

@@ -4,9 +4,10 @@
 //! A leaf whose lease lapsed (a pause, a partition) and whose task another leaf took over
 //! cannot land its stale work, whatever it believes. An epoch below one the hub already
 //! accepted for the task is refused too, and the accepted epoch is recorded before the ref
-//! moves. The live epoch is read when the push arrives ([`CLAIM_HEADER`]) or, for a task the
-//! header does not name, on the store thread; either way a claim can still move between the read
-//! and the ref update (by the push's wait for the store), and epochs only move forward.
+//! moves. The live epoch is read when the push arrives ([`CLAIM_HEADER`]) — again on the store
+//! thread if that read is over a second old by then — or, for a task the header does not name,
+//! on the store thread; a claim can still move in the moments between the read and the ref
+//! update, and epochs only move forward.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -31,6 +32,8 @@ pub struct ClaimHint {
     pub task: String,
     /// Its live claim's epoch (`None`: unclaimed).
     pub live: Option<u64>,
+    /// When it was read (a stale read is done again on the store thread).
+    pub read_at: std::time::Instant,
 }
 
 /// `(task, epoch)` of a `<task>@<epoch>` value.

@@ -125,6 +125,9 @@ pub(crate) struct Inner {
     runtime: tokio::runtime::Handle,
 }
 
+/// How old a claim read on a push's arrival may be when the push reaches the store.
+const HINT_FRESH: Duration = Duration::from_secs(1);
+
 /// Holds the store thread ([`Hub::hold_store`]) until dropped.
 pub struct StoreHold {
     _release: std::sync::mpsc::Sender<()>,
@@ -341,6 +344,9 @@ pub(crate) struct PushContext {
     /// The claim the pusher named (`x-herd-claim`) and its live epoch, read from the bus when
     /// the push arrived — so fencing does not wait on the bus on the store thread.
     pub(crate) claim: Option<crate::fence::ClaimHint>,
+    /// The request's `max_in_flight` slot, held (never read) until the push task ends.
+    #[allow(dead_code)]
+    pub(crate) in_flight: Option<crate::routes::InFlight>,
 }
 
 /// The trunk in memory: its commits by position (the seed is 1), so "is this commit on the
@@ -491,7 +497,9 @@ impl Inner {
             return Ok(());
         };
         let live = |task: &str| match hint {
-            Some(h) if h.task == task => Ok(h.live),
+            // Read as the push arrived; a read older than a second (a long wait for the store)
+            // is done again.
+            Some(h) if h.task == task && h.read_at.elapsed() < HINT_FRESH => Ok(h.live),
             _ => self
                 .runtime
                 .block_on(bus.claim(task))

@@ -149,6 +149,13 @@ fn check_trees(
         let (pt, ct) = trees.map_err(|_| Refusal::MissingObjects { oid: *oid })?;
         let mut fault = None;
         let mut visit = |path: &str, tree: &git2::Tree<'_>| {
+            if tree_rules::depth(path) > tree_rules::MAX_TREE_DEPTH {
+                fault = Some(Refusal::BadTree {
+                    path: path.chars().take(200).collect(),
+                    why: "directories nested deeper than 256 levels",
+                });
+                return Err(git2::Error::from_str("tree refused"));
+            }
             let raw = odb.read(tree.id())?;
             tree_rules::check(raw.data()).map_err(|f| {
                 let at = if path.is_empty() {
@@ -168,6 +175,19 @@ fn check_trees(
             return Err(refusal);
         }
         let diff = diff.map_err(|_| Refusal::MissingObjects { oid: *oid })?;
+        // Every file a commit adds or changes must be a blob that is there: an entry naming a
+        // missing object, or a tree or commit under a file mode, would break every later
+        // clone and fetch of the trunk.
+        for c in &diff.changes {
+            if let Some((id, _)) = c.new
+                && !matches!(odb.read_header(id), Ok((_, git2::ObjectType::Blob)))
+            {
+                return Err(Refusal::BadTree {
+                    path: c.path.clone(),
+                    why: "names an object that is missing or not a file",
+                });
+            }
+        }
         if let Some(prefix) = &prefix
             && let Some(c) = diff.changes.iter().find(|c| !c.path.starts_with(prefix))
         {

@@ -57,11 +57,16 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
 /// route, so one shared semaphore is the whole of it.)
 async fn in_flight(
     State((inner, slots)): State<(Arc<Inner>, Arc<tokio::sync::Semaphore>)>,
-    request: Request,
+    mut request: Request,
     next: middleware::Next,
 ) -> Response {
     match slots.try_acquire_owned() {
-        Ok(_permit) => next.run(request).await,
+        Ok(permit) => {
+            // A push lands in its own task, which outlives a client that hangs up: it takes a
+            // share of the permit, so the slot is free only when the push is done too.
+            request.extensions_mut().insert(InFlight(Arc::new(permit)));
+            next.run(request).await
+        }
         Err(_) => {
             inner.stats.overloaded();
             busy(format!(
@@ -72,6 +77,10 @@ async fn in_flight(
     }
 }
 
+/// One of the `max_in_flight` slots, shared by a request and the push task it starts.
+#[derive(Clone, Debug)]
+pub(crate) struct InFlight(#[allow(dead_code)] Arc<tokio::sync::OwnedSemaphorePermit>);
+
 /// The live epoch of the claim a push names in [`crate::fence::CLAIM_HEADER`], read now
 /// (when the hub fences and the header parses; otherwise fencing reads it on the store thread).
 async fn claim_hint(inner: &Inner, header: Option<&str>) -> Option<crate::fence::ClaimHint> {
@@ -79,8 +88,13 @@ async fn claim_hint(inner: &Inner, header: Option<&str>) -> Option<crate::fence:
         return None;
     };
     let (task, _) = crate::fence::parse_claim(header?)?;
+    let read_at = std::time::Instant::now();
     let live = bus.claim(&task).await.ok()?.map(|(_, epoch)| epoch);
-    Some(crate::fence::ClaimHint { task, live })
+    Some(crate::fence::ClaimHint {
+        task,
+        live,
+        read_at,
+    })
 }
 
 /// `503` with `Retry-After: 1`.
@@ -257,6 +271,7 @@ async fn receive_pack_rpc(
     let traceparent = header_str(request.headers(), "traceparent").map(str::to_string);
     let claim_header =
         header_str(request.headers(), crate::fence::CLAIM_HEADER).map(str::to_string);
+    let in_flight = request.extensions().get::<InFlight>().cloned();
     let span = tracing::info_span!(
         "hub.receive_pack",
         push.accepted = tracing::field::Empty,
@@ -296,6 +311,7 @@ async fn receive_pack_rpc(
             slot,
             traceparent,
             claim,
+            in_flight,
         };
         let (report, outcome) = inner.push(body, ctx).await?;
         inner.stats.bytes(len, report.len() as u64);

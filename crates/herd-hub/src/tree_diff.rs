@@ -91,6 +91,11 @@ fn walk(
     out: &mut TreeDiff,
     visit: &mut Visit<'_>,
 ) -> Result<(), git2::Error> {
+    // Policy refuses deeper trees before they land; this only keeps a walk of anything else
+    // from recursing without bound.
+    if crate::tree_rules::depth(prefix) > crate::tree_rules::MAX_TREE_DEPTH + 1 {
+        return Err(git2::Error::from_str("tree nested too deep"));
+    }
     if let (Some(o), Some(n)) = (old, new)
         && o.id() == n.id()
     {

@@ -25,6 +25,19 @@ pub struct TreeFault {
 
 const MODES: [&[u8]; 3] = [b"100644", b"100755", b"40000"];
 
+/// Deepest directory nesting a pushed tree may have. Git itself caps it (`core.maxTreeDepth`);
+/// here it also bounds the recursion of every tree walk on the hub's 2 MiB-stack threads.
+pub const MAX_TREE_DEPTH: usize = 256;
+
+/// How deep `path` (a `/`-separated directory path, `""` for the root) sits.
+pub fn depth(path: &str) -> usize {
+    if path.is_empty() {
+        0
+    } else {
+        path.matches('/').count() + 1
+    }
+}
+
 /// Checks one tree object's content. `Ok` lists the entries that are subtrees (name, id).
 pub fn check(data: &[u8]) -> Result<(), TreeFault> {
     let mut at = 0;
@@ -101,10 +114,12 @@ pub fn name_fault(name: &[u8]) -> Option<&'static str> {
 /// `.git` as NTFS, HFS+ or a case-insensitive filesystem would see it.
 fn is_dotgit(name: &[u8]) -> bool {
     let lower = name.to_ascii_lowercase();
-    // NTFS: trailing dots and spaces are dropped; `name:stream` names a stream of `name`.
+    // NTFS: trailing dots and spaces are dropped, and `name:stream` names a stream of `name`
+    // — so the stem, then any dots and spaces, then the end or a `:` (as git's fsck sees it).
     let ntfs_base = |n: &[u8], stem: &[u8]| {
         n.strip_prefix(stem).is_some_and(|rest| {
-            rest.first() == Some(&b':') || rest.iter().all(|&b| b == b'.' || b == b' ')
+            let tail = rest.iter().position(|&b| b != b'.' && b != b' ');
+            tail.is_none_or(|at| rest[at] == b':')
         })
     };
     if ntfs_base(&lower, b".git") || ntfs_base(&lower, b"git~1") {
@@ -164,7 +179,7 @@ mod tests {
 
     #[test]
     fn dot_git_in_every_spelling_is_refused() {
-        let names: [&[u8]; 12] = [
+        let names: [&[u8]; 15] = [
             b".git",
             b".GIT",
             b".Git",
@@ -172,6 +187,9 @@ mod tests {
             b".git ",
             b".git. .",
             b".git::$INDEX_ALLOCATION",
+            b".git.::$INDEX_ALLOCATION",
+            b".git :x",
+            b"git~1.:y",
             b"git~1",
             b"GIT~1",
             ".g\u{200c}it".as_bytes(),
@@ -182,7 +200,15 @@ mod tests {
             assert!(is_dotgit(n), "{}", String::from_utf8_lossy(n));
             assert!(check(&tree(&[("40000", n)])).is_err());
         }
-        for ok in [&b".gitignore"[..], b"git", b".github", b"x.git", b"git~2"] {
+        for ok in [
+            &b".gitignore"[..],
+            b"git",
+            b".github",
+            b"x.git",
+            b"git~2",
+            b".git.x",
+            b".git x:",
+        ] {
             assert!(!is_dotgit(ok), "{}", String::from_utf8_lossy(ok));
         }
     }

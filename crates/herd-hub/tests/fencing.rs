@@ -117,12 +117,74 @@ async fn only_the_live_claim_lands() {
         )),
         "{late}"
     );
-    push("slot-0/b", format!("b\n\nHerd-Claim: t1@{second}\n"))
+    // The same stale push naming its claim in the header (read as the push arrives): refused.
+    let hinted = push_hinted(
+        "slot-0/b",
+        format!("late\n\nHerd-Claim: t1@{first}\n"),
+        format!("t1@{first}"),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(hinted.contains("stale claim"), "{hinted}");
+    // A header naming another task than the trailer: the trailer's task is read and decides.
+    let other = push_hinted(
+        "slot-0/b",
+        format!("late\n\nHerd-Claim: t1@{first}\n"),
+        format!("t9@{first}"),
+    )
+    .await
+    .unwrap()
+    .unwrap_err();
+    assert!(other.contains("stale claim"), "{other}");
+    push_hinted(
+        "slot-0/b",
+        format!("b\n\nHerd-Claim: t1@{second}\n"),
+        format!("t1@{second}"),
+    )
+    .await
+    .unwrap()
+    .expect("the new holder lands");
+
+    // A claim record naming an epoch it never had (anyone who may write claims can write
+    // one): the hub takes the record's own revision as its epoch.
+    s.bus
+        .jetstream()
+        .publish(
+            "$KV.herd-claims.t5",
+            r#"{"leaf":"leaf-x","task":"t5","at":0,"ttl_secs":30,"epoch":18446744073709551615}"#
+                .into(),
+        )
         .await
         .unwrap()
-        .expect("the new holder lands");
+        .await
+        .unwrap();
+    let (_, forged) = s.bus.claim("t5").await.unwrap().unwrap();
+    assert!(forged < u64::MAX, "a forged epoch was believed");
+    let refused = push("slot-0/c", format!("c\n\nHerd-Claim: t5@{}\n", u64::MAX))
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(refused.contains("stale claim"), "{refused}");
+    // An honest renewal keeps its epoch.
+    let first = won(&s.bus, "t6", "leaf-c").await;
+    let renewed = s
+        .bus
+        .renew("t6", first, "leaf-c", Duration::from_secs(30))
+        .await
+        .unwrap()
+        .expect("renewed");
+    assert!(renewed > first);
+    assert_eq!(
+        s.bus.claim("t6").await.unwrap().map(|(_, e)| e),
+        Some(first)
+    );
+    push("slot-0/c", format!("c\n\nHerd-Claim: t6@{first}\n"))
+        .await
+        .unwrap()
+        .expect("a renewed claim's commit lands");
 
-    assert_eq!(s.hub.trunk_len(), 3, "seed + two fenced-in commits");
+    assert_eq!(s.hub.trunk_len(), 4, "seed + three fenced-in commits");
     let stats = s.hub.stats();
     assert_eq!(
         stats.rejected_by_reason.get("no-claim"),
@@ -131,7 +193,7 @@ async fn only_the_live_claim_lands() {
     );
     assert_eq!(
         stats.rejected_by_reason.get("stale-claim"),
-        Some(&2),
+        Some(&5),
         "{stats:?}"
     );
 }

@@ -190,3 +190,74 @@ async fn a_client_that_stops_reading_is_cut_off() {
     .await
     .unwrap();
 }
+
+/// A push whose client hung up still holds its slot until it has landed: hanging up cannot be
+/// used to pile up pushes past `max_in_flight`.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_hung_up_push_keeps_its_slot_until_it_lands() {
+    let s = common::hub_in(
+        tempfile::tempdir().unwrap(),
+        HubConfig {
+            max_in_flight: 1,
+            ..HubConfig::default()
+        },
+    )
+    .await;
+    let (url, work) = (s.hub.url(), s.dir.path().to_path_buf());
+    let seed = s.hub.tip().unwrap();
+    let (oid, body) = tokio::task::spawn_blocking(move || {
+        let a = common::clone(&url, &work.join("a"));
+        let oid = common::commit_file(&a, "slot-0/a.txt", "a\n");
+        (oid, common::receive_pack_body(&a, &seed, &oid.to_string()))
+    })
+    .await
+    .unwrap();
+    let addr = s.hub.addr();
+    let hold = s.hub.hold_store().await;
+    tokio::task::spawn_blocking(move || {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "POST /herd.git/git-receive-pack HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-git-receive-pack-request\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        drop(stream);
+    })
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let get = move || {
+        common::http(
+            addr,
+            "GET",
+            "/herd.git/info/refs?service=git-upload-pack",
+            &[],
+            b"",
+        )
+        .0
+    };
+    assert_eq!(
+        tokio::task::spawn_blocking(get).await.unwrap(),
+        503,
+        "the hung-up push gave its slot away"
+    );
+    drop(hold);
+    for _ in 0..200 {
+        if s.hub.tip() == Some(oid.to_string()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(s.hub.tip(), Some(oid.to_string()), "the push landed");
+    let mut status = 0;
+    for _ in 0..100 {
+        status = tokio::task::spawn_blocking(get).await.unwrap();
+        if status == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status, 200, "the slot came back after the push landed");
+}

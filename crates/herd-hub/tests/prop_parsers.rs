@@ -53,7 +53,7 @@ fn bad_name() -> impl Strategy<Value = Vec<u8>> {
     let dotgit = (
         proptest::sample::select(vec![".git", "git~1"]),
         proptest::collection::vec(any::<bool>(), 5),
-        "[. ]{0,3}",
+        "[. ]{0,3}(:[a-zA-Z$]{0,6})?",
     )
         .prop_map(|(stem, upper, tail)| {
             let cased: String = stem

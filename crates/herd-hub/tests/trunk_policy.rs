@@ -193,6 +193,27 @@ async fn poisoned_pushes_are_refused_and_the_trunk_stays_clean() {
         entry("slash", sub, &[file], "`/`");
         let sub = c.tree(&[("100644", "b.txt", file), ("100644", "a.txt", file)]);
         entry("unsorted", sub, &[file], "order");
+        // A file entry naming an object the push does not carry (and the hub lacks), and one
+        // naming a tree under a file mode.
+        let ghost = Oid::from_str(&"7".repeat(40)).unwrap();
+        let sub = c.tree(&[("100644", "ghost.txt", ghost)]);
+        entry("missing blob", sub, &[], "missing or not a file");
+        let inner = c.tree(&[("100644", "a.txt", file)]);
+        let sub = c.tree(&[("100644", "x.txt", inner)]);
+        entry(
+            "tree as a file",
+            sub,
+            &[inner, file],
+            "missing or not a file",
+        );
+        // Directories nested 300 deep (a recursion bomb for any tree walk).
+        let mut deep = c.tree(&[("100644", "f", file)]);
+        let mut nested = vec![deep, file];
+        for _ in 0..300 {
+            deep = c.tree(&[("40000", "d", deep)]);
+            nested.push(deep);
+        }
+        entry("deep", deep, &nested, "nested deeper");
         cases
     })
     .await
@@ -210,7 +231,7 @@ async fn poisoned_pushes_are_refused_and_the_trunk_stays_clean() {
     }
     let stats = s.hub.stats();
     assert_eq!(stats.rejected_by_reason.get("not-linear"), Some(&3));
-    assert_eq!(stats.rejected_by_reason.get("bad-tree"), Some(&8));
+    assert_eq!(stats.rejected_by_reason.get("bad-tree"), Some(&11));
     fsck(s.hub.dir());
 }
 

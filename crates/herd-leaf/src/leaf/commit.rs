@@ -89,6 +89,10 @@ impl Leaf {
                 span.record("commit.fork_retried_succeeded", retries > 0);
             }
             Err(e) => {
+                // A failed commit stops renewing its claim: unless the caller closes or
+                // releases it, the claim lapses after `claim_ttl` instead of living as long as
+                // the leaf.
+                let _ = self.leases.drop_lease(&claim.task.0);
                 span.record("commit.fork_retried_succeeded", false);
                 span.record("commit.conflict", matches!(e, LeafError::Conflict { .. }));
                 span.record("commit.refused", matches!(e, LeafError::Refused { .. }));
