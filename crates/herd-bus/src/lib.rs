@@ -14,14 +14,17 @@
 //! - Turns ([`turns`]): the FIFO of leaves that kept losing the race for the trunk (stream
 //!   `HERD_TURN`), so race mode cannot starve a leaf.
 //! - Claims ([`claims`]): `try_claim` → `Won { revision }` (the epoch) or `Lost { holder }`, a
-//!   TTL lease, `release` at a revision.
+//!   TTL lease renewed with `renew` (same epoch), `release`/`release_at` at a revision.
+//! - Who may do what ([`access`]): the secured fixture's `hub` and `leaf` users and the leaf's
+//!   permission list; [`Bus::join`] binds as a leaf (creates nothing). The hub's [`Bus`] makes
+//!   the KV streams refuse rollups and purges, so writing one key is not the power to wipe all.
 //! - Task records ([`tasks`]): create, read, and compare-and-swap update with a typed conflict.
 //! - [`dump`]: every stored revision of a bucket, for the history checker.
 //! - [`BusServer`]: an external server named by `NATS_URL`, or a fixture started for the run.
 //! - [`trace`]: hooks through which an exporter lets spans cross leaf → hub → leaves.
 //! - With feature `docker`, [`docker::DockerNats`] runs the server in a testcontainers container.
 //!
-//! What enters: a NATS URL (or nothing: the fixture starts a server). What leaves: typed messages
+//! What enters: a NATS URL, credentials in it (or nothing: the fixture starts a server). What leaves: typed messages
 //! and KV records; every failure is a [`BusError`] naming the URL, bucket, key or binary.
 //! This crate calls no other herd crate; herd-hub and herd-leaf call it.
 
