@@ -485,9 +485,41 @@ impl Inner {
         }
     }
 
+    /// Everything both hub modes check before integrating a push, in order, on the store
+    /// thread: the pack staged within the limits, the trunk policy for `mode`, then fencing.
+    /// `Ok(Err(_))` is a refusal for the pusher; `Err(_)` a malformed request.
+    pub(crate) fn admit(
+        &self,
+        s: &mut crate::store::Staging<'_>,
+        cmd: &receive_pack::Command,
+        pack: &bytes::Bytes,
+        mode: HubMode,
+        ctx: &PushContext,
+    ) -> Result<Result<(crate::store::Staged, policy::Update), Refusal>, RequestError> {
+        use crate::store::StageError;
+        let staged = match s.stage(pack, self.config.push_limits) {
+            Ok(staged) => staged,
+            Err(StageError::Refused(r)) => return Ok(Err(r)),
+            Err(StageError::Malformed(reason)) => {
+                return Err(RequestError::bad(format!(
+                    "receive-pack: bad pack: {reason}"
+                )));
+            }
+        };
+        let on_trunk = |oid| self.on_trunk(oid);
+        let update = match policy::check_update(s.repo, cmd, mode, &on_trunk, ctx.slot.as_deref()) {
+            Ok(u) => u,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if let Err(refusal) = self.fence(s.repo, &update.chain, ctx.claim.as_ref()) {
+            return Ok(Err(refusal));
+        }
+        Ok(Ok((staged, update)))
+    }
+
     /// Fencing (when on): every commit of `chain` carries its task's live claim. Runs on the
     /// store thread, which waits for the bus reads.
-    pub(crate) fn fence(
+    fn fence(
         &self,
         repo: &Repository,
         chain: &[Oid],

@@ -24,12 +24,12 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::RequestError;
 use crate::hub::{Broadcast, Inner, PushContext};
 use crate::mode::{HubMode, Landed};
-use crate::policy::{self, Update};
+use crate::policy::Update;
 use crate::race::Outcome;
 use crate::receive_pack::Command;
 use crate::refusal::Refusal;
 use crate::repo::MAIN;
-use crate::store::{StageError, Staged, Staging};
+use crate::store::{Staged, Staging};
 use crate::tree_diff;
 
 /// Most pushes landed by one ref update.
@@ -155,24 +155,10 @@ fn admit_and_land(
     pack: &bytes::Bytes,
     ctx: &PushContext,
 ) -> Result<Pending, RequestError> {
-    let mut staged = match s.stage(pack, inner.config.push_limits) {
-        Ok(staged) => staged,
-        Err(StageError::Refused(r)) => return Ok(Err(r)),
-        Err(StageError::Malformed(reason)) => {
-            return Err(RequestError::bad(format!(
-                "receive-pack: bad pack: {reason}"
-            )));
-        }
+    let (mut staged, update) = match inner.admit(s, cmd, pack, HubMode::Queue, ctx)? {
+        Ok(admitted) => admitted,
+        Err(refusal) => return Ok(Err(refusal)),
     };
-    let on_trunk = |oid| inner.on_trunk(oid);
-    let update =
-        match policy::check_update(s.repo, cmd, HubMode::Queue, &on_trunk, ctx.slot.as_deref()) {
-            Ok(u) => u,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-    if let Err(refusal) = inner.fence(s.repo, &update.chain, ctx.claim.as_ref()) {
-        return Ok(Err(refusal));
-    }
     let hub = match Signature::now("herd-hub", "hub@herd") {
         Ok(sig) => sig,
         Err(e) => return Ok(Err(Refusal::Storage(e.message().to_string()))),

@@ -9,11 +9,10 @@ use std::sync::Arc;
 use crate::error::RequestError;
 use crate::hub::{Broadcast, Inner, PushContext};
 use crate::mode::{HubMode, Landed};
-use crate::policy;
 use crate::receive_pack::Command;
 use crate::refusal::Refusal;
 use crate::repo::MAIN;
-use crate::store::{StageError, Staging};
+use crate::store::Staging;
 
 /// What one push became: landed commits, a refusal (`ng`), or a malformed request (4xx).
 pub(crate) type Outcome = Result<Result<Vec<Landed>, Refusal>, RequestError>;
@@ -56,26 +55,12 @@ fn cas(
     if cmd.old != tip {
         return Ok(Err(Refusal::Stale { tip }));
     }
-    let staged = match s.stage(pack, inner.config.push_limits) {
-        Ok(staged) => staged,
-        Err(StageError::Refused(r)) => return Ok(Err(r)),
-        Err(StageError::Malformed(reason)) => {
-            return Err(RequestError::bad(format!(
-                "receive-pack: bad pack: {reason}"
-            )));
-        }
+    let (staged, update) = match inner.admit(s, cmd, pack, HubMode::Race, ctx)? {
+        Ok(admitted) => admitted,
+        Err(refusal) => return Ok(Err(refusal)),
     };
-    let on_trunk = |oid| inner.on_trunk(oid);
-    let update =
-        match policy::check_update(s.repo, cmd, HubMode::Race, &on_trunk, ctx.slot.as_deref()) {
-            Ok(u) => u,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
     if update.chain.is_empty() {
         return Ok(Ok((Vec::new(), Vec::new())));
-    }
-    if let Err(refusal) = inner.fence(s.repo, &update.chain, ctx.claim.as_ref()) {
-        return Ok(Err(refusal));
     }
     let storage = |what: &str, e: git2::Error| Refusal::Storage(format!("{what}: {}", e.message()));
     if let Err(e) = s.persist(&[&staged]) {
