@@ -4,9 +4,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
 use herd_hub::{Access, HubConfig, Tokens};
 
 async fn token_hub() -> (common::Setup, Tokens) {
@@ -21,20 +18,6 @@ async fn token_hub() -> (common::Setup, Tokens) {
     )
     .await;
     (s, tokens)
-}
-
-fn git(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=cli", "-c", "user.email=cli@herd"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "/bin/false")
-        .output()
-        .expect("git on PATH");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -80,14 +63,14 @@ async fn the_git_cli_pushes_with_a_bearer_header_or_url_credentials_only() {
     let (url, work) = (s.hub.url(), s.dir.path().to_path_buf());
     let token = tokens.token_for("slot-a").unwrap();
     let landed = tokio::task::spawn_blocking(move || {
-        let (ok, out) = git(&work, &["clone", &url, "c"]);
+        let (ok, out) = common::git(&work, &["clone", &url, "c"]);
         assert!(ok, "anonymous clone: {out}");
         let c = work.join("c");
         std::fs::create_dir_all(c.join("slot-a")).unwrap();
         std::fs::write(c.join("slot-a/cli.txt"), "cli\n").unwrap();
-        assert!(git(&c, &["add", "."]).0 && git(&c, &["commit", "-m", "cli"]).0);
+        assert!(common::git(&c, &["add", "."]).0 && common::git(&c, &["commit", "-m", "cli"]).0);
 
-        let (ok, out) = git(&c, &["push", "origin", "main"]);
+        let (ok, out) = common::git(&c, &["push", "origin", "main"]);
         assert!(!ok, "an anonymous push must fail: {out}");
         // The 401 makes git ask for credentials, which it cannot (prompts are off here).
         assert!(
@@ -96,15 +79,15 @@ async fn the_git_cli_pushes_with_a_bearer_header_or_url_credentials_only() {
         );
 
         let header = format!("http.extraHeader=Authorization: Bearer {token}");
-        let (ok, out) = git(&c, &["-c", &header, "push", "origin", "main"]);
+        let (ok, out) = common::git(&c, &["-c", &header, "push", "origin", "main"]);
         assert!(ok, "push with a bearer header: {out}");
 
         std::fs::write(c.join("slot-a/cli2.txt"), "cli 2\n").unwrap();
-        assert!(git(&c, &["add", "."]).0 && git(&c, &["commit", "-m", "cli 2"]).0);
+        assert!(common::git(&c, &["add", "."]).0 && common::git(&c, &["commit", "-m", "cli 2"]).0);
         let with_password = url.replacen("http://", &format!("http://leaf:{token}@"), 1);
-        let (ok, out) = git(&c, &["push", &with_password, "main"]);
+        let (ok, out) = common::git(&c, &["push", &with_password, "main"]);
         assert!(ok, "push with the token as a URL password: {out}");
-        let (_, head) = git(&c, &["rev-parse", "HEAD"]);
+        let (_, head) = common::git(&c, &["rev-parse", "HEAD"]);
         head.trim().to_string()
     })
     .await

@@ -2,22 +2,6 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::Command;
-
-fn git(dir: &Path, args: &[&str]) -> (bool, String) {
-    let out = Command::new("git")
-        .args(["-c", "user.name=cli", "-c", "user.email=cli@herd"])
-        .args(args)
-        .current_dir(dir)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .output()
-        .expect("git on PATH");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
-    (out.status.success(), text)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn git_cli_clone_commit_push_fetch_and_forced_push_refused() {
     let s = common::hub().await;
@@ -25,39 +9,41 @@ async fn git_cli_clone_commit_push_fetch_and_forced_push_refused() {
     let work = s.dir.path().to_path_buf();
     let seed = s.hub.tip().unwrap();
     let (pushed, forced) = tokio::task::spawn_blocking(move || {
-        let (ok, out) = git(&work, &["clone", &url, "a"]);
+        let (ok, out) = common::git(&work, &["clone", &url, "a"]);
         assert!(ok, "clone: {out}");
         let a = work.join("a");
         std::fs::create_dir_all(a.join("slot-0")).unwrap();
         std::fs::write(a.join("slot-0/cli.txt"), "from the git CLI\n").unwrap();
-        assert!(git(&a, &["add", "."]).0);
-        assert!(git(&a, &["commit", "-m", "cli commit"]).0);
-        let (ok, out) = git(&a, &["push", "origin", "main"]);
+        assert!(common::git(&a, &["add", "."]).0);
+        assert!(common::git(&a, &["commit", "-m", "cli commit"]).0);
+        let (ok, out) = common::git(&a, &["push", "origin", "main"]);
         assert!(ok, "push: {out}");
-        let (_, head) = git(&a, &["rev-parse", "HEAD"]);
+        let (_, head) = common::git(&a, &["rev-parse", "HEAD"]);
 
         // A second clone fetches it.
-        let (ok, out) = git(&work, &["clone", &url, "b"]);
+        let (ok, out) = common::git(&work, &["clone", &url, "b"]);
         assert!(ok, "clone b: {out}");
         let b = work.join("b");
         assert!(b.join("slot-0/cli.txt").is_file());
         std::fs::write(a.join("slot-0/cli2.txt"), "second\n").unwrap();
         assert!(
-            git(&a, &["add", "."]).0
-                && git(&a, &["commit", "-m", "second"]).0
-                && git(&a, &["push"]).0
+            common::git(&a, &["add", "."]).0
+                && common::git(&a, &["commit", "-m", "second"]).0
+                && common::git(&a, &["push"]).0
         );
-        let (ok, out) = git(&b, &["fetch", "origin"]);
+        let (ok, out) = common::git(&b, &["fetch", "origin"]);
         assert!(ok, "fetch: {out}");
-        let (_, fetched) = git(&b, &["rev-parse", "origin/main"]);
-        let (_, a_head) = git(&a, &["rev-parse", "HEAD"]);
+        let (_, fetched) = common::git(&b, &["rev-parse", "origin/main"]);
+        let (_, a_head) = common::git(&a, &["rev-parse", "HEAD"]);
         assert_eq!(fetched.trim(), a_head.trim());
 
         // Rewrite history and force it: the hub must refuse.
-        assert!(git(&b, &["reset", "--hard", &seed]).0);
+        assert!(common::git(&b, &["reset", "--hard", &seed]).0);
         std::fs::write(b.join("rewrite.txt"), "rewrite\n").unwrap();
-        assert!(git(&b, &["add", "."]).0 && git(&b, &["commit", "-m", "rewrite"]).0);
-        let (ok, out) = git(&b, &["push", "--force", "origin", "main"]);
+        assert!(
+            common::git(&b, &["add", "."]).0 && common::git(&b, &["commit", "-m", "rewrite"]).0
+        );
+        let (ok, out) = common::git(&b, &["push", "--force", "origin", "main"]);
         assert!(!ok, "forced push must fail: {out}");
         (head.trim().to_string(), out)
     })
@@ -75,7 +61,7 @@ async fn git_cli_clone_commit_push_fetch_and_forced_push_refused() {
         "the forced push reached the hub and was refused there"
     );
     // Thin packs from the CLI were stored whole: stock git finds the hub's store complete.
-    let (ok, out) = git(s.hub.dir(), &["fsck", "--full", "--strict"]);
+    let (ok, out) = common::git(s.hub.dir(), &["fsck", "--full", "--strict"]);
     assert!(ok, "fsck: {out}");
 }
 
@@ -86,8 +72,8 @@ async fn git_cli_cannot_delete_main() {
     let work = s.dir.path().to_path_buf();
     let tip = s.hub.tip();
     let out = tokio::task::spawn_blocking(move || {
-        assert!(git(&work, &["clone", &url, "a"]).0);
-        git(&work.join("a"), &["push", "origin", ":main"])
+        assert!(common::git(&work, &["clone", &url, "a"]).0);
+        common::git(&work.join("a"), &["push", "origin", ":main"])
     })
     .await
     .unwrap();

@@ -87,15 +87,7 @@ async fn a_full_hub_answers_503_at_once_and_lands_the_held_push_after() {
         },
     )
     .await;
-    let (url, work) = (s.hub.url(), s.dir.path().to_path_buf());
-    let seed = s.hub.tip().unwrap();
-    let (oid, body) = tokio::task::spawn_blocking(move || {
-        let a = common::clone(&url, &work.join("a"));
-        let oid = common::commit_file(&a, "slot-0/a.txt", "a\n");
-        (oid, common::receive_pack_body(&a, &seed, &oid.to_string()))
-    })
-    .await
-    .unwrap();
+    let (oid, body) = common::one_commit_push(&s, "slot-0/a.txt").await;
     let addr = s.hub.addr();
     // The one slot is taken by a push that cannot finish while the store is held.
     let hold = s.hub.hold_store().await;
@@ -203,30 +195,10 @@ async fn a_hung_up_push_keeps_its_slot_until_it_lands() {
         },
     )
     .await;
-    let (url, work) = (s.hub.url(), s.dir.path().to_path_buf());
-    let seed = s.hub.tip().unwrap();
-    let (oid, body) = tokio::task::spawn_blocking(move || {
-        let a = common::clone(&url, &work.join("a"));
-        let oid = common::commit_file(&a, "slot-0/a.txt", "a\n");
-        (oid, common::receive_pack_body(&a, &seed, &oid.to_string()))
-    })
-    .await
-    .unwrap();
+    let (oid, body) = common::one_commit_push(&s, "slot-0/a.txt").await;
     let addr = s.hub.addr();
     let hold = s.hub.hold_store().await;
-    tokio::task::spawn_blocking(move || {
-        let mut stream = TcpStream::connect(addr).unwrap();
-        let head = format!(
-            "POST /herd.git/git-receive-pack HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-git-receive-pack-request\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(&body).unwrap();
-        std::thread::sleep(Duration::from_millis(300));
-        drop(stream);
-    })
-    .await
-    .unwrap();
+    common::push_and_hang_up(addr, body).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let get = move || {
         common::http(

@@ -2,8 +2,6 @@
 
 mod common;
 
-use herd_hub::{Hub, HubConfig};
-
 #[tokio::test(flavor = "multi_thread")]
 async fn restart_on_the_same_dir_keeps_history() {
     let s = common::hub().await;
@@ -19,13 +17,7 @@ async fn restart_on_the_same_dir_keeps_history() {
     let dir = s.hub.dir().to_path_buf();
     s.hub.shutdown().await;
 
-    let hub = Hub::start(HubConfig {
-        dir,
-        bus: Some(s.bus.clone()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let hub = common::restart(&dir, &s.bus).await;
     assert_eq!(hub.trunk_len(), 2);
     assert!(hub.trunk_contains(&pushed));
     let (url, work) = (hub.url(), s.dir.path().to_path_buf());
@@ -53,13 +45,7 @@ async fn a_dead_hubs_leftovers_are_swept_at_start() {
     std::fs::write(dir.join("refs/heads/main.lock"), b"0000\n").unwrap();
     std::fs::write(dir.join("packed-refs.lock"), b"").unwrap();
 
-    let hub = Hub::start(HubConfig {
-        dir: dir.clone(),
-        bus: Some(s.bus.clone()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let hub = common::restart(&dir, &s.bus).await;
     assert_eq!(
         *hub.swept(),
         herd_hub::leftovers::Swept {

@@ -4,13 +4,10 @@
 
 mod common;
 
-use std::io::Write;
 use std::time::Duration;
 
 use futures::StreamExt;
 use herd_hub::{Hub, HubConfig};
-
-const RECEIVE: &str = "application/x-git-receive-pack-request";
 
 async fn next_tip(tips: &mut herd_bus::TipStream) -> herd_bus::TipEvent {
     tokio::time::timeout(Duration::from_secs(10), tips.next())
@@ -26,34 +23,12 @@ async fn next_tip(tips: &mut herd_bus::TipStream) -> herd_bus::TipEvent {
 async fn a_push_whose_client_hangs_up_still_lands_and_is_broadcast() {
     let s = common::hub().await;
     let mut tips = s.bus.tips().await.unwrap();
-    let (url, work) = (s.hub.url(), s.dir.path().to_path_buf());
-    let seed = s.hub.tip().unwrap();
-    let (oid, body) = tokio::task::spawn_blocking(move || {
-        let a = common::clone(&url, &work.join("a"));
-        let oid = common::commit_file(&a, "slot-0/a.txt", "a\n");
-        (oid, common::receive_pack_body(&a, &seed, &oid.to_string()))
-    })
-    .await
-    .unwrap();
+    let (oid, body) = common::one_commit_push(&s, "slot-0/a.txt").await;
 
     // Nothing can land while the store is held: the push is in flight when the client leaves.
     let hold = s.hub.hold_store().await;
     let addr = s.hub.addr();
-    tokio::task::spawn_blocking(move || {
-        let mut stream = std::net::TcpStream::connect(addr).unwrap();
-        let head = format!(
-            "POST /herd.git/git-receive-pack HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {RECEIVE}\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
-        stream.write_all(head.as_bytes()).unwrap();
-        stream.write_all(&body).unwrap();
-        stream.flush().unwrap();
-        // Let the hub read it, then hang up without reading the answer.
-        std::thread::sleep(Duration::from_millis(300));
-        drop(stream);
-    })
-    .await
-    .unwrap();
+    common::push_and_hang_up(addr, body).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     drop(hold);
 
@@ -112,13 +87,7 @@ async fn a_restarted_hub_publishes_the_tips_the_stream_missed() {
     let mut tips = s.bus.tips_after(0).await.unwrap();
     assert_eq!(next_tip(&mut tips).await.tip.oid, first);
 
-    let hub = Hub::start(HubConfig {
-        dir: dir.clone(),
-        bus: Some(s.bus.clone()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let hub = common::restart(&dir, &s.bus).await;
     let got = [next_tip(&mut tips).await, next_tip(&mut tips).await];
     assert_eq!(
         got.iter().map(|e| e.tip.oid.clone()).collect::<Vec<_>>(),
@@ -134,12 +103,6 @@ async fn a_restarted_hub_publishes_the_tips_the_stream_missed() {
 
     // A second restart owes nothing.
     hub.shutdown().await;
-    let again = Hub::start(HubConfig {
-        dir,
-        bus: Some(s.bus.clone()),
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let again = common::restart(&dir, &s.bus).await;
     assert_eq!(again.stats().republished, 0);
 }

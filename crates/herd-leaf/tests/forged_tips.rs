@@ -5,7 +5,7 @@
 mod common;
 
 use herd_bus::TipChanged;
-use herd_leaf::{Leaf, SyncPolicy};
+use herd_leaf::SyncPolicy;
 
 fn forged(prev: &str, seq: u64, salt: u8) -> TipChanged {
     TipChanged {
@@ -19,22 +19,12 @@ fn forged(prev: &str, seq: u64, salt: u8) -> TipChanged {
     }
 }
 
-async fn handled(leaf: &Leaf, n: u64) {
-    common::eventually("every broadcast handled", || {
-        let s = leaf.stats();
-        s.tips_received == n
-            && s.applied + s.pulled + s.skipped_idempotent + s.skipped_coalesced + s.deferred == n
-            && !leaf.pulling()
-    })
-    .await;
-}
-
 async fn forged_tips_neither_silence_nor_move(sync: SyncPolicy) {
     let h = common::herd().await;
     let writer = h.leaf_with("leaf-w", "slot-w", sync).await;
     let reader = h.leaf_with("leaf-r", "slot-r", sync).await;
     common::task(&writer, "t0", "0").await.unwrap();
-    handled(&reader, 1).await;
+    common::handled(&reader, 1).await;
     let held = h.hub.tip().unwrap();
     assert_eq!(reader.remote_tip().as_deref(), Some(held.as_str()));
 
@@ -43,12 +33,12 @@ async fn forged_tips_neither_silence_nor_move(sync: SyncPolicy) {
         .publish_tip(&forged(&held, 1_000_000, 0xaa), None)
         .await
         .unwrap();
-    handled(&reader, 2).await;
+    common::handled(&reader, 2).await;
     assert_eq!(reader.remote_tip().as_deref(), Some(held.as_str()));
 
     // The next real tip (seq 3, far below the forged one) still reaches it.
     common::task(&writer, "t1", "1").await.unwrap();
-    handled(&reader, 3).await;
+    common::handled(&reader, 3).await;
     let tip = h.hub.tip().unwrap();
     assert_eq!(
         reader.remote_tip().as_deref(),
@@ -62,7 +52,7 @@ async fn forged_tips_neither_silence_nor_move(sync: SyncPolicy) {
         .publish_tip(&forged(&held, 2, 0xbb), None)
         .await
         .unwrap();
-    handled(&reader, 4).await;
+    common::handled(&reader, 4).await;
     assert_eq!(reader.remote_tip().as_deref(), Some(tip.as_str()));
     assert_eq!(reader.stats().backwards, 1, "{sync:?}");
 }

@@ -5,18 +5,7 @@
 mod common;
 
 use herd_hub::HubConfig;
-use herd_leaf::{Leaf, SyncPolicy};
-
-/// Waits until `leaf` handled `n` broadcasts (exactly one outcome each).
-async fn handled(leaf: &Leaf, n: u64) {
-    common::eventually("every broadcast handled", || {
-        let s = leaf.stats();
-        s.tips_received == n
-            && s.applied + s.pulled + s.skipped_idempotent + s.skipped_coalesced + s.deferred == n
-            && !leaf.pulling()
-    })
-    .await;
-}
+use herd_leaf::SyncPolicy;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn payload_broadcasts_are_applied_with_zero_hub_requests() {
@@ -34,7 +23,7 @@ async fn payload_broadcasts_are_applied_with_zero_hub_requests() {
     }
     let tip = h.hub.tip().unwrap();
     for leaf in readers.iter().chain([&writer]) {
-        handled(leaf, 15).await;
+        common::handled(leaf, 15).await;
         assert_eq!(leaf.remote_tip().as_deref(), Some(tip.as_str()));
     }
     let after = h.hub.stats();
@@ -96,7 +85,7 @@ async fn a_leaf_missing_the_base_falls_back_to_a_fetch() {
     let reader = h.leaf_with("leaf-r", "slot-r", SyncPolicy::Payload).await;
     let fetches = h.hub.stats().fetches;
     common::task(&writer, "after-gap", "y").await.unwrap();
-    handled(&reader, 1).await;
+    common::handled(&reader, 1).await;
     let s = reader.stats();
     assert_eq!((s.applied, s.pulled, s.pull_failures), (0, 1, 0), "{s:?}");
     assert!(
@@ -106,7 +95,7 @@ async fn a_leaf_missing_the_base_falls_back_to_a_fetch() {
     assert_eq!(reader.remote_tip(), h.hub.tip());
     // From the fetched tip on, payloads apply again.
     common::task(&writer, "next", "z").await.unwrap();
-    handled(&reader, 2).await;
+    common::handled(&reader, 2).await;
     assert_eq!(reader.stats().applied, 1);
 }
 
@@ -122,7 +111,7 @@ async fn broadcasts_without_payload_are_fetched() {
     for i in 0..3 {
         common::task(&writer, &format!("t{i}"), "x").await.unwrap();
     }
-    handled(&reader, 3).await;
+    common::handled(&reader, 3).await;
     let s = reader.stats();
     assert_eq!(s.applied, 0);
     assert_eq!(s.pulled + s.skipped_idempotent, 3);
@@ -140,7 +129,7 @@ async fn fetch_sync_pulls_every_broadcast_over_http() {
     for i in 0..10 {
         common::task(&writer, &format!("t{i}"), "x").await.unwrap();
     }
-    handled(&reader, 10).await;
+    common::handled(&reader, 10).await;
     let s = reader.stats();
     assert_eq!(s.applied, 0);
     assert_eq!(s.pulled + s.skipped_coalesced + s.skipped_idempotent, 10);
@@ -158,7 +147,7 @@ async fn on_demand_sync_fetches_once_before_its_next_commit() {
     for i in 0..5 {
         common::task(&writer, &format!("t{i}"), "x").await.unwrap();
     }
-    handled(&reader, 5).await;
+    common::handled(&reader, 5).await;
     assert_eq!(reader.stats().deferred, 5);
     assert_eq!(
         h.hub.stats().fetches,

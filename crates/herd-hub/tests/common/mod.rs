@@ -206,3 +206,64 @@ pub fn receive_pack_body_to(repo: &Repository, old: &str, new: &str, refname: &s
     body.extend_from_slice(&pack);
     body
 }
+
+/// A clone of the hub with one new commit writing `path`: the commit and a receive-pack body
+/// pushing it onto the current tip, to send by hand.
+pub async fn one_commit_push(s: &Setup, path: &'static str) -> (Oid, Vec<u8>) {
+    let (url, work) = (
+        s.hub.url(),
+        s.dir.path().join(format!("raw-{}", path.len())),
+    );
+    let seed = s.hub.tip().unwrap();
+    tokio::task::spawn_blocking(move || {
+        let a = clone(&url, &work);
+        let oid = commit_file(&a, path, "a\n");
+        (oid, receive_pack_body(&a, &seed, &oid.to_string()))
+    })
+    .await
+    .unwrap()
+}
+
+/// Sends a receive-pack request, lets the hub read it, and hangs up without the answer.
+pub async fn push_and_hang_up(addr: std::net::SocketAddr, body: Vec<u8>) {
+    tokio::task::spawn_blocking(move || {
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        let head = format!(
+            "POST /herd.git/git-receive-pack HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/x-git-receive-pack-request\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).unwrap();
+        stream.write_all(&body).unwrap();
+        stream.flush().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(stream);
+    })
+    .await
+    .unwrap();
+}
+
+/// A hub started again on `dir` with `bus`.
+pub async fn restart(dir: &Path, bus: &Bus) -> Hub {
+    Hub::start(HubConfig {
+        dir: dir.to_path_buf(),
+        bus: Some(bus.clone()),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// The stock `git` CLI in `dir` (identity set, prompts off); success and stdout + stderr.
+pub fn git(dir: &Path, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new("git")
+        .args(["-c", "user.name=cli", "-c", "user.email=cli@herd"])
+        .args(args)
+        .current_dir(dir)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("GIT_ASKPASS", "/bin/false")
+        .output()
+        .expect("git on PATH");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), text)
+}

@@ -117,3 +117,14 @@ pub fn trunk(hub: &Hub) -> Vec<git2::Oid> {
     }
     all[1..].to_vec()
 }
+
+/// Waits until `leaf` handled `n` broadcasts (exactly one outcome each).
+pub async fn handled(leaf: &Leaf, n: u64) {
+    eventually("every broadcast handled", || {
+        let s = leaf.stats();
+        s.tips_received == n
+            && s.applied + s.pulled + s.skipped_idempotent + s.skipped_coalesced + s.deferred == n
+            && !leaf.pulling()
+    })
+    .await;
+}
