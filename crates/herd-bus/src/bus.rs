@@ -219,7 +219,7 @@ async fn connect_client(url: &str, opts: &BusOptions) -> Result<async_nats::Clie
 }
 
 async fn ensure_tip_stream(js: &jetstream::Context, limits: TipLimits) -> Result<()> {
-    js.get_or_create_stream(stream::Config {
+    let config = stream::Config {
         name: TIP_STREAM.to_string(),
         subjects: vec![TIP_SUBJECT.to_string()],
         storage: stream::StorageType::File,
@@ -230,14 +230,77 @@ async fn ensure_tip_stream(js: &jetstream::Context, limits: TipLimits) -> Result
         // Dedupe on Nats-Msg-Id (the new tip oid): a retried publish is not a second broadcast.
         duplicate_window: Duration::from_secs(120),
         ..Default::default()
-    })
-    .await
-    .map_err(|e| BusError::Stream {
-        stream: TIP_STREAM,
-        op: "create",
-        source: Box::new(e),
-    })?;
-    Ok(())
+    };
+    create_stream_fitting(js, TIP_STREAM, config).await
+}
+
+/// The smallest byte limit [`create_stream_fitting`] will shrink a stream to.
+pub(crate) const MIN_STREAM_BYTES: i64 = 4 << 20;
+
+/// Creates (or binds) a stream, halving its `max_bytes` while the server refuses it for lack of
+/// storage. JetStream reserves a stream's `max_bytes` against the server's store limit, which by
+/// default is derived from the free disk at server start: on a machine with little free disk a
+/// fixed 1 GiB reservation fails the whole trial although it writes a few MiB. Once a size fits,
+/// the stream is shrunk to half of it, leaving room for the buckets, which reserve nothing but
+/// must still write. The size granted is logged; below [`MIN_STREAM_BYTES`] the refusal is
+/// returned, naming the cause.
+pub(crate) async fn create_stream_fitting(
+    js: &jetstream::Context,
+    name: &'static str,
+    mut config: stream::Config,
+) -> Result<()> {
+    let asked = config.max_bytes;
+    loop {
+        match js.get_or_create_stream(config.clone()).await {
+            Ok(_) => {
+                if config.max_bytes != asked {
+                    // It fits with less than twice its size to spare: give half of that back so
+                    // the unreserved buckets (claims, tasks) still have room to write.
+                    if config.max_bytes / 2 >= MIN_STREAM_BYTES {
+                        config.max_bytes /= 2;
+                        js.update_stream(config.clone())
+                            .await
+                            .map_err(|e| BusError::Stream {
+                                stream: name,
+                                op: "shrink",
+                                source: Box::new(e),
+                            })?;
+                    }
+                    tracing::warn!(
+                        stream = name,
+                        asked,
+                        granted = config.max_bytes,
+                        "the bus's store is too small for the configured stream size; shrunk it"
+                    );
+                }
+                return Ok(());
+            }
+            Err(e) if storage_exceeded(&e) && config.max_bytes / 2 >= MIN_STREAM_BYTES => {
+                config.max_bytes /= 2;
+            }
+            Err(e) => {
+                let op = if storage_exceeded(&e) {
+                    "create (the server's JetStream store is full or smaller than 4 MiB: free disk, or raise max_file_store)"
+                } else {
+                    "create"
+                };
+                return Err(BusError::Stream {
+                    stream: name,
+                    op,
+                    source: Box::new(e),
+                });
+            }
+        }
+    }
+}
+
+fn storage_exceeded(e: &jetstream::context::CreateStreamError) -> bool {
+    matches!(
+        e.kind(),
+        jetstream::context::CreateStreamErrorKind::JetStream(js)
+            if js.error_code() == jetstream::ErrorCode::STORAGE_RESOURCES_EXCEEDED
+                || js.error_code() == jetstream::ErrorCode::INSUFFICIENT_RESOURCES
+    )
 }
 
 async fn ensure_bucket(

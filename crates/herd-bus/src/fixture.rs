@@ -33,68 +33,118 @@ pub struct NatsServer {
     port: u16,
     url: String,
     auth: Option<Credentials>,
+    max_store: Option<u64>,
+}
+
+/// How to start a [`NatsServer`]: which binary, where its store lives, users, store size.
+#[derive(Debug, Default, Clone)]
+pub struct NatsServerBuilder {
+    binary: Option<PathBuf>,
+    dir: Option<PathBuf>,
+    secured: bool,
+    max_store: Option<u64>,
+}
+
+impl NatsServerBuilder {
+    /// Runs this binary instead of the resolved one ([`binary::resolve`]).
+    pub fn binary(mut self, binary: &Path) -> Self {
+        self.binary = Some(binary.to_path_buf());
+        self
+    }
+
+    /// Keeps the store, log and ports file in `dir` (created if missing, kept after drop)
+    /// instead of a fresh temp dir.
+    pub fn dir(mut self, dir: &Path) -> Self {
+        self.dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Starts with users and permissions ([`crate::access`]): a `hub` user that may do
+    /// everything and a `leaf` user limited to what a leaf needs.
+    pub fn secured(mut self, secured: bool) -> Self {
+        self.secured = secured;
+        self
+    }
+
+    /// Caps the JetStream file store (`max_file_store`) at `bytes`; by default the server derives
+    /// it from the free disk.
+    pub fn max_store(mut self, bytes: u64) -> Self {
+        self.max_store = Some(bytes);
+        self
+    }
+
+    /// Starts the server and waits until it accepts connections.
+    pub fn start(self) -> Result<NatsServer> {
+        let binary = match self.binary {
+            Some(b) => b,
+            None => binary::resolve()?.path,
+        };
+        let auth = if self.secured {
+            Some(Credentials::generate().map_err(|source| BusError::Io {
+                what: "generating bus credentials",
+                path: std::env::temp_dir(),
+                source,
+            })?)
+        } else {
+            None
+        };
+        let (dir, temp) = match self.dir {
+            Some(dir) => {
+                std::fs::create_dir_all(&dir).map_err(|source| BusError::Io {
+                    what: "creating",
+                    path: dir.clone(),
+                    source,
+                })?;
+                (dir, None)
+            }
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("herd-nats-")
+                    .tempdir()
+                    .map_err(|source| BusError::Io {
+                        what: "creating temp dir",
+                        path: std::env::temp_dir(),
+                        source,
+                    })?;
+                (temp.path().to_path_buf(), Some(temp))
+            }
+        };
+        let mut server = NatsServer {
+            binary,
+            dir,
+            _temp: temp,
+            child: None,
+            port: 0,
+            url: String::new(),
+            auth,
+            max_store: self.max_store,
+        };
+        server.launch(None)?;
+        Ok(server)
+    }
 }
 
 impl NatsServer {
+    /// A builder for a server with non-default settings.
+    pub fn builder() -> NatsServerBuilder {
+        NatsServerBuilder::default()
+    }
+
     /// Starts a server with the resolved binary (see [`binary::resolve`]) in a fresh temp dir.
     pub fn start() -> Result<NatsServer> {
-        NatsServer::start_with(None)
+        NatsServer::builder().start()
     }
 
     /// Starts a server with users and permissions ([`crate::access`]): a `hub` user that may do
     /// everything and a `leaf` user limited to what a leaf needs. Connect with
     /// [`url_as`](Self::url_as); [`url`](Self::url) (no credentials) is refused.
     pub fn start_secured() -> Result<NatsServer> {
-        let credentials = Credentials::generate().map_err(|source| BusError::Io {
-            what: "generating bus credentials",
-            path: std::env::temp_dir(),
-            source,
-        })?;
-        NatsServer::start_with(Some(credentials))
-    }
-
-    fn start_with(auth: Option<Credentials>) -> Result<NatsServer> {
-        let binary = binary::resolve()?.path;
-        let temp = tempfile::Builder::new()
-            .prefix("herd-nats-")
-            .tempdir()
-            .map_err(|source| BusError::Io {
-                what: "creating temp dir",
-                path: std::env::temp_dir(),
-                source,
-            })?;
-        let dir = temp.path().to_path_buf();
-        let mut server = NatsServer {
-            binary,
-            dir,
-            _temp: Some(temp),
-            child: None,
-            port: 0,
-            url: String::new(),
-            auth,
-        };
-        server.launch(None)?;
-        Ok(server)
+        NatsServer::builder().secured(true).start()
     }
 
     /// Starts `binary` with its store in `dir` (created if missing, kept after drop).
     pub fn start_in(binary: &Path, dir: &Path) -> Result<NatsServer> {
-        std::fs::create_dir_all(dir).map_err(|source| BusError::Io {
-            what: "creating",
-            path: dir.to_path_buf(),
-            source,
-        })?;
-        let mut server = NatsServer {
-            binary: binary.to_path_buf(),
-            dir: dir.to_path_buf(),
-            _temp: None,
-            child: None,
-            port: 0,
-            url: String::new(),
-            auth: None,
-        };
-        server.launch(None)?;
-        Ok(server)
+        NatsServer::builder().binary(binary).dir(dir).start()
     }
 
     /// The client URL, e.g. `nats://127.0.0.1:34567` (no credentials).
@@ -185,9 +235,17 @@ impl NatsServer {
 
     fn launch(&mut self, port: Option<u16>) -> Result<()> {
         let mut cmd = Command::new(&self.binary);
+        let mut conf_text = String::new();
         if let Some(auth) = &self.auth {
-            let conf = self.dir.join("auth.conf");
-            write_private(&conf, &auth.server_config()).map_err(|source| BusError::Io {
+            conf_text.push_str(&auth.server_config());
+        }
+        if let Some(bytes) = self.max_store {
+            conf_text.push_str(&format!("jetstream {{\n  max_file_store: {bytes}\n}}\n"));
+        }
+        if !conf_text.is_empty() {
+            // Written private: it may hold passwords.
+            let conf = self.dir.join("herd.conf");
+            write_private(&conf, &conf_text).map_err(|source| BusError::Io {
                 what: "writing",
                 path: conf.clone(),
                 source,

@@ -64,7 +64,7 @@ impl Stream for TurnStream {
 
 /// Creates the turn stream if it is missing (idempotent).
 pub(crate) async fn ensure_turn_stream(js: &async_nats::jetstream::Context) -> Result<()> {
-    js.get_or_create_stream(stream::Config {
+    let config = stream::Config {
         name: TURN_STREAM.to_string(),
         subjects: vec![TURN_SUBJECTS.to_string()],
         storage: stream::StorageType::File,
@@ -72,14 +72,8 @@ pub(crate) async fn ensure_turn_stream(js: &async_nats::jetstream::Context) -> R
         max_bytes: 64 << 20,
         discard: stream::DiscardPolicy::Old,
         ..Default::default()
-    })
-    .await
-    .map_err(|e| BusError::Stream {
-        stream: TURN_STREAM,
-        op: "create",
-        source: Box::new(e),
-    })?;
-    Ok(())
+    };
+    crate::bus::create_stream_fitting(js, TURN_STREAM, config).await
 }
 
 impl Bus {
