@@ -12,15 +12,18 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use herd::trial::TrialConfig;
-use herd::trial::cli::{Cli, Command, SweepArgs, resolve_config};
+use herd::trial::cli::{Cli, Command, LeafArgs, SweepArgs, resolve_config};
 use herd::trial::sweep::SweepConfig;
 use herd::trial::telemetry::{Telemetry, TelemetryConfig};
-use herd::trial::{RunOptions, run_with};
+use herd::trial::{RunOptions, TrialError, run_with};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    if let Some(Command::Check { dir }) = &cli.command {
-        return ExitCode::from(herd::trial::check_dir(dir));
+    let mut cli = Cli::parse();
+    match cli.command.take() {
+        Some(Command::Check { dir }) => return ExitCode::from(herd::trial::check_dir(&dir)),
+        Some(Command::Leaf(args)) => return leaf(args),
+        Some(Command::Trial(args)) => cli.trial = args,
+        other => cli.command = other,
     }
     let config = match resolve_config(&cli.trial, |k| std::env::var(k).ok()) {
         Ok(config) => config,
@@ -44,8 +47,15 @@ fn main() -> ExitCode {
     let opts = RunOptions {
         quiet: false,
         counts: Some(telemetry.counts.clone()),
+        leaf_exe: std::env::current_exe().ok(),
     };
-    let outcome = runtime.block_on(run_with(config, opts));
+    // SIGINT/SIGTERM drop the trial: leaf processes, the hub and the bus stop with it.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            outcome = run_with(config, opts) => outcome,
+            () = interrupted() => Err(TrialError::Interrupted),
+        }
+    });
     drop(runtime);
     let exports = telemetry.shutdown();
     match outcome {
@@ -61,6 +71,46 @@ fn main() -> ExitCode {
             println!("  output:             {}", outcome.out_dir.display());
             ExitCode::from(if outcome.results.passed { 0 } else { 1 })
         }
+        Err(TrialError::Interrupted) => {
+            eprintln!("herd: {}", TrialError::Interrupted);
+            ExitCode::from(130)
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
+}
+
+/// `herd leaf`: exit 0 every task closed, 1 some did not, 2 it could not start.
+fn leaf(args: LeafArgs) -> ExitCode {
+    let telemetry = match Telemetry::install(&TelemetryConfig::from_env()) {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let run = herd::trial::leaf_cmd::run_traced(&args.join, args.slot, args.controlled);
+    let outcome = runtime.block_on(run);
+    drop(runtime);
+    telemetry.shutdown();
+    match outcome {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
         Err(e) => fail(&e),
     }
 }

@@ -25,6 +25,11 @@ pub struct Cli {
 /// Subcommands.
 #[derive(Subcommand, Debug)]
 pub enum Command {
+    /// Run a trial (the default when no subcommand is given; takes the same knobs).
+    Trial(TrialArgs),
+    /// Run one leaf that joins a running hub and bus through a join file (written by `herd hub`
+    /// or by a trial with `--leaves process`); exit 0 when every task of its slot closed.
+    Leaf(LeafArgs),
     /// Re-check a kept run's history offline (exit 0 pass, 1 fail, 2 inconclusive).
     Check {
         /// The output directory of a run made with `--keep`.
@@ -34,6 +39,20 @@ pub enum Command {
     /// writes every cell's results.json and an index (exit 0 when every cell passed, 1 if one
     /// failed). Other knobs (seed, sizes, ...) are taken from the trial flags.
     Sweep(SweepArgs),
+}
+
+/// `herd leaf` options.
+#[derive(Args, Debug)]
+pub struct LeafArgs {
+    /// The join file (`join.json` in the hub's output directory).
+    #[arg(long, value_name = "FILE")]
+    pub join: PathBuf,
+    /// Which slot of the trial's workload this leaf runs (0-based; leaf-<slot>).
+    #[arg(long)]
+    pub slot: usize,
+    /// Driven by a trial over stdin/stdout (line protocol) instead of run by hand.
+    #[arg(long, hide = true)]
+    pub controlled: bool,
 }
 
 /// `herd sweep` options.
@@ -113,6 +132,9 @@ pub struct TrialArgs {
     /// Lost races before a leaf asks for a turn [default: 1; env HERD_TURN_AFTER].
     #[arg(long, value_name = "K")]
     pub turn_after: Option<u32>,
+    /// Where leaves run: in-process (tasks of this process) or process (`herd leaf` children of this binary) [default: in-process; env HERD_LEAVES].
+    #[arg(long, value_enum, value_name = "WHERE")]
+    pub leaves: Option<crate::config::Placement>,
     /// Cap on the herd's total commit rate, commits per minute [default: unpaced; env HERD_PACE_PER_MIN].
     #[arg(long, value_name = "PER_MIN")]
     pub pace_per_min: Option<f64>,
@@ -154,6 +176,7 @@ impl TrialArgs {
             payload_max_bytes: self.payload_max_bytes,
             fairness: self.fairness,
             turn_after: self.turn_after,
+            leaves: self.leaves,
             pace_per_min: self.pace_per_min,
             claim_ttl_secs: self.claim_ttl_secs,
             drain_timeout_secs: self.drain_timeout_secs,

@@ -26,6 +26,27 @@ pub enum Mode {
     Shared,
 }
 
+/// Where the leaves run.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Placement {
+    /// Every leaf is a task of the trial's own process (default).
+    #[default]
+    InProcess,
+    /// Every leaf is a `herd leaf` child process of the same binary.
+    Process,
+}
+
+impl Placement {
+    /// The name as flags and files spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Placement::InProcess => "in-process",
+            Placement::Process => "process",
+        }
+    }
+}
+
 /// Named gate sets.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -83,6 +104,9 @@ pub struct TrialConfig {
     /// Lost races before a leaf asks for a turn. Default 1.
     #[serde(default = "default_turn_after")]
     pub turn_after: u32,
+    /// Where leaves run: in the trial's process (default) or as `herd leaf` child processes.
+    #[serde(default)]
+    pub leaves: Placement,
     /// Total commit rate cap for the whole herd, commits per minute (none: unpaced).
     pub pace_per_min: Option<f64>,
     /// Claim lease, seconds. Default 60.
@@ -122,6 +146,7 @@ impl Default for TrialConfig {
             payload_max_bytes: default_payload_max_bytes(),
             fairness: Fairness::default(),
             turn_after: default_turn_after(),
+            leaves: Placement::InProcess,
             pace_per_min: None,
             claim_ttl_secs: 60,
             drain_timeout_secs: 60,
@@ -149,6 +174,7 @@ pub struct ConfigLayer {
     pub payload_max_bytes: Option<u64>,
     pub fairness: Option<Fairness>,
     pub turn_after: Option<u32>,
+    pub leaves: Option<Placement>,
     pub pace_per_min: Option<f64>,
     pub claim_ttl_secs: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
@@ -173,6 +199,7 @@ pub const ENV_KEYS: &[&str] = &[
     "HERD_PAYLOAD_MAX_BYTES",
     "HERD_FAIRNESS",
     "HERD_TURN_AFTER",
+    "HERD_LEAVES",
     "HERD_PACE_PER_MIN",
     "HERD_CLAIM_TTL_SECS",
     "HERD_DRAIN_TIMEOUT_SECS",
@@ -258,6 +285,10 @@ fn env_value(key: &str, raw: &str) -> Result<toml::Value, ConfigError> {
             let f: Fairness = raw.parse().map_err(|_| bad("turn or backoff"))?;
             toml::Value::String(f.as_str().to_string())
         }
+        "HERD_LEAVES" => {
+            let p = Placement::from_str(raw, true).map_err(|_| bad("in-process or process"))?;
+            toml::Value::String(p.as_str().to_string())
+        }
         "HERD_GATE" => {
             GatePreset::from_str(raw, true).map_err(|_| bad("phase2"))?;
             toml::Value::String(raw.to_ascii_lowercase())
@@ -294,6 +325,7 @@ impl TrialConfig {
             payload_max_bytes,
             fairness,
             turn_after,
+            leaves,
             claim_ttl_secs,
             drain_timeout_secs,
             keep

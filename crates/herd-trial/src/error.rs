@@ -52,6 +52,17 @@ pub enum TrialError {
         #[source]
         source: herd_leaf::LeafError,
     },
+    /// A leaf process could not be started or died before it was ready (exit 2).
+    #[error("leaf process {leaf}: {what}")]
+    LeafProcess {
+        /// The leaf id (`*` when no leaf could start).
+        leaf: String,
+        /// What happened, with the tail of its log.
+        what: String,
+    },
+    /// The trial was interrupted (SIGINT/SIGTERM) and tore down (exit 130).
+    #[error("interrupted: every leaf, the hub and the bus were stopped")]
+    Interrupted,
     /// Writing the outputs failed (exit 2).
     #[error("writing {path}: {source}")]
     Output {

@@ -92,3 +92,46 @@ impl EventWriter {
         }
     }
 }
+
+/// Folds the histories other processes wrote (`parts`, each in its own time order) into
+/// `into`, all lines ordered by `t_ns` (stable: a leaf's own lines keep their order). Missing
+/// parts are skipped — a leaf that died before writing leaves no file; the checker then sees
+/// its tasks unfinished. Returns the number of lines written.
+pub fn merge(into: &Path, parts: &[PathBuf]) -> std::io::Result<u64> {
+    let mut events: Vec<HistoryEvent> = Vec::new();
+    for path in std::iter::once(&into.to_path_buf()).chain(parts) {
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && path != into => continue,
+            Err(e) => return Err(e),
+        };
+        for (i, line) in text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            // A leaf killed mid-write leaves a torn last line: keep what is whole.
+            match serde_json::from_str(line) {
+                Ok(ev) => events.push(ev),
+                Err(e) if i + 1 == text.lines().count() => {
+                    tracing::warn!(path = %path.display(), error = %e, "torn last history line dropped");
+                }
+                Err(e) => {
+                    return Err(std::io::Error::other(format!(
+                        "{}:{}: {e}",
+                        path.display(),
+                        i + 1
+                    )));
+                }
+            }
+        }
+    }
+    events.sort_by_key(|e| e.t_ns);
+    let mut out = std::io::BufWriter::new(std::fs::File::create(into)?);
+    for ev in &events {
+        serde_json::to_writer(&mut out, ev)?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(events.len() as u64)
+}

@@ -32,6 +32,8 @@ pub struct GateInput<'a> {
     pub commits_per_min: f64,
     /// Did the drain complete before its timeout?
     pub drained: bool,
+    /// Leaf processes that died or exited non-zero.
+    pub leaf_failures: &'a [crate::leaves::LeafFailure],
 }
 
 /// Evaluates every applicable gate.
@@ -70,6 +72,20 @@ pub fn evaluate(input: &GateInput<'_>) -> Vec<GateResult> {
             }
         ),
     );
+    if input.config.leaves == crate::config::Placement::Process {
+        gate(
+            "leaf_processes",
+            input.leaf_failures.is_empty(),
+            match input.leaf_failures {
+                [] => "every leaf process exited 0".to_string(),
+                failed => failed
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            },
+        );
+    }
     if input.config.mode == Mode::Disjoint {
         gate(
             "fork_unrecoverable",
@@ -154,6 +170,7 @@ mod tests {
             p99_commit_ms: p99,
             commits_per_min: rate,
             drained: true,
+            leaf_failures: &[],
         })
     }
 

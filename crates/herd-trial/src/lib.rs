@@ -25,6 +25,9 @@ pub mod error;
 pub mod events;
 pub mod floor;
 pub mod gates;
+pub mod join;
+pub mod leaf_cmd;
+pub mod leaves;
 pub mod metrics;
 pub mod pacer;
 pub mod progress;
@@ -39,7 +42,7 @@ pub mod sync_log;
 pub mod telemetry;
 pub mod workload;
 
-pub use config::{GatePreset, Mode, TrialConfig};
+pub use config::{GatePreset, Mode, Placement, TrialConfig};
 pub use error::{ConfigError, TrialError};
 pub use results::TrialResults;
 pub use runner::{RunOptions, TrialOutcome, run, run_with};

@@ -40,6 +40,24 @@ impl Latency {
         self.hist.len()
     }
 
+    /// The recorded values with their counts, for sending a histogram to another process.
+    pub fn to_counts(&self) -> Vec<(u64, u64)> {
+        self.hist
+            .iter_recorded()
+            .map(|v| (v.value_iterated_to(), v.count_at_value()))
+            .collect()
+    }
+
+    /// The histogram [`to_counts`](Self::to_counts) described.
+    pub fn from_counts(counts: &[(u64, u64)]) -> Latency {
+        let mut l = Latency::default();
+        for &(us, n) in counts {
+            let us = us.clamp(1, l.hist.high());
+            l.hist.saturating_record_n(us, n);
+        }
+        l
+    }
+
     /// p50/p90/p99/max in milliseconds.
     pub fn summary(&self) -> Summary {
         let ms = |us: u64| us as f64 / 1000.0;
@@ -92,5 +110,7 @@ mod tests {
         assert!(near(s.p99_ms, 99.0), "{s:?}");
         assert!(near(s.max_ms, 100.0), "{s:?}");
         assert_eq!(Latency::default().summary(), Summary::default());
+        // Across a process boundary the summary is unchanged.
+        assert_eq!(Latency::from_counts(&l.to_counts()).summary(), s);
     }
 }

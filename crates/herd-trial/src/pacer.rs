@@ -15,6 +15,22 @@ pub struct Pacer {
 }
 
 impl Pacer {
+    /// Leaf `index` of `count`'s share of a `per_min` herd-wide pace, for leaves that cannot
+    /// share one schedule (separate processes): every `count`-th start slot, beginning at
+    /// slot `index`, so together they hold the herd's rate.
+    pub fn share(per_min: Option<f64>, index: u32, count: u32) -> Pacer {
+        match per_min {
+            Some(p) if p > 0.0 => {
+                let interval = Duration::from_secs_f64(60.0 / p);
+                Pacer {
+                    next: Some(Arc::new(Mutex::new(Instant::now() + interval * index))),
+                    interval: interval * count.max(1),
+                }
+            }
+            _ => Pacer::new(None),
+        }
+    }
+
     /// A pacer for `per_min` tasks per minute in total (`None`: unpaced).
     pub fn new(per_min: Option<f64>) -> Pacer {
         match per_min {

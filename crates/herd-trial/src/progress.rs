@@ -27,6 +27,20 @@ impl Progress {
         self.commits.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Adds counts another process reported.
+    pub fn add(&self, tasks: u64, commits: u64) {
+        self.done.fetch_add(tasks, Ordering::Relaxed);
+        self.commits.fetch_add(commits, Ordering::Relaxed);
+    }
+
+    /// (tasks finished, commits accepted) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.done.load(Ordering::Relaxed),
+            self.commits.load(Ordering::Relaxed),
+        )
+    }
+
     /// Starts the reporter for `total` tasks; stop it by aborting the handle (the bar is
     /// finished by [`Reporter::finish`]).
     pub fn report(&self, total: u64, quiet: bool) -> Reporter {

@@ -137,6 +137,9 @@ pub struct TrialResults {
     pub gates: Vec<GateResult>,
     /// The history checker's report over this run's raw artifacts.
     pub history_check: herd_check::CheckReport,
+    /// Leaf processes that died or exited non-zero (process leaves only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaf_failures: Vec<crate::leaves::LeafFailure>,
     /// Span totals of the run, when the counters came from spans (the same spans exported).
     pub spans: Option<SpanTotals>,
     /// Span export outcome (set by the binary after the final flush).

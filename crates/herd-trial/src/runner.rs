@@ -14,19 +14,19 @@ use futures::StreamExt;
 use herd_bus::{Bus, BusServer, CLAIMS_BUCKET, Role, TASKS_BUCKET};
 use herd_check::{Artifacts, CheckReport, HubFacts};
 use herd_hub::{Access, Hub, HubConfig, Tokens};
-use herd_leaf::{Leaf, LeafConfig};
-use tokio::task::JoinSet;
 
-use crate::config::TrialConfig;
+use crate::config::{Placement, TrialConfig};
 use crate::error::TrialError;
 use crate::events::EventLog;
 use crate::gates::{self, GateInput};
+use crate::join::{JoinSpec, unix_ns};
+use crate::leaves::{LeafSet, LeafSetup};
 use crate::metrics::Latency;
 use crate::pacer::Pacer;
 use crate::progress::Progress;
 use crate::propagation::{self, Accepted, Holding};
 use crate::results::{Counters, Latencies, TrialResults};
-use crate::slot_runner::{SlotContext, SlotReport, run_slot};
+use crate::slot_runner::{SlotContext, SlotReport};
 use crate::telemetry::{SpanCounts, SpanTotals};
 use crate::workload::Workload;
 
@@ -49,6 +49,8 @@ pub struct RunOptions {
     /// broadcast outcomes) are read from the spans themselves — the same spans that are
     /// exported — instead of the leaves' own counters.
     pub counts: Option<SpanCounts>,
+    /// The `herd` binary, which process leaves run as `herd leaf` (the example passes itself).
+    pub leaf_exe: Option<PathBuf>,
 }
 
 /// Runs a trial with default options.
@@ -70,6 +72,7 @@ pub async fn run_with(config: TrialConfig, opts: RunOptions) -> Result<TrialOutc
 
 async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome, TrialError> {
     let started = Instant::now();
+    let zero_unix_ns = unix_ns();
     config.validate()?;
     let workload = Workload::generate(&config);
     let out_dir = config.out.clone().unwrap_or_else(default_out_dir);
@@ -105,19 +108,41 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         .map_err(|e| output_err(&out_dir, e))?;
     let holdings = Arc::new(Mutex::new(Vec::<Holding>::new()));
     let (rss_before_leaves_kib, _) = crate::scale::rss_kib();
-    let env = LeafEnv {
-        work_dir: &work_dir,
+    let join = JoinSpec {
         hub_url: hub.url(),
         bus_url: server.url_as(Role::Leaf),
-        log: &log,
-        holdings: &holdings,
+        tokens: slots
+            .iter()
+            .filter_map(|s| tokens.token_for(s).map(|t| (s.to_string(), t)))
+            .collect(),
+        config: config.clone(),
+        zero_unix_ns,
+        out_dir: absolute(&out_dir)?,
+        work_dir: absolute(&work_dir)?,
         tag: run_tag(&server),
-        tokens: &tokens,
     };
-    let leaves = open_leaves(&config, &workload, env).await?;
+    let join_path = out_dir.join("join.json");
+    let mut leaves = LeafSet::open(
+        config.leaves,
+        LeafSetup {
+            join: &join,
+            join_path: &join_path,
+            workload: &workload,
+            log: &log,
+            holdings: &holdings,
+            leaf_exe: opts.leaf_exe.as_deref(),
+            zero: started,
+        },
+    )
+    .await?;
     let mut phases = Phases::default();
     phases.mark("start", started);
-    let leaves_ids: Vec<String> = leaves.iter().map(|l| l.id().to_string()).collect();
+    let leaves_ids = leaves.ids();
+    // Spans of leaf processes are counted by their own processes, not by this one's layer.
+    let counts = opts
+        .counts
+        .clone()
+        .filter(|_| config.leaves == Placement::InProcess);
 
     // Work phase.
     let progress = Progress::default();
@@ -129,22 +154,8 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     });
     let hub_before = hub.stats();
     let work_started = Instant::now();
-    let mut set = JoinSet::new();
-    let spans_before = opts.counts.as_ref().map(SpanCounts::totals);
-    for (leaf, plan) in leaves.iter().zip(workload.slots.iter()) {
-        let slot = run_slot(leaf.clone(), plan.clone(), ctx.clone());
-        set.spawn(tracing::Instrument::instrument(
-            slot,
-            tracing::Span::current(),
-        ));
-    }
-    let mut reports = Vec::new();
-    while let Some(joined) = set.join_next().await {
-        // A panicking slot runner is a bug; its tasks count as not closed.
-        if let Ok(report) = joined {
-            reports.push(report);
-        }
-    }
+    let spans_before = counts.as_ref().map(SpanCounts::totals);
+    let reports = leaves.work(&workload, ctx.clone()).await;
     let work_secs = work_started.elapsed().as_secs_f64();
     reporter.finish().await;
 
@@ -158,9 +169,9 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     let on_trunk = wait_on_trunk(&hub, &reported, deadline).await;
     let broadcasts = hub.stats().broadcasts;
     let stall = Duration::from_secs(config.drain_timeout_secs);
-    let mut settled = wait_broadcasts_handled(&leaves, broadcasts, stall).await;
-    if let (Some(counts), Some(before)) = (&opts.counts, &spans_before) {
-        let received: u64 = leaves.iter().map(|l| l.stats().tips_received).sum();
+    let mut settled = leaves.drain(broadcasts, stall).await;
+    if let (Some(counts), Some(before)) = (&counts, &spans_before) {
+        let received: u64 = leaves.stats().iter().map(|s| s.tips_received).sum();
         let spans_deadline = Instant::now() + stall;
         settled &= wait_spans_closed(counts, before, received, spans_deadline).await;
     }
@@ -170,7 +181,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     // Read everything while it is still up.
     let hub_stats = hub.stats();
     let hub_commits = hub.trunk_len().saturating_sub(seed_commits);
-    let leaf_stats: Vec<_> = leaves.iter().map(|l| l.stats()).collect();
+    let leaf_stats = leaves.stats();
     dump_kv(&bus, &out_dir).await?;
     write_json(
         &out_dir.join("hub.json"),
@@ -183,13 +194,17 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     phases.mark("snapshot", snapshot_started);
     let teardown_started = Instant::now();
 
-    // Leaves flush their objects as they stop; let them do it side by side.
-    futures::future::join_all(leaves.iter().map(|l| l.shutdown())).await;
-    drop(leaves);
+    let leaf_failures = leaves.shutdown().await;
     drop(ctx);
     drop(log);
     let lines = writer.finish().await.map_err(|e| output_err(&out_dir, e))?;
     tracing::debug!(lines, "history written");
+    if config.leaves == Placement::Process {
+        let parts: Vec<PathBuf> = leaves_ids.iter().map(|id| join.events_path(id)).collect();
+        let events = out_dir.join("events.jsonl");
+        let merged = crate::events::merge(&events, &parts).map_err(|e| output_err(&events, e))?;
+        tracing::debug!(merged, "leaf histories merged");
+    }
     hub.shutdown().await;
     phases.mark("teardown", teardown_started);
     let check_started = Instant::now();
@@ -214,8 +229,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         commit.merge(&r.commit);
         commit_failed.merge(&r.commit_failed);
     }
-    let span_totals = opts
-        .counts
+    let span_totals = counts
         .as_ref()
         .zip(spans_before)
         .map(|(c, before)| c.totals().since(&before));
@@ -262,6 +276,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         p99_commit_ms: commit_summary.p99_ms,
         commits_per_min,
         drained,
+        leaf_failures: &leaf_failures,
     });
     let passed =
         gate_results.iter().all(|g| g.passed) && check.verdict != herd_check::Verdict::Fail;
@@ -290,6 +305,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         hub: hub_stats,
         gates: gate_results,
         history_check: check.clone(),
+        leaf_failures,
         spans: span_totals,
         telemetry: None,
         passed,
@@ -362,13 +378,6 @@ async fn wait_spans_closed(
     }
 }
 
-/// The id of the leaf in slot `i`. Against an external bus every run's ids carry a run tag
-/// (`r<ms>-leaf-3`): task ids derive from leaf ids, and a second trial on the same server must
-/// not collide with the first one's task records.
-pub fn leaf_id(run_tag: &str, i: u32) -> String {
-    format!("{run_tag}leaf-{i}")
-}
-
 fn run_tag(server: &BusServer) -> String {
     match server {
         BusServer::Fixture(_) => String::new(),
@@ -382,89 +391,6 @@ fn run_tag(server: &BusServer) -> String {
     }
 }
 
-/// What every leaf of a run shares.
-struct LeafEnv<'a> {
-    work_dir: &'a Path,
-    hub_url: String,
-    bus_url: String,
-    log: &'a EventLog,
-    holdings: &'a Arc<Mutex<Vec<Holding>>>,
-    tag: String,
-    tokens: &'a Tokens,
-}
-
-async fn open_leaves(
-    config: &TrialConfig,
-    workload: &Workload,
-    env: LeafEnv<'_>,
-) -> Result<Vec<Arc<Leaf>>, TrialError> {
-    let LeafEnv {
-        work_dir,
-        hub_url,
-        bus_url,
-        log,
-        holdings,
-        tag,
-        tokens,
-    } = env;
-    let (hub_url, tag) = (hub_url.as_str(), tag.as_str());
-    let mut set = JoinSet::new();
-    for (index, plan) in workload.slots.iter().enumerate() {
-        let id = leaf_id(tag, plan.slot);
-        let cfg = LeafConfig {
-            hub_token: tokens.token_for(&plan.slot_dir),
-            ..LeafConfig::new(
-                &id,
-                &plan.slot_dir,
-                work_dir.join("leaves").join(&id),
-                hub_url,
-            )
-        };
-        let number = index as u32;
-        let (bus_url, log, holdings, slot) = (
-            bus_url.to_string(),
-            log.clone(),
-            holdings.clone(),
-            plan.slot_dir.clone(),
-        );
-        let claim_ttl = Duration::from_secs(config.claim_ttl_secs);
-        let (sync, hub_mode) = (config.sync, config.hub);
-        let (fairness, turn_after) = (config.fairness, config.turn_after);
-        set.spawn(async move {
-            let bus = Bus::join(&bus_url).await?;
-            let cfg = LeafConfig {
-                claim_ttl,
-                sync,
-                hub_mode,
-                fairness,
-                turn_after,
-                bus: Some(bus),
-                on_sync: Some(crate::sync_log::hook(&id, &slot, number, log, holdings)),
-                ..cfg
-            };
-            Leaf::open(cfg)
-                .await
-                .map(|leaf| (index, Arc::new(leaf)))
-                .map_err(|source| TrialError::Leaf { leaf: id, source })
-        });
-    }
-    // In slot order: leaves[i] runs workload.slots[i].
-    let mut leaves: Vec<Option<Arc<Leaf>>> = vec![None; workload.slots.len()];
-    while let Some(joined) = set.join_next().await {
-        match joined {
-            Ok(Ok((index, leaf))) => leaves[index] = Some(leaf),
-            Ok(Err(e)) => return Err(e),
-            Err(e) => {
-                return Err(TrialError::Output {
-                    path: work_dir.to_path_buf(),
-                    source: std::io::Error::other(e),
-                });
-            }
-        }
-    }
-    Ok(leaves.into_iter().flatten().collect())
-}
-
 /// Polls the hub until every reported oid is on the trunk or the deadline passes; returns how
 /// many are on the trunk.
 async fn wait_on_trunk(hub: &Hub, oids: &[String], deadline: Instant) -> u64 {
@@ -472,36 +398,6 @@ async fn wait_on_trunk(hub: &Hub, oids: &[String], deadline: Instant) -> u64 {
         let present = oids.iter().filter(|oid| hub.trunk_contains(oid)).count() as u64;
         if present == oids.len() as u64 || Instant::now() >= deadline {
             return present;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// Waits until each leaf has handled `expected` broadcasts. Leaves far behind (N² broadcasts
-/// at large N) may take long, so this gives up only after `stall` without any leaf handling
-/// another broadcast.
-async fn wait_broadcasts_handled(leaves: &[Arc<Leaf>], expected: u64, stall: Duration) -> bool {
-    let mut handled_before = 0;
-    let mut deadline = Instant::now() + stall;
-    loop {
-        let mut done = true;
-        let mut handled = 0;
-        for l in leaves {
-            let s = l.stats();
-            let outcomes =
-                s.applied + s.pulled + s.skipped_idempotent + s.skipped_coalesced + s.deferred;
-            handled += outcomes;
-            done &= s.tips_received >= expected && outcomes == s.tips_received && !l.pulling();
-        }
-        if done {
-            return true;
-        }
-        if handled > handled_before {
-            handled_before = handled;
-            deadline = Instant::now() + stall;
-        }
-        if Instant::now() >= deadline {
-            return false;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -603,6 +499,11 @@ fn output_err(path: &Path, source: std::io::Error) -> TrialError {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// `path` made absolute against the current directory (children may run elsewhere).
+fn absolute(path: &Path) -> Result<PathBuf, TrialError> {
+    std::path::absolute(path).map_err(|e| output_err(path, e))
 }
 
 fn mkdir(path: &Path) -> Result<(), TrialError> {

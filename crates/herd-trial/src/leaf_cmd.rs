@@ -1,0 +1,217 @@
+//! `herd leaf`: one leaf joining a running hub and bus through a join file ([`crate::join`]),
+//! running slot `I` of the trial's workload with the same code an in-process leaf runs
+//! ([`crate::leaves::open_leaf`], [`crate::slot_runner::run_slot`]).
+//!
+//! Its history goes to `<out>/leaf-events/<id>.jsonl`, its clone and ledger to
+//! `<work>/leaves/<id>`. Started by a trial (`--controlled`) it speaks the line protocol of
+//! [`crate::leaves::wire`] on stdin/stdout and waits for the trial's go, drain and stop; started
+//! by hand it runs its tasks, settles the broadcasts it has received and prints one summary
+//! line. Exit 0 when every task of the slot closed, 1 otherwise, 2 when it could not start.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::error::{ConfigError, TrialError};
+use crate::events::EventLog;
+use crate::join::{JoinSpec, zero_instant};
+use crate::leaves::wire::{FromLeaf, ToLeaf, WireReport, since};
+use crate::leaves::{leaf_id, open_leaf, wait_handled};
+use crate::pacer::Pacer;
+use crate::progress::Progress;
+use crate::propagation::Holding;
+use crate::slot_runner::{SlotContext, run_slot};
+use crate::workload::Workload;
+
+/// How often a controlled leaf reports progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// How long a hand-run leaf waits, without progress, for broadcasts it has received.
+const SETTLE_STALL: Duration = Duration::from_secs(10);
+
+/// [`run`] inside a `herd.leaf_process` span whose parent is the `TRACEPARENT` the trial put
+/// in this process's environment, so a run with process leaves is still one trace.
+pub async fn run_traced(
+    join_path: &Path,
+    slot: usize,
+    controlled: bool,
+) -> Result<bool, TrialError> {
+    let span = tracing::info_span!("herd.leaf_process", slot);
+    if let Ok(parent) = std::env::var("TRACEPARENT") {
+        herd_bus::trace::set_parent(&span, &parent);
+    }
+    tracing::Instrument::instrument(run(join_path, slot, controlled), span).await
+}
+
+/// Runs leaf `slot` of the join file at `join_path`. Returns whether every task closed.
+pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool, TrialError> {
+    let join = JoinSpec::read(join_path)?;
+    let workload = Workload::generate(&join.config);
+    let plan = workload
+        .slots
+        .get(slot)
+        .cloned()
+        .ok_or_else(|| ConfigError::Invalid {
+            key: "slot".into(),
+            value: slot.to_string(),
+            reason: format!(
+                "the trial has {} slots (0..{})",
+                workload.slots.len(),
+                workload.slots.len()
+            ),
+        })?;
+    let id = leaf_id(&join.tag, plan.slot);
+    let zero = zero_instant(join.zero_unix_ns);
+    let events = join.events_path(&id);
+    if let Some(dir) = events.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| TrialError::Output {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    let (log, writer) = EventLog::create(&events, zero).map_err(|source| TrialError::Output {
+        path: events.clone(),
+        source,
+    })?;
+    let holdings = Arc::new(Mutex::new(Vec::<Holding>::new()));
+    let hook = crate::sync_log::hook(
+        &id,
+        &plan.slot_dir,
+        slot as u32,
+        log.clone(),
+        holdings.clone(),
+    );
+    let leaf = Arc::new(open_leaf(&join, &plan, hook).await?);
+    let out = Out::default();
+    let mut input = BufReader::new(tokio::io::stdin()).lines();
+    if controlled {
+        out.say(&FromLeaf::Ready { leaf: id.clone() }).await;
+        if !matches!(next(&mut input).await, Some(ToLeaf::Go)) {
+            // The trial went away before the start: leave quietly, nothing ran.
+            leaf.shutdown().await;
+            return Ok(false);
+        }
+    }
+
+    let progress = Progress::default();
+    let ctx = Arc::new(SlotContext {
+        log: log.clone(),
+        pacer: Pacer::share(join.config.pace_per_min, slot as u32, join.config.agents),
+        progress: progress.clone(),
+    });
+    let ticker = controlled.then(|| {
+        let (out, progress) = (out.clone(), progress.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(PROGRESS_EVERY).await;
+                out.progress(&progress).await;
+            }
+        })
+    });
+    let report = run_slot(leaf.clone(), plan.clone(), ctx.clone()).await;
+    if let Some(t) = ticker {
+        t.abort();
+        let _ = t.await;
+    }
+    let closed_all = report.closed == plan.tasks.len() as u64;
+
+    if controlled {
+        out.progress(&progress).await;
+        out.say(&FromLeaf::Worked(WireReport::from_report(&report, zero)))
+            .await;
+        while let Some(msg) = next(&mut input).await {
+            match msg {
+                ToLeaf::Drain {
+                    broadcasts,
+                    stall_secs,
+                } => {
+                    let stall = Duration::from_secs(stall_secs);
+                    let settled =
+                        wait_handled(std::slice::from_ref(&leaf), broadcasts, stall).await;
+                    let held = holdings
+                        .lock()
+                        .expect("holdings lock")
+                        .iter()
+                        .map(|h| (h.oid.to_string(), since(zero, h.at)))
+                        .collect();
+                    out.say(&FromLeaf::Drained {
+                        settled,
+                        stats: leaf.stats(),
+                        holdings: held,
+                    })
+                    .await;
+                }
+                ToLeaf::Stop => break,
+                ToLeaf::Go => {}
+            }
+        }
+    } else {
+        let received = leaf.stats().tips_received;
+        wait_handled(std::slice::from_ref(&leaf), received, SETTLE_STALL).await;
+        println!(
+            "{id}: {}/{} tasks closed, {} commits, {} starved, history {}",
+            report.closed,
+            plan.tasks.len(),
+            report.commits.len(),
+            report.starved,
+            events.display()
+        );
+    }
+    leaf.shutdown().await;
+    // The sync hook inside the leaf holds a sender of the history: drop it so the writer ends.
+    drop(leaf);
+    drop(ctx);
+    drop(log);
+    writer.finish().await.map_err(|source| TrialError::Output {
+        path: events.clone(),
+        source,
+    })?;
+    Ok(closed_all)
+}
+
+/// The next message from the trial; `None` when stdin closed (the trial is gone).
+async fn next(input: &mut tokio::io::Lines<BufReader<tokio::io::Stdin>>) -> Option<ToLeaf> {
+    loop {
+        let line = input.next_line().await.ok()??;
+        match serde_json::from_str(&line) {
+            Ok(msg) => return Some(msg),
+            Err(e) => tracing::warn!(%line, error = %e, "unreadable line from the trial"),
+        }
+    }
+}
+
+/// Stdout, shared by the progress ticker and the main flow (one line per message); holds the
+/// progress totals already reported.
+#[derive(Clone, Default)]
+struct Out(Arc<tokio::sync::Mutex<(u64, u64)>>);
+
+impl Out {
+    async fn say(&self, msg: &FromLeaf) {
+        let _guard = self.0.lock().await;
+        write_line(msg).await;
+    }
+
+    /// Reports the progress made since the last report.
+    async fn progress(&self, progress: &Progress) {
+        let mut sent = self.0.lock().await;
+        let now = progress.counts();
+        if now != *sent {
+            write_line(&FromLeaf::Progress {
+                tasks: now.0 - sent.0,
+                commits: now.1 - sent.1,
+            })
+            .await;
+            *sent = now;
+        }
+    }
+}
+
+async fn write_line(msg: &FromLeaf) {
+    let mut line = serde_json::to_string(msg).expect("wire messages serialize");
+    line.push('\n');
+    let mut stdout = tokio::io::stdout();
+    // A closed stdout means the trial is gone; the leaf finishes its work regardless.
+    let _ = stdout.write_all(line.as_bytes()).await;
+    let _ = stdout.flush().await;
+}

@@ -1,0 +1,382 @@
+//! Leaves as processes: the trial spawns one `herd leaf --join FILE --slot I --controlled` per
+//! slot and steps them through the run over their stdin/stdout ([`super::wire`]): ready → go →
+//! worked → drain → drained → stop. A child's stderr goes to `leaf-logs/<id>.log`.
+//!
+//! Never waited on forever: a child that dies closes its stdout, which ends every wait on it,
+//! and it is reported by name with its exit status and the tail of its log. Children are
+//! killed when the set drops (`kill_on_drop`) — so an error path or a cancelled trial leaves
+//! none behind — and, on Linux, when the trial process dies (`PR_SET_PDEATHSIG`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use herd_leaf::LeafStats;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, ChildStdin, Command};
+use tokio::sync::mpsc;
+
+use super::wire::{FromLeaf, ToLeaf, WireReport};
+use super::{LeafSetup, leaf_id};
+use crate::error::TrialError;
+use crate::progress::Progress;
+use crate::propagation::Holding;
+use crate::slot_runner::SlotReport;
+
+/// How long a child may take to open its leaf (clone, bus join) before the trial gives up.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a child may take to exit after `Stop`, before it is killed.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A leaf process that failed: died, exited non-zero, or spoke out of turn.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeafFailure {
+    /// The leaf id.
+    pub leaf: String,
+    /// What happened (`exited with signal 9 (SIGKILL) before reporting its work`).
+    pub what: String,
+}
+
+impl std::fmt::Display for LeafFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.leaf, self.what)
+    }
+}
+
+struct Kid {
+    id: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    log: PathBuf,
+    /// Stdout closed: nothing more will come.
+    closed: bool,
+    stats: LeafStats,
+}
+
+enum Line {
+    Msg(FromLeaf),
+    Garbage(String),
+    Closed,
+}
+
+/// The running children.
+pub struct Children {
+    kids: Vec<Kid>,
+    rx: mpsc::UnboundedReceiver<(usize, Line)>,
+    zero: Instant,
+    holdings: std::sync::Arc<std::sync::Mutex<Vec<Holding>>>,
+    failures: Vec<LeafFailure>,
+}
+
+impl Children {
+    /// Writes the join file, spawns one child per slot and waits until every one is ready.
+    pub async fn spawn(setup: LeafSetup<'_>) -> Result<Children, TrialError> {
+        let exe = setup.leaf_exe.ok_or_else(|| TrialError::LeafProcess {
+            leaf: "*".into(),
+            what: "process leaves need the herd binary (RunOptions::leaf_exe)".into(),
+        })?;
+        setup.join.write(setup.join_path)?;
+        let logs = setup.join.out_dir.join("leaf-logs");
+        for dir in [&logs, &setup.join.out_dir.join("leaf-events")] {
+            std::fs::create_dir_all(dir).map_err(|source| TrialError::Output {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let traceparent = herd_bus::trace::current_traceparent();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut kids = Vec::new();
+        for (index, plan) in setup.workload.slots.iter().enumerate() {
+            let id = leaf_id(&setup.join.tag, plan.slot);
+            let log = logs.join(format!("{id}.log"));
+            let stderr = std::fs::File::create(&log).map_err(|source| TrialError::Output {
+                path: log.clone(),
+                source,
+            })?;
+            let mut cmd = Command::new(exe);
+            cmd.arg("leaf")
+                .arg("--join")
+                .arg(setup.join_path)
+                .arg("--slot")
+                .arg(index.to_string())
+                .arg("--controlled")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(stderr)
+                .kill_on_drop(true);
+            match &traceparent {
+                Some(tp) => cmd.env("TRACEPARENT", tp),
+                None => cmd.env_remove("TRACEPARENT"),
+            };
+            die_with_parent(&mut cmd);
+            let mut child = cmd.spawn().map_err(|e| TrialError::LeafProcess {
+                leaf: id.clone(),
+                what: format!("spawning {}: {e}", exe.display()),
+            })?;
+            let stdout = child.stdout.take().expect("stdout piped");
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stdout).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    let msg = match serde_json::from_str::<FromLeaf>(&line) {
+                        Ok(msg) => Line::Msg(msg),
+                        Err(_) => Line::Garbage(line),
+                    };
+                    if tx.send((index, msg)).is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send((index, Line::Closed));
+            });
+            kids.push(Kid {
+                id,
+                stdin: child.stdin.take(),
+                child,
+                log,
+                closed: false,
+                stats: LeafStats::default(),
+            });
+        }
+        let mut children = Children {
+            kids,
+            rx,
+            zero: setup.zero,
+            holdings: setup.holdings.clone(),
+            failures: Vec::new(),
+        };
+        let ready = children
+            .collect(Some(READY_TIMEOUT), None, |m| {
+                matches!(m, FromLeaf::Ready { .. })
+            })
+            .await;
+        if let Some(i) = ready.iter().position(Option::is_none) {
+            let failure = children
+                .failures
+                .iter()
+                .find(|f| f.leaf == children.kids[i].id)
+                .cloned()
+                .unwrap_or_else(|| LeafFailure {
+                    leaf: children.kids[i].id.clone(),
+                    what: format!("not ready after {READY_TIMEOUT:?}"),
+                });
+            return Err(TrialError::LeafProcess {
+                leaf: failure.leaf,
+                what: failure.what,
+            });
+        }
+        Ok(children)
+    }
+
+    /// Leaf ids in slot order.
+    pub fn ids(&self) -> Vec<String> {
+        self.kids.iter().map(|k| k.id.clone()).collect()
+    }
+
+    /// Starts every child's tasks and collects their reports.
+    pub async fn work(&mut self, progress: &Progress) -> Vec<SlotReport> {
+        self.send_all(&ToLeaf::Go).await;
+        let zero = self.zero;
+        self.collect(None, Some(progress), |m| matches!(m, FromLeaf::Worked(_)))
+            .await
+            .into_iter()
+            .flatten()
+            .filter_map(|m| match m {
+                FromLeaf::Worked(report) => Some(WireReport::into_report(report, zero)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Asks every child to drain; true when every live one settled.
+    pub async fn drain(&mut self, broadcasts: u64, stall: Duration) -> bool {
+        self.send_all(&ToLeaf::Drain {
+            broadcasts,
+            stall_secs: stall.as_secs().max(1),
+        })
+        .await;
+        let drained = self
+            .collect(None, None, |m| matches!(m, FromLeaf::Drained { .. }))
+            .await;
+        let mut all = true;
+        for (index, msg) in drained.into_iter().enumerate() {
+            let Some(FromLeaf::Drained {
+                settled,
+                stats,
+                holdings,
+            }) = msg
+            else {
+                all = false;
+                continue;
+            };
+            all &= settled;
+            self.kids[index].stats = stats;
+            let mut held = self.holdings.lock().expect("holdings lock");
+            for (oid, ns) in holdings {
+                if let Ok(oid) = git2::Oid::from_str(&oid) {
+                    held.push(Holding {
+                        leaf: index as u32,
+                        oid,
+                        at: super::wire::at(self.zero, ns),
+                    });
+                }
+            }
+        }
+        all
+    }
+
+    /// Each child's counters as its drain reported them (zero for a child that died).
+    pub fn stats(&self) -> Vec<LeafStats> {
+        self.kids.iter().map(|k| k.stats).collect()
+    }
+
+    /// Stops every child and waits for it (killing it after [`STOP_TIMEOUT`]); returns every
+    /// failure seen during the run.
+    pub async fn shutdown(mut self) -> Vec<LeafFailure> {
+        self.send_all(&ToLeaf::Stop).await;
+        let deadline = tokio::time::Instant::now() + STOP_TIMEOUT;
+        let waits = self.kids.iter_mut().map(|kid| async move {
+            kid.stdin = None;
+            let what = match tokio::time::timeout_at(deadline, kid.child.wait()).await {
+                Ok(Ok(status)) if status.success() => return None,
+                Ok(Ok(status)) => format!("{} at stop{}", describe(status), tail(&kid.log)),
+                Ok(Err(e)) => format!("waiting for it: {e}"),
+                Err(_) => {
+                    let _ = kid.child.kill().await;
+                    format!("did not exit within {STOP_TIMEOUT:?} of stop; killed")
+                }
+            };
+            Some(LeafFailure {
+                leaf: kid.id.clone(),
+                what,
+            })
+        });
+        let stopped = futures::future::join_all(waits).await;
+        for failure in stopped.into_iter().flatten() {
+            // A child that died mid-run is already reported (with its log) once.
+            if !self.failures.iter().any(|f| f.leaf == failure.leaf) {
+                self.failures.push(failure);
+            }
+        }
+        self.failures
+    }
+
+    async fn send_all(&mut self, msg: &ToLeaf) {
+        let mut line = serde_json::to_string(msg).expect("wire messages serialize");
+        line.push('\n');
+        for kid in &mut self.kids {
+            if let Some(stdin) = &mut kid.stdin
+                && (stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err())
+            {
+                kid.stdin = None;
+            }
+        }
+    }
+
+    /// Waits for one message matching `want` from every child whose stdout is open; a child
+    /// that closes first is reaped and recorded as a failure. Progress lines feed `progress`.
+    async fn collect(
+        &mut self,
+        timeout: Option<Duration>,
+        progress: Option<&Progress>,
+        want: impl Fn(&FromLeaf) -> bool,
+    ) -> Vec<Option<FromLeaf>> {
+        let mut got: Vec<Option<FromLeaf>> = self.kids.iter().map(|_| None).collect();
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        loop {
+            let pending = self
+                .kids
+                .iter()
+                .zip(&got)
+                .any(|(k, g)| !k.closed && g.is_none());
+            if !pending {
+                return got;
+            }
+            let next = match deadline {
+                Some(d) => match tokio::time::timeout_at(d, self.rx.recv()).await {
+                    Ok(next) => next,
+                    Err(_) => return got,
+                },
+                None => self.rx.recv().await,
+            };
+            let Some((index, line)) = next else {
+                return got;
+            };
+            match line {
+                Line::Msg(FromLeaf::Progress { tasks, commits }) => {
+                    if let Some(p) = progress {
+                        p.add(tasks, commits);
+                    }
+                }
+                Line::Msg(msg) if want(&msg) && got[index].is_none() => got[index] = Some(msg),
+                Line::Msg(msg) => {
+                    tracing::warn!(leaf = %self.kids[index].id, ?msg, "leaf process spoke out of turn");
+                }
+                Line::Garbage(text) => {
+                    tracing::warn!(leaf = %self.kids[index].id, %text, "unreadable line from leaf process");
+                }
+                Line::Closed => {
+                    let kid = &mut self.kids[index];
+                    kid.closed = true;
+                    kid.stdin = None;
+                    if got[index].is_none() {
+                        let status =
+                            match tokio::time::timeout(Duration::from_secs(10), kid.child.wait())
+                                .await
+                            {
+                                Ok(Ok(status)) => describe(status),
+                                _ => "closed its output but did not exit".to_string(),
+                            };
+                        self.failures.push(LeafFailure {
+                            leaf: kid.id.clone(),
+                            what: format!("{status} mid-run{}", tail(&kid.log)),
+                        });
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `exited with code 3` / `killed by signal 9 (SIGKILL)`.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exited with code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig} ({})", signal_name(sig)),
+        _ => format!("ended: {status}"),
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        _ => "signal",
+    }
+}
+
+/// The last lines of a child's log, for a failure message.
+fn tail(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    if lines.is_empty() {
+        return String::new();
+    }
+    let last = lines[lines.len().saturating_sub(5)..].join("\n    ");
+    format!(" (log {}):\n    {last}", log.display())
+}
+
+fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}

@@ -1,0 +1,127 @@
+//! What a trial and its `herd leaf` children say to each other: one JSON object per line, the
+//! child's on stdout, the trial's on the child's stdin. Times travel as nanoseconds since the
+//! run's time zero (the join file's `zero_unix_ns`), which both sides map to their own clock.
+
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::Latency;
+use crate::slot_runner::SlotReport;
+
+/// Child → trial.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum FromLeaf {
+    /// The leaf is open (clone made, bus joined) and waits for `Go`.
+    Ready {
+        /// The leaf's id.
+        leaf: String,
+    },
+    /// Tasks finished and commits accepted since the last progress line.
+    Progress {
+        /// Tasks finished.
+        tasks: u64,
+        /// Commits accepted.
+        commits: u64,
+    },
+    /// Every task of the slot has run.
+    Worked(WireReport),
+    /// The drain ended (`settled`: every broadcast handled); counters are final.
+    Drained {
+        /// Every expected broadcast handled, nothing in flight.
+        settled: bool,
+        /// The leaf's counters.
+        stats: herd_leaf::LeafStats,
+        /// Tips the leaf held: (oid, ns since time zero).
+        holdings: Vec<(String, u64)>,
+    },
+}
+
+/// Trial → child.
+#[derive(Serialize, Deserialize, Debug)]
+#[serde(rename_all = "snake_case")]
+pub enum ToLeaf {
+    /// Start the tasks.
+    Go,
+    /// Wait until `broadcasts` tips are handled (giving up after `stall_secs` without progress).
+    Drain {
+        /// Broadcasts the hub sent.
+        broadcasts: u64,
+        /// Stall limit, seconds.
+        stall_secs: u64,
+    },
+    /// Shut down (flush the ledger) and exit.
+    Stop,
+}
+
+/// A [`SlotReport`] across the process boundary.
+#[derive(Serialize, Deserialize, Debug, Default)]
+pub struct WireReport {
+    /// The leaf.
+    pub leaf: String,
+    /// Claim latency histogram as (µs, count).
+    pub claim: Vec<(u64, u64)>,
+    /// Commit latency histogram.
+    pub commit: Vec<(u64, u64)>,
+    /// Failed-commit latency histogram.
+    pub commit_failed: Vec<(u64, u64)>,
+    /// Starved tasks.
+    pub starved: u64,
+    /// Accepted commits: (oid, ns since time zero).
+    pub commits: Vec<(String, u64)>,
+    /// Tasks opened.
+    pub opened: u64,
+    /// Tasks closed.
+    pub closed: u64,
+    /// Tasks failed.
+    pub failed: u64,
+}
+
+impl WireReport {
+    /// `report` with its instants as offsets from `zero`.
+    pub fn from_report(report: &SlotReport, zero: std::time::Instant) -> WireReport {
+        WireReport {
+            leaf: report.leaf.clone(),
+            claim: report.claim.to_counts(),
+            commit: report.commit.to_counts(),
+            commit_failed: report.commit_failed.to_counts(),
+            starved: report.starved,
+            commits: report
+                .commits
+                .iter()
+                .map(|(oid, at)| (oid.clone(), since(zero, *at)))
+                .collect(),
+            opened: report.opened,
+            closed: report.closed,
+            failed: report.failed,
+        }
+    }
+
+    /// The report with offsets mapped onto `zero`.
+    pub fn into_report(self, zero: std::time::Instant) -> SlotReport {
+        SlotReport {
+            leaf: self.leaf,
+            claim: Latency::from_counts(&self.claim),
+            commit: Latency::from_counts(&self.commit),
+            commit_failed: Latency::from_counts(&self.commit_failed),
+            starved: self.starved,
+            commits: self
+                .commits
+                .into_iter()
+                .map(|(oid, ns)| (oid, at(zero, ns)))
+                .collect(),
+            opened: self.opened,
+            closed: self.closed,
+            failed: self.failed,
+        }
+    }
+}
+
+/// `t` as nanoseconds after `zero`.
+pub fn since(zero: std::time::Instant, t: std::time::Instant) -> u64 {
+    t.saturating_duration_since(zero).as_nanos() as u64
+}
+
+/// The instant `ns` nanoseconds after `zero`.
+pub fn at(zero: std::time::Instant, ns: u64) -> std::time::Instant {
+    zero + std::time::Duration::from_nanos(ns)
+}
