@@ -278,6 +278,9 @@ pub(crate) async fn create_stream_fitting(
             Err(e) if storage_exceeded(&e) && config.max_bytes / 2 >= MIN_STREAM_BYTES => {
                 config.max_bytes /= 2;
             }
+            // Lost a creation race with another connection (its size may differ after a
+            // shrink): bind what it created.
+            Err(_) if js.get_stream(name).await.is_ok() => return Ok(()),
             Err(e) => {
                 let op = if storage_exceeded(&e) {
                     "create (the server's JetStream store is full or smaller than 4 MiB: free disk, or raise max_file_store)"

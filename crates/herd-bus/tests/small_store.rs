@@ -65,3 +65,19 @@ async fn a_store_below_the_floor_is_a_clear_error() {
     assert!(err.contains("HERD_"), "{err}");
     assert!(err.contains("max_file_store"), "{err}");
 }
+
+/// Racing first connects on a small store: each shrinks on its own, the first to create wins,
+/// the others bind its stream (sizes may differ, which a plain create refuses).
+#[tokio::test]
+async fn racing_connects_on_a_small_store_all_bind() {
+    let server = NatsServer::builder().max_store(48 * MIB).start().unwrap();
+    let joins: Vec<_> = (0..6)
+        .map(|_| {
+            let url = server.url().to_string();
+            tokio::spawn(async move { Bus::connect(&url).await })
+        })
+        .collect();
+    for j in joins {
+        j.await.unwrap().expect("every racing connect binds");
+    }
+}
