@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use herd::trial::TrialConfig;
-use herd::trial::cli::{Cli, Command, LeafArgs, SweepArgs, resolve_config};
+use herd::trial::cli::{Cli, Command, HubArgs, LeafArgs, SweepArgs, resolve_config};
 use herd::trial::sweep::SweepConfig;
 use herd::trial::telemetry::{Telemetry, TelemetryConfig};
 use herd::trial::{RunOptions, TrialError, run_with};
@@ -22,6 +22,7 @@ fn main() -> ExitCode {
     match cli.command.take() {
         Some(Command::Check { dir }) => return ExitCode::from(herd::trial::check_dir(&dir)),
         Some(Command::Leaf(args)) => return leaf(args),
+        Some(Command::Hub(args)) => return hub(args),
         Some(Command::Trial(args)) => cli.trial = args,
         other => cli.command = other,
     }
@@ -91,6 +92,33 @@ async fn interrupted() {
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// `herd hub`: runs until SIGINT/SIGTERM; exit 0 after a clean stop, 2 when it cannot start.
+fn hub(args: HubArgs) -> ExitCode {
+    let config = match resolve_config(&args.trial, |k| std::env::var(k).ok()) {
+        Ok(config) => config,
+        Err(e) => return fail(&e),
+    };
+    let telemetry = match Telemetry::install(&TelemetryConfig::from_env()) {
+        Ok(t) => t,
+        Err(e) => return fail(&e),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    let options = herd::trial::hub_cmd::HubOptions {
+        bind: args.bind,
+        advertise: args.advertise,
+    };
+    let outcome = runtime.block_on(herd::trial::hub_cmd::run(config, options, interrupted()));
+    drop(runtime);
+    telemetry.shutdown();
+    match outcome {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(e) => fail(&e),
     }
 }
 

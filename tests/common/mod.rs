@@ -61,3 +61,94 @@ pub fn herd(args: &[&str], env: &[(&str, &str)]) -> Output {
     }
     cmd.args(args).envs(env.iter().copied()).output().unwrap()
 }
+
+/// The example with a clean herd environment, spawned (stdout and stderr piped).
+pub fn spawn_herd(args: &[&str]) -> std::process::Child {
+    let mut cmd = Command::new(herd_bin());
+    for (key, _) in std::env::vars() {
+        let keep =
+            ["HERD_CACHE_DIR", "HERD_NATS_SERVER", "HERD_NATS_NO_INSTALL"].contains(&key.as_str());
+        if (key.starts_with("HERD_") && !keep) || key == "NATS_URL" || key.starts_with("OTEL_") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Every live descendant of `pid`: (pid, command line).
+pub fn descendants(pid: u32) -> Vec<(u32, String)> {
+    let mut parent_of = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(p) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if let Some((ppid, state)) = stat(p)
+            && state != 'Z'
+        {
+            parent_of.push((p, ppid));
+        }
+    }
+    let mut out: Vec<u32> = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(
+            parent_of
+                .iter()
+                .filter(|(_, pp)| *pp == parent)
+                .map(|(p, _)| *p),
+        );
+        i += 1;
+    }
+    out.into_iter()
+        .skip(1)
+        .map(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            (p, cmd)
+        })
+        .collect()
+}
+
+/// Is `pid` still running (present and not a zombie)?
+pub fn alive(pid: u32) -> bool {
+    stat(pid).is_some_and(|(_, state)| state != 'Z')
+}
+
+/// (parent pid, state) of `pid` from /proc.
+fn stat(pid: u32) -> Option<(u32, char)> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: parse after the last ')'.
+    let rest = &text[text.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// Waits for `child` to exit, up to `limit`; kills it and panics on timeout.
+pub fn wait_exit(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("herd did not exit within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -27,6 +27,10 @@ pub struct Cli {
 pub enum Command {
     /// Run a trial (the default when no subcommand is given; takes the same knobs).
     Trial(TrialArgs),
+    /// Run a standalone hub and bus for leaves started elsewhere: prints the repository URL,
+    /// the bus URL and the join file leaves need; on Ctrl-C/SIGTERM writes what `herd check`
+    /// reads and stops.
+    Hub(HubArgs),
     /// Run one leaf that joins a running hub and bus through a join file (written by `herd hub`
     /// or by a trial with `--leaves process`); exit 0 when every task of its slot closed.
     Leaf(LeafArgs),
@@ -39,6 +43,20 @@ pub enum Command {
     /// writes every cell's results.json and an index (exit 0 when every cell passed, 1 if one
     /// failed). Other knobs (seed, sizes, ...) are taken from the trial flags.
     Sweep(SweepArgs),
+}
+
+/// `herd hub` options: where it listens, plus the trial knobs that shape the workload.
+#[derive(Args, Debug)]
+pub struct HubArgs {
+    /// Listen address of the hub's HTTP server (0.0.0.0:PORT to serve other machines).
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub bind: std::net::SocketAddr,
+    /// Host name or IP leaves use to reach the hub [default: the bind address].
+    #[arg(long, value_name = "HOST")]
+    pub advertise: Option<String>,
+    /// Trial knobs (agents = slots, seed, sizes, hub mode, output directory, ...).
+    #[command(flatten)]
+    pub trial: TrialArgs,
 }
 
 /// `herd leaf` options.

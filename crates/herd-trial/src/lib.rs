@@ -25,6 +25,7 @@ pub mod error;
 pub mod events;
 pub mod floor;
 pub mod gates;
+pub mod hub_cmd;
 pub mod join;
 pub mod leaf_cmd;
 pub mod leaves;

@@ -472,7 +472,7 @@ impl Observer {
     }
 }
 
-async fn dump_kv(bus: &Bus, out_dir: &Path) -> Result<(), TrialError> {
+pub(crate) async fn dump_kv(bus: &Bus, out_dir: &Path) -> Result<(), TrialError> {
     for (bucket, file) in [
         (TASKS_BUCKET, "kv-tasks.jsonl"),
         (CLAIMS_BUCKET, "kv-claims.jsonl"),
@@ -488,13 +488,13 @@ async fn dump_kv(bus: &Bus, out_dir: &Path) -> Result<(), TrialError> {
     Ok(())
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrialError> {
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), TrialError> {
     let text = serde_json::to_string_pretty(value)
         .map_err(|e| output_err(path, std::io::Error::other(e)))?;
     std::fs::write(path, text + "\n").map_err(|e| output_err(path, e))
 }
 
-fn output_err(path: &Path, source: std::io::Error) -> TrialError {
+pub(crate) fn output_err(path: &Path, source: std::io::Error) -> TrialError {
     TrialError::Output {
         path: path.to_path_buf(),
         source,
