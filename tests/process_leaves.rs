@@ -87,13 +87,23 @@ fn process_leaves_count_exactly_and_the_history_passes() {
         assert_eq!(c[key].as_u64(), Some(want), "{key} in {c}");
     }
     assert_eq!(results["config"]["leaves"], "process");
+    // Each child measured itself.
+    let usage = &results["leaf_processes"];
+    assert_eq!(usage["processes"].as_u64(), Some(4), "{usage}");
+    assert!(
+        usage["rss_peak_kib_p50"].as_u64().unwrap() > 1024,
+        "{usage}"
+    );
+    assert!(
+        stdout.contains("leaf processes:     4 (peak RSS"),
+        "{stdout}"
+    );
     assert_eq!(
         results["history_check"]["verdict"], "pass",
         "{}",
         results["history_check"]
     );
-    // Every leaf wrote its own history, merged into events.jsonl: 4 opens per... every task
-    // opened and closed exactly once in the merged file.
+    // Every leaf wrote its own history; merged into events.jsonl, every task closes once.
     let events = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap();
     let closes = events
         .lines()
@@ -140,7 +150,16 @@ fn a_leaf_killed_mid_run_is_named_and_the_trial_exits_1() {
         .find(|(_, cmd)| cmd.contains("--slot 1 "))
         .unwrap()
         .clone();
-    std::thread::sleep(Duration::from_millis(500));
+    // Mid-run: once the leaf has started its tasks (its history has lines), not while it opens.
+    let history = dir.path().join("leaf-events/leaf-1.jsonl");
+    let start = Instant::now();
+    while std::fs::metadata(&history).map_or(0, |m| m.len()) == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "leaf-1 never started work"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // SAFETY: kill(2) on a pid we just read as the trial's child.
     unsafe { libc::kill(victim as i32, libc::SIGKILL) };
     let status = wait_exit(&mut trial, Duration::from_secs(180));

@@ -2,7 +2,8 @@
 //! phase and per broadcast outcome, format in `docs/history.md` and [`herd_check::history`]).
 //!
 //! Writers send lines over a channel; one task owns the file, so lines never interleave and a
-//! slow disk never blocks a leaf. [`EventLog::finish`] flushes and reports the line count.
+//! slow disk never blocks a leaf. Lines reach the file whenever the queue runs dry;
+//! [`EventLog::finish`] flushes and reports the line count.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,6 +38,11 @@ impl EventLog {
                 serde_json::to_writer(&mut out, &event)?;
                 out.write_all(b"\n")?;
                 lines += 1;
+                // Written out whenever the queue runs dry: a process killed mid-run leaves
+                // its history whole up to its last burst, not up to the last full buffer.
+                if rx.is_empty() {
+                    out.flush()?;
+                }
             }
             out.flush()?;
             Ok(lines)

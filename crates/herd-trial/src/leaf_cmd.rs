@@ -17,7 +17,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use crate::error::{ConfigError, TrialError};
 use crate::events::EventLog;
 use crate::join::{JoinSpec, zero_instant};
-use crate::leaves::wire::{FromLeaf, ToLeaf, WireReport, since};
+use crate::leaves::wire::{FromLeaf, ToLeaf, Usage, WireReport, since};
 use crate::leaves::{leaf_id, open_leaf, wait_handled};
 use crate::pacer::Pacer;
 use crate::progress::Progress;
@@ -139,6 +139,7 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
                         settled,
                         stats: leaf.stats(),
                         holdings: held,
+                        usage: Usage::of_self(),
                     })
                     .await;
                 }

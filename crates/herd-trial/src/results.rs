@@ -140,6 +140,9 @@ pub struct TrialResults {
     /// Leaf processes that died or exited non-zero (process leaves only).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leaf_failures: Vec<crate::leaves::LeafFailure>,
+    /// Resource use per leaf process (process leaves only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leaf_processes: Option<crate::leaves::wire::UsageSummary>,
     /// Span totals of the run, when the counters came from spans (the same spans exported).
     pub spans: Option<SpanTotals>,
     /// Span export outcome (set by the binary after the final flush).
@@ -332,11 +335,22 @@ impl TrialResults {
             "  think floor:        {:.2}s (work {:.2}s = {:.2} x floor)",
             k.think_floor_secs, self.work_secs, k.work_to_think_floor
         );
-        let _ = writeln!(
-            s,
-            "  memory per leaf:    {} KiB (process peak {} KiB)",
-            k.rss_per_leaf_kib, k.rss_peak_kib
-        );
+        match &self.leaf_processes {
+            Some(u) => {
+                let _ = writeln!(
+                    s,
+                    "  leaf processes:     {} (peak RSS p50/max {} / {} KiB, CPU p50/max {} / {} ms)",
+                    u.processes, u.rss_peak_kib_p50, u.rss_peak_kib_max, u.cpu_ms_p50, u.cpu_ms_max
+                );
+            }
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  memory per leaf:    {} KiB (process peak {} KiB)",
+                    k.rss_per_leaf_kib, k.rss_peak_kib
+                );
+            }
+        }
     }
 
     /// `report.md`: the summary block plus the configuration and environment, for humans.

@@ -194,6 +194,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     phases.mark("snapshot", snapshot_started);
     let teardown_started = Instant::now();
 
+    let leaf_processes = leaves.usage();
     let leaf_failures = leaves.shutdown().await;
     drop(ctx);
     drop(log);
@@ -306,6 +307,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         gates: gate_results,
         history_check: check.clone(),
         leaf_failures,
+        leaf_processes,
         spans: span_totals,
         telemetry: None,
         passed,

@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, ChildStdin, Command};
 use tokio::sync::mpsc;
 
-use super::wire::{FromLeaf, ToLeaf, WireReport};
+use super::wire::{FromLeaf, ToLeaf, Usage, WireReport};
 use super::{LeafSetup, leaf_id};
 use crate::error::TrialError;
 use crate::progress::Progress;
@@ -51,6 +51,7 @@ struct Kid {
     /// Stdout closed: nothing more will come.
     closed: bool,
     stats: LeafStats,
+    usage: Option<Usage>,
 }
 
 enum Line {
@@ -135,6 +136,7 @@ impl Children {
                 log,
                 closed: false,
                 stats: LeafStats::default(),
+                usage: None,
             });
         }
         let mut children = Children {
@@ -203,6 +205,7 @@ impl Children {
                 settled,
                 stats,
                 holdings,
+                usage,
             }) = msg
             else {
                 all = false;
@@ -210,6 +213,7 @@ impl Children {
             };
             all &= settled;
             self.kids[index].stats = stats;
+            self.kids[index].usage = Some(usage);
             let mut held = self.holdings.lock().expect("holdings lock");
             for (oid, ns) in holdings {
                 if let Ok(oid) = git2::Oid::from_str(&oid) {
@@ -227,6 +231,11 @@ impl Children {
     /// Each child's counters as its drain reported them (zero for a child that died).
     pub fn stats(&self) -> Vec<LeafStats> {
         self.kids.iter().map(|k| k.stats).collect()
+    }
+
+    /// Resource use of every child that drained.
+    pub fn usage(&self) -> Vec<Usage> {
+        self.kids.iter().filter_map(|k| k.usage).collect()
     }
 
     /// Stops every child and waits for it (killing it after [`STOP_TIMEOUT`]); returns every

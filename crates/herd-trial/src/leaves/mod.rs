@@ -178,6 +178,14 @@ impl LeafSet {
         }
     }
 
+    /// Resource use per leaf process (`None` for in-process leaves, which share one).
+    pub fn usage(&self) -> Option<wire::UsageSummary> {
+        match self {
+            LeafSet::InProcess(_) => None,
+            LeafSet::Processes(c) => wire::UsageSummary::of(&c.usage()),
+        }
+    }
+
     /// Stops every leaf (ledgers flushed); returns the leaves that failed as processes.
     pub async fn shutdown(self) -> Vec<LeafFailure> {
         match self {

@@ -33,7 +33,76 @@ pub enum FromLeaf {
         stats: herd_leaf::LeafStats,
         /// Tips the leaf held: (oid, ns since time zero).
         holdings: Vec<(String, u64)>,
+        /// The process's own resource use so far.
+        usage: Usage,
     },
+}
+
+/// A leaf process's resource use.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Peak resident set, KiB (`VmHWM`).
+    pub rss_peak_kib: u64,
+    /// CPU time, user + system, ms.
+    pub cpu_ms: u64,
+}
+
+impl Usage {
+    /// This process's use so far.
+    pub fn of_self() -> Usage {
+        // SAFETY: getrusage fills the zeroed struct we pass; RUSAGE_SELF is always valid.
+        let cpu_ms = unsafe {
+            let mut ru: libc::rusage = std::mem::zeroed();
+            if libc::getrusage(libc::RUSAGE_SELF, &mut ru) == 0 {
+                let ms = |t: libc::timeval| t.tv_sec as u64 * 1000 + t.tv_usec as u64 / 1000;
+                ms(ru.ru_utime) + ms(ru.ru_stime)
+            } else {
+                0
+            }
+        };
+        Usage {
+            rss_peak_kib: crate::scale::rss_kib().1,
+            cpu_ms,
+        }
+    }
+}
+
+/// Per-process resource use over a run's leaf processes (results.json `leaf_processes`).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq)]
+pub struct UsageSummary {
+    /// Leaf processes that reported.
+    pub processes: u64,
+    /// Median peak RSS, KiB.
+    pub rss_peak_kib_p50: u64,
+    /// Largest peak RSS, KiB.
+    pub rss_peak_kib_max: u64,
+    /// Median CPU time, ms.
+    pub cpu_ms_p50: u64,
+    /// Largest CPU time, ms.
+    pub cpu_ms_max: u64,
+}
+
+impl UsageSummary {
+    /// Median and maximum over `usages` (`None` when empty).
+    pub fn of(usages: &[Usage]) -> Option<UsageSummary> {
+        if usages.is_empty() {
+            return None;
+        }
+        let stat = |f: fn(&Usage) -> u64| {
+            let mut v: Vec<u64> = usages.iter().map(f).collect();
+            v.sort_unstable();
+            (v[v.len() / 2], v[v.len() - 1])
+        };
+        let (rss_p50, rss_max) = stat(|u| u.rss_peak_kib);
+        let (cpu_p50, cpu_max) = stat(|u| u.cpu_ms);
+        Some(UsageSummary {
+            processes: usages.len() as u64,
+            rss_peak_kib_p50: rss_p50,
+            rss_peak_kib_max: rss_max,
+            cpu_ms_p50: cpu_p50,
+            cpu_ms_max: cpu_max,
+        })
+    }
 }
 
 /// Trial → child.
