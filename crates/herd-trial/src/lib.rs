@@ -16,6 +16,13 @@
 //! [`floor`] measures the one-pusher commit rate (the *floor*); [`sweep`] runs a grid of
 //! agents × sync × hub cells against the floor of the same run (`herd sweep`).
 //!
+//! Where leaves run is one seam, [`leaves::LeafSet`]: tasks of this process, or `herd leaf`
+//! children ([`leaves::children`]) stepped through the run over a line protocol
+//! ([`leaves::wire`]); both open leaves with [`leaves::open_leaf`] and run
+//! [`slot_runner::run_slot`]. [`join`] is the file a leaf joins a hub by; [`leaf_cmd`] is
+//! `herd leaf`, [`hub_cmd`] is `herd hub` (a standalone hub and bus for hand-started leaves).
+//! Child processes and histories stay inside the run's output and work directories.
+//!
 //! Calls: herd-bus, herd-hub, herd-leaf, herd-check. Nothing calls it but the `herd` example.
 
 pub mod cli;
