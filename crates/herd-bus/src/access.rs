@@ -60,6 +60,11 @@ pub const LEAF_PUBLISH: &[&str] = &[
     "$JS.API.CONSUMER.DELETE.HERD_TURN.>",
 ];
 
+/// The JetStream domain of the hub's server in the `leafnodes` layout: leaves on a leaf-node
+/// server reach its JetStream through `$JS.herd.API` (a leaf-node server without JetStream does
+/// not forward the plain `$JS.API`).
+pub const HUB_DOMAIN: &str = "herd";
+
 /// Subjects a leaf may never publish to, whatever the allow list says (deny wins).
 pub const LEAF_DENY: &[&str] = &[
     "herd.tip.>",
@@ -77,6 +82,7 @@ pub const LEAF_SUBSCRIBE: &[&str] = &["_INBOX.>"];
 pub struct Credentials {
     hub: String,
     leaf: String,
+    link: String,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -99,6 +105,7 @@ impl Credentials {
         Ok(Credentials {
             hub: secret()?,
             leaf: secret()?,
+            link: secret()?,
         })
     }
 
@@ -110,11 +117,29 @@ impl Credentials {
         }
     }
 
+    /// The password of leaf-node links (user `link`): a local leaf-node server's connection to
+    /// the hub's server. Links are infrastructure, not clients: each local server enforces the
+    /// hub and leaf users' permissions on its own clients.
+    pub fn link_password(&self) -> &str {
+        &self.link
+    }
+
     /// The server's `authorization` block.
     pub fn server_config(&self) -> String {
+        // Each JetStream subject also in its form from a leaf-node server, through the hub's
+        // domain ([`HUB_DOMAIN`]): `$JS.herd.API.…` for the API, `$JS.herd.API.$KV.…` for puts.
         let list = |subjects: &[&str]| {
             subjects
                 .iter()
+                .flat_map(|s| {
+                    let domained = if let Some(api) = s.strip_prefix("$JS.API") {
+                        Some(format!("$JS.{HUB_DOMAIN}.API{api}"))
+                    } else {
+                        s.starts_with("$KV.")
+                            .then(|| format!("$JS.{HUB_DOMAIN}.API.{s}"))
+                    };
+                    std::iter::once(s.to_string()).chain(domained)
+                })
                 .map(|s| format!("{s:?}"))
                 .collect::<Vec<_>>()
                 .join(", ")

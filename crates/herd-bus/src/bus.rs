@@ -44,6 +44,8 @@ pub struct BusOptions {
     pub request_timeout: Duration,
     /// Limits of the tip stream when this connection creates it.
     pub tip_limits: TipLimits,
+    /// Replicas of the stream and buckets this connection creates (3 in a cluster).
+    pub replicas: usize,
 }
 
 /// How much the tip stream keeps: broadcasts carry packs, so a long run must not grow it without
@@ -78,6 +80,7 @@ impl Default for BusOptions {
             ping_interval: Duration::from_secs(1),
             request_timeout: Duration::from_secs(5),
             tip_limits: TipLimits::default(),
+            replicas: 1,
         }
     }
 }
@@ -90,6 +93,8 @@ pub struct Bus {
     pub(crate) tasks: kv::Store,
     pub(crate) claims: kv::Store,
     url: Arc<str>,
+    /// Prefix of raw KV writes: empty, or `$JS.<domain>.API.` through a JetStream domain.
+    kv_prefix: Arc<str>,
 }
 
 impl std::fmt::Debug for Bus {
@@ -110,28 +115,39 @@ impl Bus {
     pub async fn connect_with(url: &str, opts: BusOptions) -> Result<Bus> {
         let client = connect_client(url, &opts).await?;
         let js = jetstream::new(client.clone());
-        ensure_tip_stream(&js, opts.tip_limits).await?;
-        crate::turns::ensure_turn_stream(&js).await?;
-        let tasks = ensure_bucket(&js, TASKS_BUCKET, None).await?;
-        let claims = ensure_bucket(&js, CLAIMS_BUCKET, Some(CLAIM_MARKER_TTL)).await?;
+        let replicas = opts.replicas.max(1);
+        ensure_tip_stream(&js, opts.tip_limits, replicas).await?;
+        crate::turns::ensure_turn_stream(&js, replicas).await?;
+        let tasks = ensure_bucket(&js, TASKS_BUCKET, None, replicas).await?;
+        let claims = ensure_bucket(&js, CLAIMS_BUCKET, Some(CLAIM_MARKER_TTL), replicas).await?;
         Ok(Bus {
             client,
             js,
             tasks,
             claims,
             url: crate::access::redact(url).into(),
+            kv_prefix: "".into(),
         })
     }
 
     /// Connects as a leaf: binds the buckets the hub created, creating nothing (a leaf's
     /// credentials may not create or change streams: [`crate::access`]).
     pub async fn join(url: &str) -> Result<Bus> {
+        Bus::join_domain(url, None).await
+    }
+
+    /// [`join`](Self::join) through JetStream domain `domain` (a leaf on a leaf-node server
+    /// reaches the hub's JetStream as `$JS.<domain>.API`).
+    pub async fn join_domain(url: &str, domain: Option<&str>) -> Result<Bus> {
         let opts = BusOptions {
             name: "herd-leaf".into(),
             ..BusOptions::default()
         };
         let client = connect_client(url, &opts).await?;
-        let js = jetstream::new(client.clone());
+        let js = match domain {
+            Some(d) => jetstream::with_domain(client.clone(), d),
+            None => jetstream::new(client.clone()),
+        };
         let bind = |bucket: &'static str| {
             let js = js.clone();
             async move {
@@ -152,7 +168,16 @@ impl Bus {
             tasks,
             claims,
             url: crate::access::redact(url).into(),
+            kv_prefix: domain
+                .map(|d| format!("$JS.{d}.API."))
+                .unwrap_or_default()
+                .into(),
         })
+    }
+
+    /// The subject a raw write of `key` in `bucket` goes to (through the domain, if any).
+    pub(crate) fn kv_subject(&self, bucket: &str, key: &str) -> String {
+        format!("{}$KV.{bucket}.{key}", self.kv_prefix)
     }
 
     /// The server URL this bus connected to.
@@ -184,22 +209,12 @@ async fn connect_client(url: &str, opts: &BusOptions) -> Result<async_nats::Clie
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let mut options = async_nats::ConnectOptions::new();
-        // Credentials in the URL (`nats://user:password@host`): async-nats reads only options.
-        if let Ok(addr) = url.parse::<async_nats::ServerAddr>()
-            && let Some(user) = addr.username()
-        {
-            options = match addr.password() {
-                Some(password) => options.user_and_password(user.into(), password.into()),
-                None => options.token(user.into()),
-            };
-        }
-        let result = options
+        let result = options_for(url)
             .name(&opts.name)
             .connection_timeout(opts.connect_timeout)
             .ping_interval(opts.ping_interval)
             .request_timeout(Some(opts.request_timeout))
-            .connect(url)
+            .connect(server_list(url))
             .await;
         match result {
             Ok(client) => return Ok(client),
@@ -218,7 +233,48 @@ async fn connect_client(url: &str, opts: &BusOptions) -> Result<async_nats::Clie
     }
 }
 
-async fn ensure_tip_stream(js: &jetstream::Context, limits: TipLimits) -> Result<()> {
+/// Options carrying the credentials of `url` (`nats://user:password@host`; for a list, the
+/// first URL's): async-nats reads credentials only from options.
+fn options_for(url: &str) -> async_nats::ConnectOptions {
+    let options = async_nats::ConnectOptions::new();
+    let first = url.split(',').next().unwrap_or(url).trim();
+    match first.parse::<async_nats::ServerAddr>() {
+        Ok(addr) => match (addr.username(), addr.password()) {
+            (Some(user), Some(password)) => options.user_and_password(user.into(), password.into()),
+            (Some(user), None) => options.token(user.into()),
+            _ => options,
+        },
+        Err(_) => options,
+    }
+}
+
+/// The servers of a comma-separated URL list (one URL is a list of one).
+fn server_list(url: &str) -> Vec<&str> {
+    url.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .collect()
+}
+
+/// A plain client for `url` (a list allowed), one attempt: for readiness probes.
+pub(crate) async fn connect_urls(url: &str, name: &str) -> Result<async_nats::Client> {
+    options_for(url)
+        .name(name)
+        .connection_timeout(Duration::from_secs(1))
+        .connect(server_list(url))
+        .await
+        .map_err(|e| BusError::Connect {
+            url: crate::access::redact(url),
+            attempts: 1,
+            source: Box::new(e),
+        })
+}
+
+async fn ensure_tip_stream(
+    js: &jetstream::Context,
+    limits: TipLimits,
+    replicas: usize,
+) -> Result<()> {
     let config = stream::Config {
         name: TIP_STREAM.to_string(),
         subjects: vec![TIP_SUBJECT.to_string()],
@@ -229,6 +285,7 @@ async fn ensure_tip_stream(js: &jetstream::Context, limits: TipLimits) -> Result
         discard: stream::DiscardPolicy::Old,
         // Dedupe on Nats-Msg-Id (the new tip oid): a retried publish is not a second broadcast.
         duplicate_window: Duration::from_secs(120),
+        num_replicas: replicas,
         ..Default::default()
     };
     create_stream_fitting(js, TIP_STREAM, config).await
@@ -310,8 +367,9 @@ async fn ensure_bucket(
     js: &jetstream::Context,
     bucket: &'static str,
     limit_markers: Option<Duration>,
+    replicas: usize,
 ) -> Result<kv::Store> {
-    let store = create_bucket(js, bucket, limit_markers).await?;
+    let store = create_bucket(js, bucket, limit_markers, replicas).await?;
     harden(js, bucket).await?;
     Ok(store)
 }
@@ -351,6 +409,7 @@ async fn create_bucket(
     js: &jetstream::Context,
     bucket: &'static str,
     limit_markers: Option<Duration>,
+    replicas: usize,
 ) -> Result<kv::Store> {
     if let Ok(store) = js.get_key_value(bucket).await {
         return Ok(store);
@@ -360,6 +419,7 @@ async fn create_bucket(
         history: KV_HISTORY,
         storage: jetstream::stream::StorageType::File,
         limit_markers,
+        num_replicas: replicas,
         ..Default::default()
     };
     match js.create_key_value(config).await {

@@ -246,7 +246,7 @@ impl Bus {
             expected.to_string().as_str(),
         );
         headers.insert("Nats-TTL", ttl_secs(ttl).to_string().as_str());
-        let subject = format!("$KV.{CLAIMS_BUCKET}.{task}");
+        let subject = self.kv_subject(CLAIMS_BUCKET, task);
         let ack = self
             .js
             .publish_with_headers(subject, headers, value.into())

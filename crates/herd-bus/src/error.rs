@@ -92,6 +92,13 @@ pub enum BusError {
         source: Cause,
     },
 
+    /// A bus layout that cannot be started as asked.
+    #[error("bus layout: {reason}")]
+    Layout {
+        /// Why.
+        reason: String,
+    },
+
     /// Creating or binding the tip stream failed.
     #[error("stream {stream}: {op}: {source}")]
     Stream {

@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::access::{Credentials, Role};
+pub use crate::access::Credentials;
+use crate::access::Role;
 use crate::binary;
 use crate::error::{BusError, Result};
 
@@ -34,15 +35,50 @@ pub struct NatsServer {
     url: String,
     auth: Option<Credentials>,
     max_store: Option<u64>,
+    jetstream: bool,
+    shape: Shape,
+    leafnode_url: Option<String>,
 }
 
 /// How to start a [`NatsServer`]: which binary, where its store lives, users, store size.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct NatsServerBuilder {
     binary: Option<PathBuf>,
     dir: Option<PathBuf>,
     secured: bool,
+    credentials: Option<Credentials>,
     max_store: Option<u64>,
+    jetstream: bool,
+    shape: Shape,
+}
+
+impl Default for NatsServerBuilder {
+    fn default() -> Self {
+        NatsServerBuilder {
+            binary: None,
+            dir: None,
+            secured: false,
+            credentials: None,
+            max_store: None,
+            jetstream: true,
+            shape: Shape::default(),
+        }
+    }
+}
+
+/// Where a server sits in a topology: cluster membership and leaf-node links.
+#[derive(Debug, Clone, Default)]
+pub struct Shape {
+    /// `server_name` (required in a JetStream cluster).
+    pub name: Option<String>,
+    /// Cluster membership: (cluster name, this server's route port, every member's route port).
+    pub cluster: Option<(String, u16, Vec<u16>)>,
+    /// Accept leaf-node links on this loopback port (user `link`).
+    pub leafnode_port: Option<u16>,
+    /// The JetStream domain (the hub's server of a leaf-node layout).
+    pub domain: Option<String>,
+    /// Link to this hub leaf-node URL (`nats-leaf://127.0.0.1:PORT`) as user `link`.
+    pub leafnode_remote: Option<String>,
 }
 
 impl NatsServerBuilder {
@@ -66,6 +102,26 @@ impl NatsServerBuilder {
         self
     }
 
+    /// Starts with users and permissions using these passwords (servers of one topology share
+    /// them).
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self.secured = true;
+        self
+    }
+
+    /// Runs JetStream (default) or not (a leaf-node server that forwards to the hub's).
+    pub fn jetstream(mut self, on: bool) -> Self {
+        self.jetstream = on;
+        self
+    }
+
+    /// Places the server in a topology.
+    pub fn shape(mut self, shape: Shape) -> Self {
+        self.shape = shape;
+        self
+    }
+
     /// Caps the JetStream file store (`max_file_store`) at `bytes`; by default the server derives
     /// it from the free disk.
     pub fn max_store(mut self, bytes: u64) -> Self {
@@ -79,14 +135,14 @@ impl NatsServerBuilder {
             Some(b) => b,
             None => binary::resolve()?.path,
         };
-        let auth = if self.secured {
-            Some(Credentials::generate().map_err(|source| BusError::Io {
+        let auth = match (self.credentials, self.secured) {
+            (Some(c), _) => Some(c),
+            (None, true) => Some(Credentials::generate().map_err(|source| BusError::Io {
                 what: "generating bus credentials",
                 path: std::env::temp_dir(),
                 source,
-            })?)
-        } else {
-            None
+            })?),
+            (None, false) => None,
         };
         let (dir, temp) = match self.dir {
             Some(dir) => {
@@ -118,6 +174,12 @@ impl NatsServerBuilder {
             url: String::new(),
             auth,
             max_store: self.max_store,
+            jetstream: self.jetstream,
+            leafnode_url: self
+                .shape
+                .leafnode_port
+                .map(|p| format!("nats-leaf://127.0.0.1:{p}")),
+            shape: self.shape,
         };
         server.launch(None)?;
         Ok(server)
@@ -158,6 +220,17 @@ impl NatsServer {
             Some(c) => crate::access::url_with(&self.url, role, c.password(role)),
             None => self.url.clone(),
         }
+    }
+
+    /// The URL leaf-node servers link to (`nats-leaf://127.0.0.1:PORT`), when this server
+    /// accepts links.
+    pub fn leafnode_url(&self) -> Option<&str> {
+        self.leafnode_url.as_deref()
+    }
+
+    /// The passwords, when secured.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.auth.as_ref()
     }
 
     /// Is this server started with users and permissions?
@@ -239,9 +312,17 @@ impl NatsServer {
         if let Some(auth) = &self.auth {
             conf_text.push_str(&auth.server_config());
         }
-        if let Some(bytes) = self.max_store {
-            conf_text.push_str(&format!("jetstream {{\n  max_file_store: {bytes}\n}}\n"));
+        if self.max_store.is_some() || self.shape.domain.is_some() {
+            conf_text.push_str("jetstream {\n");
+            if let Some(bytes) = self.max_store {
+                conf_text.push_str(&format!("  max_file_store: {bytes}\n"));
+            }
+            if let Some(domain) = &self.shape.domain {
+                conf_text.push_str(&format!("  domain: {domain:?}\n"));
+            }
+            conf_text.push_str("}\n");
         }
+        conf_text.push_str(&self.shape_config());
         if !conf_text.is_empty() {
             // Written private: it may hold passwords.
             let conf = self.dir.join("herd.conf");
@@ -252,10 +333,11 @@ impl NatsServer {
             })?;
             cmd.arg("-c").arg(&conf);
         }
-        cmd.args(["-js", "-a", "127.0.0.1", "-p"])
+        if self.jetstream {
+            cmd.arg("-js").arg("-sd").arg(self.dir.join("js"));
+        }
+        cmd.args(["-a", "127.0.0.1", "-p"])
             .arg(port.map_or("-1".to_string(), |p| p.to_string()))
-            .arg("-sd")
-            .arg(self.dir.join("js"))
             .arg("--ports_file_dir")
             .arg(&self.dir)
             .arg("-l")
@@ -330,6 +412,46 @@ impl NatsServer {
     }
 }
 
+impl NatsServer {
+    /// The config blocks of this server's place in a topology.
+    fn shape_config(&self) -> String {
+        let mut text = String::new();
+        if let Some(name) = &self.shape.name {
+            text.push_str(&format!("server_name: {name:?}\n"));
+        }
+        if let Some((cluster, port, members)) = &self.shape.cluster {
+            let routes: Vec<String> = members
+                .iter()
+                .map(|p| format!("\"nats-route://127.0.0.1:{p}\""))
+                .collect();
+            text.push_str(&format!(
+                "cluster {{\n  name: {cluster:?}\n  listen: \"127.0.0.1:{port}\"\n  routes: [{}]\n}}\n",
+                routes.join(", ")
+            ));
+        }
+        let link = self.auth.as_ref().map(|a| a.link_password().to_string());
+        if let Some(listen) = self.shape.leafnode_port {
+            text.push_str(&format!("leafnodes {{\n  listen: \"127.0.0.1:{listen}\"\n"));
+            if let Some(link) = &link {
+                text.push_str(&format!(
+                    "  authorization {{ user: \"link\", password: {link:?} }}\n"
+                ));
+            }
+            text.push_str("}\n");
+        }
+        if let Some(remote) = &self.shape.leafnode_remote {
+            let url = match (&link, remote.split_once("://")) {
+                (Some(link), Some((scheme, rest))) => format!("{scheme}://link:{link}@{rest}"),
+                _ => remote.clone(),
+            };
+            text.push_str(&format!(
+                "leafnodes {{\n  remotes: [ {{ url: {url:?} }} ]\n}}\n"
+            ));
+        }
+        text
+    }
+}
+
 impl Drop for NatsServer {
     fn drop(&mut self) {
         let _ = self.kill();
@@ -356,6 +478,7 @@ fn exe_name(binary: &Path) -> String {
         .unwrap_or_else(|| "nats-server".into())
 }
 
+/// (client port, client URL) from the ports file the server writes.
 fn read_ports_file(path: &Path) -> Option<(u16, String)> {
     #[derive(serde::Deserialize)]
     struct Ports {
@@ -366,6 +489,26 @@ fn read_ports_file(path: &Path) -> Option<(u16, String)> {
     let url = ports.nats.into_iter().next()?;
     let port = url.rsplit(':').next()?.parse().ok()?;
     Some((port, url))
+}
+
+/// `n` distinct free loopback ports (bound, read, released): cluster routes and leaf-node
+/// listeners must be known before the servers that use them start (the ports file announces
+/// only the client port).
+pub fn free_ports(n: usize) -> Result<Vec<u16>> {
+    let err = |source| BusError::Io {
+        what: "finding a free port on",
+        path: "127.0.0.1".into(),
+        source,
+    };
+    let listeners: Vec<std::net::TcpListener> = (0..n)
+        .map(|_| std::net::TcpListener::bind(("127.0.0.1", 0)))
+        .collect::<std::io::Result<_>>()
+        .map_err(err)?;
+    listeners
+        .iter()
+        .map(|l| l.local_addr().map(|a| a.port()))
+        .collect::<std::io::Result<_>>()
+        .map_err(err)
 }
 
 fn signal(child: &Child, sig: libc::c_int) {

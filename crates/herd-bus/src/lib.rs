@@ -48,8 +48,8 @@ pub use bus::{Bus, BusOptions, CLAIMS_BUCKET, TASKS_BUCKET, TIP_STREAM, TIP_SUBJ
 pub use claims::{ClaimOutcome, ClaimRecord};
 pub use dump::KvRecord;
 pub use error::{BusError, Result};
-pub use fixture::{NatsServer, NatsServerBuilder};
-pub use server::{BusServer, NATS_URL_ENV};
+pub use fixture::{NatsServer, NatsServerBuilder, Shape};
+pub use server::{BusLayout, BusServer, NATS_URL_ENV};
 pub use tasks::{TaskRecord, TaskState};
 pub use tip::{TRACEPARENT, TipChanged, TipEvent, TipOut, TipStream};
 pub use turns::{TURN_STREAM, TurnKind, TurnMsg, TurnStream};

@@ -63,7 +63,10 @@ impl Stream for TurnStream {
 }
 
 /// Creates the turn stream if it is missing (idempotent).
-pub(crate) async fn ensure_turn_stream(js: &async_nats::jetstream::Context) -> Result<()> {
+pub(crate) async fn ensure_turn_stream(
+    js: &async_nats::jetstream::Context,
+    replicas: usize,
+) -> Result<()> {
     let config = stream::Config {
         name: TURN_STREAM.to_string(),
         subjects: vec![TURN_SUBJECTS.to_string()],
@@ -71,6 +74,7 @@ pub(crate) async fn ensure_turn_stream(js: &async_nats::jetstream::Context) -> R
         max_age: Duration::from_secs(3600),
         max_bytes: 64 << 20,
         discard: stream::DiscardPolicy::Old,
+        num_replicas: replicas,
         ..Default::default()
     };
     crate::bus::create_stream_fitting(js, TURN_STREAM, config).await
