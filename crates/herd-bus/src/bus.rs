@@ -261,6 +261,8 @@ pub(crate) async fn connect_urls(url: &str, name: &str) -> Result<async_nats::Cl
     options_for(url)
         .name(name)
         .connection_timeout(Duration::from_secs(1))
+        // A cluster without a meta leader does not answer: probe often rather than wait.
+        .request_timeout(Some(Duration::from_millis(500)))
         .connect(server_list(url))
         .await
         .map_err(|e| BusError::Connect {

@@ -36,7 +36,7 @@ pub mod claims;
 pub mod docker;
 pub mod dump;
 pub mod error;
-pub mod fixture;
+mod fixture;
 pub mod server;
 pub mod tasks;
 pub mod tip;

@@ -280,8 +280,12 @@ async fn start_cluster3() -> Result<BusServer> {
 async fn wait_jetstream(url: &str, domain: Option<&str>, what: &str) -> Result<()> {
     let started = Instant::now();
     let mut last = String::new();
+    let mut client = None;
     while started.elapsed() < CLUSTER_READY {
-        if let Ok(client) = crate::bus::connect_urls(url, "herd-ready").await {
+        if client.is_none() {
+            client = crate::bus::connect_urls(url, "herd-ready").await.ok();
+        }
+        if let Some(client) = client.clone() {
             let js = match domain {
                 Some(d) => async_nats::jetstream::with_domain(client, d),
                 None => async_nats::jetstream::new(client),

@@ -153,6 +153,12 @@ pub struct TrialArgs {
     /// Where leaves run: in-process (tasks of this process) or process (`herd leaf` children of this binary) [default: in-process; env HERD_LEAVES].
     #[arg(long, value_enum, value_name = "WHERE")]
     pub leaves: Option<crate::config::Placement>,
+    /// Bus layout: direct (one nats-server), leafnodes (a leaf-node server per group of leaves, linked to the hub's) or cluster3 (3-node JetStream cluster, replicas 3) [default: direct; env HERD_BUS].
+    #[arg(long, value_enum, value_name = "LAYOUT")]
+    pub bus: Option<crate::config::BusKind>,
+    /// Leaves per leaf-node server with --bus leafnodes [default: 1; env HERD_LEAVES_PER_SERVER].
+    #[arg(long, value_name = "K")]
+    pub leaves_per_server: Option<u32>,
     /// Cap on the herd's total commit rate, commits per minute [default: unpaced; env HERD_PACE_PER_MIN].
     #[arg(long, value_name = "PER_MIN")]
     pub pace_per_min: Option<f64>,
@@ -195,6 +201,8 @@ impl TrialArgs {
             fairness: self.fairness,
             turn_after: self.turn_after,
             leaves: self.leaves,
+            bus: self.bus,
+            leaves_per_server: self.leaves_per_server,
             pace_per_min: self.pace_per_min,
             claim_ttl_secs: self.claim_ttl_secs,
             drain_timeout_secs: self.drain_timeout_secs,

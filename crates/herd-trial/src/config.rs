@@ -47,6 +47,30 @@ impl Placement {
     }
 }
 
+/// How the bus is laid out (see [`herd_bus::BusLayout`]).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum BusKind {
+    /// One nats-server; hub and leaves are its clients (default).
+    #[default]
+    Direct,
+    /// The hub's server plus one leaf-node server per `leaves_per_server` leaves.
+    Leafnodes,
+    /// A 3-node JetStream cluster, replicas 3.
+    Cluster3,
+}
+
+impl BusKind {
+    /// The name as flags and files spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BusKind::Direct => "direct",
+            BusKind::Leafnodes => "leafnodes",
+            BusKind::Cluster3 => "cluster3",
+        }
+    }
+}
+
 /// Named gate sets.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -107,6 +131,12 @@ pub struct TrialConfig {
     /// Where leaves run: in the trial's process (default) or as `herd leaf` child processes.
     #[serde(default)]
     pub leaves: Placement,
+    /// Bus layout: `direct` (default), `leafnodes` or `cluster3`.
+    #[serde(default)]
+    pub bus: BusKind,
+    /// Leaves per leaf-node server (`leafnodes` layout). Default 1.
+    #[serde(default = "default_leaves_per_server")]
+    pub leaves_per_server: u32,
     /// Total commit rate cap for the whole herd, commits per minute (none: unpaced).
     pub pace_per_min: Option<f64>,
     /// Claim lease, seconds. Default 60.
@@ -124,6 +154,10 @@ pub struct TrialConfig {
 }
 
 fn default_turn_after() -> u32 {
+    1
+}
+
+fn default_leaves_per_server() -> u32 {
     1
 }
 
@@ -147,6 +181,8 @@ impl Default for TrialConfig {
             fairness: Fairness::default(),
             turn_after: default_turn_after(),
             leaves: Placement::InProcess,
+            bus: BusKind::Direct,
+            leaves_per_server: default_leaves_per_server(),
             pace_per_min: None,
             claim_ttl_secs: 60,
             drain_timeout_secs: 60,
@@ -175,6 +211,8 @@ pub struct ConfigLayer {
     pub fairness: Option<Fairness>,
     pub turn_after: Option<u32>,
     pub leaves: Option<Placement>,
+    pub bus: Option<BusKind>,
+    pub leaves_per_server: Option<u32>,
     pub pace_per_min: Option<f64>,
     pub claim_ttl_secs: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
@@ -200,6 +238,8 @@ pub const ENV_KEYS: &[&str] = &[
     "HERD_FAIRNESS",
     "HERD_TURN_AFTER",
     "HERD_LEAVES",
+    "HERD_BUS",
+    "HERD_LEAVES_PER_SERVER",
     "HERD_PACE_PER_MIN",
     "HERD_CLAIM_TTL_SECS",
     "HERD_DRAIN_TIMEOUT_SECS",
@@ -289,6 +329,11 @@ fn env_value(key: &str, raw: &str) -> Result<toml::Value, ConfigError> {
             let p = Placement::from_str(raw, true).map_err(|_| bad("in-process or process"))?;
             toml::Value::String(p.as_str().to_string())
         }
+        "HERD_BUS" => {
+            let b =
+                BusKind::from_str(raw, true).map_err(|_| bad("direct, leafnodes or cluster3"))?;
+            toml::Value::String(b.as_str().to_string())
+        }
         "HERD_GATE" => {
             GatePreset::from_str(raw, true).map_err(|_| bad("phase2"))?;
             toml::Value::String(raw.to_ascii_lowercase())
@@ -326,6 +371,8 @@ impl TrialConfig {
             fairness,
             turn_after,
             leaves,
+            bus,
+            leaves_per_server,
             claim_ttl_secs,
             drain_timeout_secs,
             keep
@@ -373,6 +420,9 @@ impl TrialConfig {
         }
         if self.agents > 1024 {
             return bad("agents", self.agents.to_string(), "must be at most 1024");
+        }
+        if self.leaves_per_server == 0 {
+            return bad("leaves_per_server", "0".into(), "must be at least 1");
         }
         if self.tasks_per_agent == 0 {
             return bad("tasks_per_agent", "0".into(), "must be at least 1");

@@ -77,6 +77,8 @@ pub async fn run(
     let join = JoinSpec {
         hub_url: hub_url.clone(),
         bus_url: server.url_as(Role::Leaf),
+        slot_bus_urls: Vec::new(),
+        bus_domain: None,
         tokens: slots
             .iter()
             .filter_map(|s| tokens.token_for(s).map(|t| (s.to_string(), t)))

@@ -16,8 +16,14 @@ use crate::error::TrialError;
 pub struct JoinSpec {
     /// The hub's repository URL.
     pub hub_url: String,
-    /// The bus URL with the leaf user's credentials.
+    /// The bus URL with the leaf user's credentials (a comma-separated list for a cluster).
     pub bus_url: String,
+    /// Per slot, a different bus URL (each leaf's own leaf-node server); empty: `bus_url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub slot_bus_urls: Vec<String>,
+    /// The JetStream domain leaves address the hub's JetStream through (leaf-node layout).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bus_domain: Option<String>,
     /// Push token per slot directory.
     pub tokens: BTreeMap<String, String>,
     /// The trial configuration (agents, seed, sizes, ...): leaf `i` runs slot `i` of its workload.
@@ -52,6 +58,13 @@ impl JoinSpec {
     pub fn read(path: &Path) -> Result<JoinSpec, TrialError> {
         let text = std::fs::read_to_string(path).map_err(|e| output(path, e))?;
         serde_json::from_str(&text).map_err(|e| output(path, e))
+    }
+
+    /// The bus URL of the leaf running slot `index`.
+    pub fn bus_url_for(&self, index: usize) -> &str {
+        self.slot_bus_urls
+            .get(index)
+            .map_or(self.bus_url.as_str(), String::as_str)
     }
 
     /// The history file of leaf `id`.

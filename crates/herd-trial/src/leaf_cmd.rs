@@ -82,7 +82,7 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
         log.clone(),
         holdings.clone(),
     );
-    let leaf = Arc::new(open_leaf(&join, &plan, hook).await?);
+    let leaf = Arc::new(open_leaf(&join, slot, &plan, hook).await?);
     let out = Out::default();
     let mut input = BufReader::new(tokio::io::stdin()).lines();
     if controlled {

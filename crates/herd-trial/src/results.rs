@@ -289,6 +289,17 @@ impl TrialResults {
             cfg.fairness.as_str(),
             cfg.turn_after
         );
+        let per = if cfg.bus == crate::config::BusKind::Leafnodes {
+            format!(" ({} leaves per leaf-node server)", cfg.leaves_per_server)
+        } else {
+            String::new()
+        };
+        let _ = writeln!(
+            s,
+            "  leaves / bus:       {} / {}{per}",
+            cfg.leaves.as_str(),
+            cfg.bus.as_str()
+        );
         let _ = writeln!(
             s,
             "  broadcasts applied (payload): {}",

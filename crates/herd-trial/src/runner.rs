@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use herd_bus::{Bus, BusServer, CLAIMS_BUCKET, Role, TASKS_BUCKET};
+use herd_bus::{Bus, BusLayout, BusOptions, BusServer, CLAIMS_BUCKET, Role, TASKS_BUCKET};
 use herd_check::{Artifacts, CheckReport, HubFacts};
 use herd_hub::{Access, Hub, HubConfig, Tokens};
 
-use crate::config::{Placement, TrialConfig};
+use crate::config::{BusKind, Placement, TrialConfig};
 use crate::error::TrialError;
 use crate::events::EventLog;
 use crate::gates::{self, GateInput};
@@ -83,11 +83,25 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         .map_or_else(|| out_dir.join("state"), |t| t.path().to_path_buf());
     mkdir(&work_dir.join("leaves"))?;
 
-    let mut server = BusServer::from_env()?;
+    let layout = match config.bus {
+        BusKind::Direct => BusLayout::Direct,
+        BusKind::Leafnodes => BusLayout::LeafNodes {
+            per: config.leaves_per_server,
+        },
+        BusKind::Cluster3 => BusLayout::Cluster3,
+    };
+    let mut server = BusServer::start(layout, config.agents).await?;
     let nats_version = server
         .fixture_version()
         .unwrap_or_else(|| format!("external ({})", server.public_url()));
-    let bus = Bus::connect(&server.url()).await?;
+    let bus = Bus::connect_with(
+        &server.url(),
+        BusOptions {
+            replicas: server.replicas(),
+            ..BusOptions::default()
+        },
+    )
+    .await?;
     // Every leaf pushes with a token bound to its slot; the hub takes the slot from the token.
     let slots: Vec<&str> = workload.slots.iter().map(|p| p.slot_dir.as_str()).collect();
     let tokens = Tokens::generate(&slots).map_err(|e| output_err(&work_dir, e))?;
@@ -111,6 +125,13 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     let join = JoinSpec {
         hub_url: hub.url(),
         bus_url: server.url_as(Role::Leaf),
+        slot_bus_urls: match config.bus {
+            BusKind::Leafnodes => (0..workload.slots.len())
+                .map(|i| server.leaf_url(i))
+                .collect(),
+            _ => Vec::new(),
+        },
+        bus_domain: server.leaf_domain().map(str::to_string),
         tokens: slots
             .iter()
             .filter_map(|s| tokens.token_for(s).map(|t| (s.to_string(), t)))
@@ -382,7 +403,9 @@ async fn wait_spans_closed(
 
 fn run_tag(server: &BusServer) -> String {
     match server {
-        BusServer::Fixture(_) => String::new(),
+        BusServer::Fixture(_) | BusServer::LeafNodes { .. } | BusServer::Cluster(_) => {
+            String::new()
+        }
         BusServer::External { .. } => {
             let ms = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

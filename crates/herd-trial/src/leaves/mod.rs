@@ -31,16 +31,17 @@ pub fn leaf_id(run_tag: &str, i: u32) -> String {
     format!("{run_tag}leaf-{i}")
 }
 
-/// Opens the leaf running `plan` as the join file describes: its own clone under
+/// Opens the leaf running `plan` (slot `index`) as the join file describes: its own clone under
 /// `work_dir/leaves/<id>`, its slot's token, its own bus connection as the leaf user.
 pub async fn open_leaf(
     join: &JoinSpec,
+    index: usize,
     plan: &SlotPlan,
     on_sync: SyncHook,
 ) -> Result<Leaf, TrialError> {
     let id = leaf_id(&join.tag, plan.slot);
     let config = &join.config;
-    let bus = Bus::join(&join.bus_url).await?;
+    let bus = Bus::join_domain(join.bus_url_for(index), join.bus_domain.as_deref()).await?;
     let cfg = LeafConfig {
         hub_token: join.tokens.get(&plan.slot_dir).cloned(),
         claim_ttl: Duration::from_secs(config.claim_ttl_secs),
@@ -212,7 +213,7 @@ async fn open_in_process(setup: LeafSetup<'_>) -> Result<Vec<Arc<Leaf>>, TrialEr
         );
         let (join, plan) = (setup.join.clone(), plan.clone());
         set.spawn(async move {
-            open_leaf(&join, &plan, hook)
+            open_leaf(&join, index, &plan, hook)
                 .await
                 .map(|leaf| (index, Arc::new(leaf)))
         });
