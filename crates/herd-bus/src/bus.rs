@@ -371,15 +371,23 @@ async fn ensure_bucket(
     limit_markers: Option<Duration>,
     replicas: usize,
 ) -> Result<kv::Store> {
-    let store = create_bucket(js, bucket, limit_markers, replicas).await?;
+    create_bucket(js, bucket, limit_markers, replicas).await?;
     harden(js, bucket).await?;
-    Ok(store)
+    // Bound after hardening: a store reads through direct gets only if the stream allows them.
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| BusError::Bucket {
+            bucket,
+            op: "bind",
+            source: Box::new(e),
+        })
 }
 
-/// Takes rollups and purges away from a bucket's stream. A KV stream allows `Nats-Rollup`
-/// headers (the KV purge uses them, herd does not), and a client allowed to put a key could
-/// publish `Nats-Rollup: all` and erase every key — the permission to write claims would be
-/// the power to wipe them. Idempotent; only the hub's user may update streams.
+/// Takes rollups and purges away from a bucket's stream, and follower reads from a replicated
+/// one. A KV stream allows `Nats-Rollup` headers (the KV purge uses them, herd does not), and a
+/// client allowed to put a key could publish `Nats-Rollup: all` and erase every key — the
+/// permission to write claims would be the power to wipe them. Idempotent; only the hub's user
+/// may update streams.
 async fn harden(js: &jetstream::Context, bucket: &'static str) -> Result<()> {
     let err = |op, e: Box<dyn std::error::Error + Send + Sync>| BusError::Bucket {
         bucket,
@@ -396,11 +404,16 @@ async fn harden(js: &jetstream::Context, bucket: &'static str) -> Result<()> {
         .map_err(|e| err("read stream config", Box::new(e)))?
         .config
         .clone();
-    if !config.allow_rollup && config.deny_purge {
+    // Replicated, a direct get may be answered by a follower that has not applied the latest
+    // write: a leaf that just opened a task could read it as missing (seen on cluster3). Reads
+    // go through the stream leader instead.
+    let direct = config.num_replicas <= 1;
+    if !config.allow_rollup && config.deny_purge && config.allow_direct == direct {
         return Ok(());
     }
     config.allow_rollup = false;
     config.deny_purge = true;
+    config.allow_direct = direct;
     js.update_stream(config)
         .await
         .map_err(|e| err("disallow rollups and purges", Box::new(e)))?;

@@ -98,5 +98,31 @@ async fn cluster3_holds_every_stream_with_three_replicas() {
         let mut s = hub.jetstream().get_stream(stream).await.unwrap();
         let info = s.info().await.unwrap();
         assert_eq!(info.config.num_replicas, 3, "{stream}");
+        if stream.starts_with("KV_") {
+            // Follower reads could miss a write just acknowledged: reads go to the leader.
+            assert!(!info.config.allow_direct, "{stream} allows direct gets");
+        }
+    }
+    // Read-your-writes across connections: a task created through one server is found at once
+    // through another (a leaf on a different node).
+    let leaf = Bus::join(&server.url_as(Role::Leaf)).await.unwrap();
+    for i in 0..100 {
+        let record = herd_bus::TaskRecord {
+            id: format!("t-{i}"),
+            title: "x".into(),
+            leaf: "leaf-x".into(),
+            slot: "slot-0".into(),
+            paths: vec![],
+            state: herd_bus::TaskState::Open,
+            epoch: None,
+            commit: None,
+            updated: 0,
+        };
+        leaf.create_task(&record).await.unwrap();
+        assert!(
+            hub.task(&record.id).await.unwrap().is_some(),
+            "{} not read back",
+            record.id
+        );
     }
 }
