@@ -60,6 +60,19 @@ pub enum BusKind {
     Cluster3,
 }
 
+impl TrialConfig {
+    /// The bus layout this config asks for.
+    pub fn bus_layout(&self) -> herd_bus::BusLayout {
+        match self.bus {
+            BusKind::Direct => herd_bus::BusLayout::Direct,
+            BusKind::Leafnodes => herd_bus::BusLayout::LeafNodes {
+                per: self.leaves_per_server,
+            },
+            BusKind::Cluster3 => herd_bus::BusLayout::Cluster3,
+        }
+    }
+}
+
 impl BusKind {
     /// The name as flags and files spell it.
     pub fn as_str(self) -> &'static str {

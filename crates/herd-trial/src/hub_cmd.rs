@@ -8,7 +8,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use herd_bus::{Bus, BusServer, Role};
+use herd_bus::{Bus, BusOptions, BusServer, Role};
 use herd_check::HubFacts;
 use herd_hub::{Access, Hub, HubConfig, Tokens};
 
@@ -50,8 +50,15 @@ pub async fn run(
     ] {
         std::fs::create_dir_all(dir).map_err(|e| output_err(dir, e))?;
     }
-    let mut server = BusServer::from_env()?;
-    let bus = Bus::connect(&server.url()).await?;
+    let mut server = BusServer::start(config.bus_layout(), config.agents).await?;
+    let bus = Bus::connect_with(
+        &server.url(),
+        BusOptions {
+            replicas: server.replicas(),
+            ..BusOptions::default()
+        },
+    )
+    .await?;
     let slots: Vec<&str> = workload.slots.iter().map(|p| p.slot_dir.as_str()).collect();
     let tokens = Tokens::generate(&slots).map_err(|e| output_err(&work_dir, e))?;
     let hub = Hub::start(HubConfig {
@@ -77,8 +84,8 @@ pub async fn run(
     let join = JoinSpec {
         hub_url: hub_url.clone(),
         bus_url: server.url_as(Role::Leaf),
-        slot_bus_urls: Vec::new(),
-        bus_domain: None,
+        slot_bus_urls: crate::runner::slot_bus_urls(&server, workload.slots.len()),
+        bus_domain: server.leaf_domain().map(str::to_string),
         tokens: slots
             .iter()
             .filter_map(|s| tokens.token_for(s).map(|t| (s.to_string(), t)))
@@ -100,7 +107,11 @@ pub async fn run(
         config.seed
     );
     println!("  repository: {hub_url}");
-    println!("  bus:        {}", server.public_url());
+    println!(
+        "  bus:        {} ({})",
+        server.public_url(),
+        server.layout_name()
+    );
     println!(
         "  join file:  {} (tokens and bus password; keep private)",
         join_path.display()

@@ -11,11 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use herd_bus::{Bus, BusLayout, BusOptions, BusServer, CLAIMS_BUCKET, Role, TASKS_BUCKET};
+use herd_bus::{Bus, BusOptions, BusServer, CLAIMS_BUCKET, Role, TASKS_BUCKET};
 use herd_check::{Artifacts, CheckReport, HubFacts};
 use herd_hub::{Access, Hub, HubConfig, Tokens};
 
-use crate::config::{BusKind, Placement, TrialConfig};
+use crate::config::{Placement, TrialConfig};
 use crate::error::TrialError;
 use crate::events::EventLog;
 use crate::gates::{self, GateInput};
@@ -83,14 +83,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
         .map_or_else(|| out_dir.join("state"), |t| t.path().to_path_buf());
     mkdir(&work_dir.join("leaves"))?;
 
-    let layout = match config.bus {
-        BusKind::Direct => BusLayout::Direct,
-        BusKind::Leafnodes => BusLayout::LeafNodes {
-            per: config.leaves_per_server,
-        },
-        BusKind::Cluster3 => BusLayout::Cluster3,
-    };
-    let mut server = BusServer::start(layout, config.agents).await?;
+    let mut server = BusServer::start(config.bus_layout(), config.agents).await?;
     let nats_version = server
         .fixture_version()
         .unwrap_or_else(|| format!("external ({})", server.public_url()));
@@ -125,12 +118,7 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     let join = JoinSpec {
         hub_url: hub.url(),
         bus_url: server.url_as(Role::Leaf),
-        slot_bus_urls: match config.bus {
-            BusKind::Leafnodes => (0..workload.slots.len())
-                .map(|i| server.leaf_url(i))
-                .collect(),
-            _ => Vec::new(),
-        },
+        slot_bus_urls: slot_bus_urls(&server, workload.slots.len()),
         bus_domain: server.leaf_domain().map(str::to_string),
         tokens: slots
             .iter()
@@ -398,6 +386,14 @@ async fn wait_spans_closed(
             return false;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Each slot's bus URL when leaves sit on their own leaf-node servers (else none: all share one).
+pub(crate) fn slot_bus_urls(server: &BusServer, slots: usize) -> Vec<String> {
+    match server {
+        BusServer::LeafNodes { .. } => (0..slots).map(|i| server.leaf_url(i)).collect(),
+        _ => Vec::new(),
     }
 }
 
