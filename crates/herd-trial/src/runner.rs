@@ -7,28 +7,22 @@
 //! hub stop last. Nothing is left running: every task is joined, the fixture is stopped.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
-use herd_bus::{Bus, BusOptions, BusServer, CLAIMS_BUCKET, Role, TASKS_BUCKET};
-use herd_check::{Artifacts, CheckReport, HubFacts};
-use herd_hub::{Access, Hub, HubConfig, Tokens};
+use herd_bus::{Bus, BusServer, CLAIMS_BUCKET, TASKS_BUCKET};
+use herd_check::CheckReport;
+use herd_hub::Hub;
 
-use crate::config::{Placement, TrialConfig};
+use crate::config::TrialConfig;
 use crate::error::TrialError;
-use crate::events::EventLog;
 use crate::gates::{self, GateInput};
-use crate::join::{JoinSpec, unix_ns};
-use crate::leaves::{LeafSet, LeafSetup};
 use crate::metrics::Latency;
-use crate::pacer::Pacer;
-use crate::progress::Progress;
-use crate::propagation::{self, Accepted, Holding};
+use crate::observer::Seen;
+use crate::propagation::{self, Accepted};
 use crate::results::{Counters, Latencies, TrialResults};
-use crate::slot_runner::{SlotContext, SlotReport};
+use crate::rig::{Drain, Facts, Rig, Snapshot, Torn, Work};
+use crate::slot_runner::SlotReport;
 use crate::telemetry::{SpanCounts, SpanTotals};
-use crate::workload::Workload;
 
 /// A finished trial.
 pub struct TrialOutcome {
@@ -71,157 +65,61 @@ pub async fn run_with(config: TrialConfig, opts: RunOptions) -> Result<TrialOutc
 }
 
 async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome, TrialError> {
-    let started = Instant::now();
-    let zero_unix_ns = unix_ns();
-    config.validate()?;
-    let workload = Workload::generate(&config);
-    let out_dir = config.out.clone().unwrap_or_else(default_out_dir);
-    mkdir(&out_dir)?;
-    let temp_work = if config.keep { None } else { Some(tempdir()?) };
-    let work_dir = temp_work
-        .as_ref()
-        .map_or_else(|| out_dir.join("state"), |t| t.path().to_path_buf());
-    mkdir(&work_dir.join("leaves"))?;
-
-    let mut server = BusServer::start(config.bus_layout(), config.agents).await?;
-    let nats_version = server
-        .fixture_version()
-        .unwrap_or_else(|| format!("external ({})", server.public_url()));
-    let bus = Bus::connect_with(
-        &server.url(),
-        BusOptions {
-            replicas: server.replicas(),
-            ..BusOptions::default()
-        },
-    )
-    .await?;
-    // Every leaf pushes with a token bound to its slot; the hub takes the slot from the token.
-    let slots: Vec<&str> = workload.slots.iter().map(|p| p.slot_dir.as_str()).collect();
-    let tokens = Tokens::generate(&slots).map_err(|e| output_err(&work_dir, e))?;
-    let hub = Hub::start(HubConfig {
-        dir: work_dir.join("hub"),
-        bus: Some(bus.clone()),
-        mode: config.hub,
-        payload_max_bytes: usize::try_from(config.payload_max_bytes).unwrap_or(usize::MAX),
-        access: Access::Tokens(tokens.clone()),
-        fence_claims: true,
-        ..Default::default()
-    })
-    .await?;
-    let seed_commits = hub.trunk_len();
-
-    let observer = Observer::start(&bus).await?;
-    let (log, writer) = EventLog::create(&out_dir.join("events.jsonl"), started)
-        .map_err(|e| output_err(&out_dir, e))?;
-    let holdings = Arc::new(Mutex::new(Vec::<Holding>::new()));
-    let (rss_before_leaves_kib, _) = crate::scale::rss_kib();
-    let join = JoinSpec {
-        hub_url: hub.url(),
-        bus_url: server.url_as(Role::Leaf),
-        slot_bus_urls: slot_bus_urls(&server, workload.slots.len()),
-        bus_domain: server.leaf_domain().map(str::to_string),
-        tokens: slots
-            .iter()
-            .filter_map(|s| tokens.token_for(s).map(|t| (s.to_string(), t)))
-            .collect(),
-        config: config.clone(),
-        zero_unix_ns,
-        out_dir: absolute(&out_dir)?,
-        work_dir: absolute(&work_dir)?,
-        tag: run_tag(&server),
+    let mut rig = Rig::start(config, &opts).await?;
+    let work = rig.work(opts.quiet).await;
+    let drain = rig.drain(&work).await;
+    let mut snapshot = match rig.snapshot().await {
+        Ok(snapshot) => snapshot,
+        Err(e) => return Err(rig.abort(e).await),
     };
-    let join_path = out_dir.join("join.json");
-    let mut leaves = LeafSet::open(
-        config.leaves,
-        LeafSetup {
-            join: &join,
-            join_path: &join_path,
-            workload: &workload,
-            log: &log,
-            holdings: &holdings,
-            leaf_exe: opts.leaf_exe.as_deref(),
-            zero: started,
-        },
-    )
-    .await?;
-    let mut phases = Phases::default();
-    phases.mark("start", started);
-    let leaves_ids = leaves.ids();
-    // Spans of leaf processes are counted by their own processes, not by this one's layer.
-    let counts = opts
-        .counts
-        .clone()
-        .filter(|_| config.leaves == Placement::InProcess);
+    let torn = rig.teardown(&mut snapshot).await?;
+    verdict(work, drain, snapshot, torn)
+}
 
-    // Work phase.
-    let progress = Progress::default();
-    let reporter = progress.report(config.total_tasks(), opts.quiet);
-    let ctx = Arc::new(SlotContext {
-        log: log.clone(),
-        pacer: Pacer::new(config.pace_per_min),
-        progress,
-    });
-    let hub_before = hub.stats();
-    let work_started = Instant::now();
-    let spans_before = counts.as_ref().map(SpanCounts::totals);
-    let reports = leaves.work(&workload, ctx.clone()).await;
-    let work_secs = work_started.elapsed().as_secs_f64();
-    reporter.finish().await;
-
-    // Drain: every reported commit on the trunk, every broadcast handled by every leaf.
-    let drain_started = Instant::now();
-    let deadline = drain_started + Duration::from_secs(config.drain_timeout_secs);
-    let reported: Vec<String> = reports
-        .iter()
-        .flat_map(|r| r.commits.iter().map(|(oid, _)| oid.clone()))
-        .collect();
-    let on_trunk = wait_on_trunk(&hub, &reported, deadline).await;
-    let broadcasts = hub.stats().broadcasts;
-    let stall = Duration::from_secs(config.drain_timeout_secs);
-    let mut settled = leaves.drain(broadcasts, stall).await;
-    if let (Some(counts), Some(before)) = (&counts, &spans_before) {
-        let received: u64 = leaves.stats().iter().map(|s| s.tips_received).sum();
-        let spans_deadline = Instant::now() + stall;
-        settled &= wait_spans_closed(counts, before, received, spans_deadline).await;
-    }
-    let drain_secs = drain_started.elapsed().as_secs_f64();
-    let snapshot_started = Instant::now();
-
-    // Read everything while it is still up.
-    let hub_stats = hub.stats();
-    let hub_commits = hub.trunk_len().saturating_sub(seed_commits);
-    let leaf_stats = leaves.stats();
-    dump_kv(&bus, &out_dir).await?;
-    write_json(
-        &out_dir.join("hub.json"),
-        &HubFacts {
-            commits_landed: hub_stats.commits_landed,
-            seed_commits,
-        },
-    )?;
-    let tips = observer.stop().await;
-    phases.mark("snapshot", snapshot_started);
-    let teardown_started = Instant::now();
-
-    let leaf_processes = leaves.usage();
-    let leaf_failures = leaves.shutdown().await;
-    drop(ctx);
-    drop(log);
-    let lines = writer.finish().await.map_err(|e| output_err(&out_dir, e))?;
-    tracing::debug!(lines, "history written");
-    if config.leaves == Placement::Process {
-        let parts: Vec<PathBuf> = leaves_ids.iter().map(|id| join.events_path(id)).collect();
-        let events = out_dir.join("events.jsonl");
-        let merged = crate::events::merge(&events, &parts).map_err(|e| output_err(&events, e))?;
-        tracing::debug!(merged, "leaf histories merged");
-    }
-    hub.shutdown().await;
-    phases.mark("teardown", teardown_started);
-    let check_started = Instant::now();
-    let check = herd_check::check(&Artifacts::with_work(&out_dir, &work_dir));
-    phases.mark("check", check_started);
-    server.stop()?;
-
+/// Counters, latencies, gates and the results file from what the phases returned.
+fn verdict(
+    work: Work,
+    drain: Drain,
+    snapshot: Snapshot,
+    torn: Torn,
+) -> Result<TrialOutcome, TrialError> {
+    let Torn {
+        facts,
+        leaf_failures,
+        check,
+        temp_work,
+    } = torn;
+    let Facts {
+        config,
+        workload,
+        out_dir,
+        nats_version,
+        holdings,
+        leaf_ids,
+        phases,
+        started,
+        rss_before_leaves_kib,
+        counts,
+    } = facts;
+    let Work {
+        reports,
+        work_secs,
+        hub_before,
+        spans_before,
+    } = work;
+    let Drain {
+        reported,
+        on_trunk,
+        settled,
+        drain_secs,
+    } = drain;
+    let Snapshot {
+        hub_stats,
+        hub_commits,
+        leaf_stats,
+        tips,
+        leaf_processes,
+    } = snapshot;
     let mut counters = Counters {
         tasks_total: workload.total_tasks() as u64,
         hub_commits,
@@ -261,7 +159,6 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
             }
         }
     }
-    let leaf_ids: Vec<String> = leaves_ids;
     let accepted = accepted_commits(&reports, &tips, &leaf_ids);
     let holdings = std::mem::take(&mut *holdings.lock().expect("holdings lock"));
     let propagation = propagation::lag(&accepted, &holdings, leaf_ids.len() as u32);
@@ -333,18 +230,6 @@ async fn run_trial(config: TrialConfig, opts: RunOptions) -> Result<TrialOutcome
     })
 }
 
-/// Seconds per trial phase, in order (`start`, `snapshot`, `teardown`, `check`; the work and
-/// drain phases have their own fields).
-#[derive(Default)]
-struct Phases(Vec<(String, f64)>);
-
-impl Phases {
-    fn mark(&mut self, name: &str, since: Instant) {
-        self.0
-            .push((name.to_string(), since.elapsed().as_secs_f64()));
-    }
-}
-
 /// The herd's commit rate between its first and last accepted commit: n commits span n − 1
 /// intervals, so dividing n by the work time would overstate a paced run's rate.
 fn commit_rate_per_min(reports: &[SlotReport]) -> f64 {
@@ -372,7 +257,7 @@ fn add_slot(c: &mut Counters, r: &SlotReport) {
 
 /// Waits until every `leaf.sync_on_broadcast` span of the run has closed (the leaf counts an
 /// outcome a moment before its span ends).
-async fn wait_spans_closed(
+pub(crate) async fn wait_spans_closed(
     counts: &SpanCounts,
     before: &SpanTotals,
     received: u64,
@@ -397,7 +282,7 @@ pub(crate) fn slot_bus_urls(server: &BusServer, slots: usize) -> Vec<String> {
     }
 }
 
-fn run_tag(server: &BusServer) -> String {
+pub(crate) fn run_tag(server: &BusServer) -> String {
     match server {
         BusServer::Fixture(_) | BusServer::LeafNodes { .. } | BusServer::Cluster(_) => {
             String::new()
@@ -414,7 +299,7 @@ fn run_tag(server: &BusServer) -> String {
 
 /// Polls the hub until every reported oid is on the trunk or the deadline passes; returns how
 /// many are on the trunk.
-async fn wait_on_trunk(hub: &Hub, oids: &[String], deadline: Instant) -> u64 {
+pub(crate) async fn wait_on_trunk(hub: &Hub, oids: &[String], deadline: Instant) -> u64 {
     loop {
         let present = oids.iter().filter(|oid| hub.trunk_contains(oid)).count() as u64;
         if present == oids.len() as u64 || Instant::now() >= deadline {
@@ -450,49 +335,6 @@ fn accepted_commits(reports: &[SlotReport], tips: &[Seen], leaf_ids: &[String]) 
     out
 }
 
-/// One broadcast as the trial's observer received it.
-struct Seen {
-    seq: u64,
-    oid: String,
-    at: Instant,
-}
-
-/// The trial's own subscriber: records every broadcast (hub seq, oid, when received).
-struct Observer {
-    handle: tokio::task::JoinHandle<Vec<Seen>>,
-    stop: tokio::sync::oneshot::Sender<()>,
-}
-
-impl Observer {
-    async fn start(bus: &Bus) -> Result<Observer, TrialError> {
-        let mut tips = bus.tips().await?;
-        let (stop, mut stopped) = tokio::sync::oneshot::channel();
-        let handle = tokio::spawn(async move {
-            let mut seen = Vec::new();
-            loop {
-                tokio::select! {
-                    _ = &mut stopped => return seen,
-                    next = tips.next() => match next {
-                        Some(Ok(ev)) => seen.push(Seen {
-                            seq: ev.tip.seq,
-                            oid: ev.tip.oid,
-                            at: Instant::now(),
-                        }),
-                        Some(Err(_)) => continue,
-                        None => return seen,
-                    },
-                }
-            }
-        });
-        Ok(Observer { handle, stop })
-    }
-
-    async fn stop(self) -> Vec<Seen> {
-        let _ = self.stop.send(());
-        self.handle.await.unwrap_or_default()
-    }
-}
-
 pub(crate) async fn dump_kv(bus: &Bus, out_dir: &Path) -> Result<(), TrialError> {
     for (bucket, file) in [
         (TASKS_BUCKET, "kv-tasks.jsonl"),
@@ -523,15 +365,15 @@ pub(crate) fn output_err(path: &Path, source: std::io::Error) -> TrialError {
 }
 
 /// `path` made absolute against the current directory (children may run elsewhere).
-fn absolute(path: &Path) -> Result<PathBuf, TrialError> {
+pub(crate) fn absolute(path: &Path) -> Result<PathBuf, TrialError> {
     std::path::absolute(path).map_err(|e| output_err(path, e))
 }
 
-fn mkdir(path: &Path) -> Result<(), TrialError> {
+pub(crate) fn mkdir(path: &Path) -> Result<(), TrialError> {
     std::fs::create_dir_all(path).map_err(|e| output_err(path, e))
 }
 
-fn tempdir() -> Result<tempfile::TempDir, TrialError> {
+pub(crate) fn tempdir() -> Result<tempfile::TempDir, TrialError> {
     tempfile::Builder::new()
         .prefix("herd-trial-")
         .tempdir()
@@ -539,7 +381,7 @@ fn tempdir() -> Result<tempfile::TempDir, TrialError> {
 }
 
 /// `target/herd-trials/<UTC timestamp>` under the current directory.
-fn default_out_dir() -> PathBuf {
+pub(crate) fn default_out_dir() -> PathBuf {
     PathBuf::from("target")
         .join("herd-trials")
         .join(timestamp())

@@ -1,0 +1,359 @@
+//! A trial's rig and its phases: **start** (bus, hub, observer, history, leaves), **work**
+//! (every slot's tasks), **drain** (every reported commit on the trunk, every broadcast
+//! handled), **snapshot** (counters, bucket dumps, hub facts while everything is up),
+//! **teardown** (leaves, history, hub, check, bus — in that order). The verdict is built by
+//! the runner from what the phases return. Any error after start goes through [`Rig::abort`],
+//! which tears down the same way (leaves stopped, hub shut down, bus stopped) before the error
+//! is returned; a dropped rig (a cancelled trial) still kills every child process it started.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herd_bus::{Bus, BusOptions, BusServer, Role};
+use herd_check::{Artifacts, CheckReport, HubFacts};
+use herd_hub::{Access, Hub, HubConfig, HubStats, Tokens};
+use herd_leaf::LeafStats;
+
+use crate::config::{Placement, TrialConfig};
+use crate::error::TrialError;
+use crate::events::{EventLog, EventWriter};
+use crate::join::{JoinSpec, unix_ns};
+use crate::leaves::wire::UsageSummary;
+use crate::leaves::{LeafFailure, LeafSet, LeafSetup};
+use crate::observer::{Observer, Seen};
+use crate::pacer::Pacer;
+use crate::progress::Progress;
+use crate::propagation::Holding;
+use crate::runner::{
+    RunOptions, absolute, default_out_dir, dump_kv, mkdir, output_err, run_tag, slot_bus_urls,
+    tempdir, wait_on_trunk, wait_spans_closed, write_json,
+};
+use crate::slot_runner::{SlotContext, SlotReport};
+use crate::telemetry::{SpanCounts, SpanTotals};
+use crate::workload::Workload;
+
+/// Seconds per trial phase, in order (`start`, `snapshot`, `teardown`, `check`; the work and
+/// drain phases have their own fields).
+#[derive(Default)]
+pub(crate) struct Phases(pub(crate) Vec<(String, f64)>);
+
+impl Phases {
+    fn mark(&mut self, name: &str, since: Instant) {
+        self.0
+            .push((name.to_string(), since.elapsed().as_secs_f64()));
+    }
+}
+
+/// What the verdict needs from the run besides the phases' results; outlives the rig.
+pub(crate) struct Facts {
+    pub(crate) config: TrialConfig,
+    pub(crate) workload: Workload,
+    pub(crate) out_dir: PathBuf,
+    pub(crate) nats_version: String,
+    pub(crate) holdings: Arc<Mutex<Vec<Holding>>>,
+    pub(crate) leaf_ids: Vec<String>,
+    pub(crate) phases: Phases,
+    pub(crate) started: Instant,
+    pub(crate) rss_before_leaves_kib: u64,
+    /// The span-counting layer, for in-process leaves (a process's spans are its own).
+    pub(crate) counts: Option<SpanCounts>,
+}
+
+/// Everything a running trial holds.
+pub(crate) struct Rig {
+    pub(crate) facts: Facts,
+    work_dir: PathBuf,
+    temp_work: Option<tempfile::TempDir>,
+    server: BusServer,
+    bus: Bus,
+    hub: Hub,
+    seed_commits: u64,
+    observer: Observer,
+    log: EventLog,
+    writer: EventWriter,
+    leaves: LeafSet,
+    join: JoinSpec,
+    ctx: Option<Arc<SlotContext>>,
+}
+
+/// What the work phase produced.
+pub(crate) struct Work {
+    pub(crate) reports: Vec<SlotReport>,
+    pub(crate) work_secs: f64,
+    pub(crate) hub_before: HubStats,
+    pub(crate) spans_before: Option<SpanTotals>,
+}
+
+/// What the drain found.
+pub(crate) struct Drain {
+    pub(crate) reported: Vec<String>,
+    pub(crate) on_trunk: u64,
+    pub(crate) settled: bool,
+    pub(crate) drain_secs: f64,
+}
+
+/// What was read while everything was up.
+pub(crate) struct Snapshot {
+    pub(crate) hub_stats: HubStats,
+    pub(crate) hub_commits: u64,
+    pub(crate) leaf_stats: Vec<LeafStats>,
+    pub(crate) tips: Vec<Seen>,
+    pub(crate) leaf_processes: Option<UsageSummary>,
+}
+
+/// What teardown leaves for the verdict.
+pub(crate) struct Torn {
+    pub(crate) facts: Facts,
+    pub(crate) leaf_failures: Vec<LeafFailure>,
+    pub(crate) check: CheckReport,
+    pub(crate) temp_work: Option<tempfile::TempDir>,
+}
+
+impl Rig {
+    /// Brings up bus, hub, observer, history and leaves. On failure, whatever started is
+    /// dropped (servers and child processes die with their handles).
+    pub(crate) async fn start(config: TrialConfig, opts: &RunOptions) -> Result<Rig, TrialError> {
+        let started = Instant::now();
+        let zero_unix_ns = unix_ns();
+        config.validate()?;
+        let workload = Workload::generate(&config);
+        let out_dir = config.out.clone().unwrap_or_else(default_out_dir);
+        mkdir(&out_dir)?;
+        let temp_work = if config.keep { None } else { Some(tempdir()?) };
+        let work_dir = temp_work
+            .as_ref()
+            .map_or_else(|| out_dir.join("state"), |t| t.path().to_path_buf());
+        mkdir(&work_dir.join("leaves"))?;
+
+        let server = BusServer::start(config.bus_layout(), config.agents).await?;
+        let nats_version = server
+            .fixture_version()
+            .unwrap_or_else(|| format!("external ({})", server.public_url()));
+        let bus = Bus::connect_with(
+            &server.url(),
+            BusOptions {
+                replicas: server.replicas(),
+                ..BusOptions::default()
+            },
+        )
+        .await?;
+        // Every leaf pushes with a token bound to its slot; the hub takes the slot from it.
+        let slots: Vec<&str> = workload.slots.iter().map(|p| p.slot_dir.as_str()).collect();
+        let tokens = Tokens::generate(&slots).map_err(|e| output_err(&work_dir, e))?;
+        let hub = Hub::start(HubConfig {
+            dir: work_dir.join("hub"),
+            bus: Some(bus.clone()),
+            mode: config.hub,
+            payload_max_bytes: usize::try_from(config.payload_max_bytes).unwrap_or(usize::MAX),
+            access: Access::Tokens(tokens.clone()),
+            fence_claims: true,
+            ..Default::default()
+        })
+        .await?;
+        let seed_commits = hub.trunk_len();
+
+        let observer = Observer::start(&bus).await?;
+        let (log, writer) = EventLog::create(&out_dir.join("events.jsonl"), started)
+            .map_err(|e| output_err(&out_dir, e))?;
+        let holdings = Arc::new(Mutex::new(Vec::<Holding>::new()));
+        let (rss_before_leaves_kib, _) = crate::scale::rss_kib();
+        let join = JoinSpec {
+            hub_url: hub.url(),
+            bus_url: server.url_as(Role::Leaf),
+            slot_bus_urls: slot_bus_urls(&server, workload.slots.len()),
+            bus_domain: server.leaf_domain().map(str::to_string),
+            tokens: slots
+                .iter()
+                .filter_map(|s| tokens.token_for(s).map(|t| (s.to_string(), t)))
+                .collect(),
+            config: config.clone(),
+            zero_unix_ns,
+            out_dir: absolute(&out_dir)?,
+            work_dir: absolute(&work_dir)?,
+            tag: run_tag(&server),
+        };
+        let leaves = LeafSet::open(
+            config.leaves,
+            LeafSetup {
+                join: &join,
+                join_path: &out_dir.join("join.json"),
+                workload: &workload,
+                log: &log,
+                holdings: &holdings,
+                leaf_exe: opts.leaf_exe.as_deref(),
+                zero: started,
+            },
+        )
+        .await?;
+        let mut phases = Phases::default();
+        phases.mark("start", started);
+        let leaf_ids = leaves.ids();
+        let counts = opts
+            .counts
+            .clone()
+            .filter(|_| config.leaves == Placement::InProcess);
+        Ok(Rig {
+            facts: Facts {
+                config,
+                workload,
+                out_dir,
+                nats_version,
+                holdings,
+                leaf_ids,
+                phases,
+                started,
+                rss_before_leaves_kib,
+                counts,
+            },
+            work_dir,
+            temp_work,
+            server,
+            bus,
+            hub,
+            seed_commits,
+            observer,
+            log,
+            writer,
+            leaves,
+            join,
+            ctx: None,
+        })
+    }
+
+    /// Runs every slot's tasks.
+    pub(crate) async fn work(&mut self, quiet: bool) -> Work {
+        let progress = Progress::default();
+        let reporter = progress.report(self.facts.config.total_tasks(), quiet);
+        let ctx = Arc::new(SlotContext {
+            log: self.log.clone(),
+            pacer: Pacer::new(self.facts.config.pace_per_min),
+            progress,
+        });
+        self.ctx = Some(ctx.clone());
+        let hub_before = self.hub.stats();
+        let spans_before = self.facts.counts.as_ref().map(SpanCounts::totals);
+        let work_started = Instant::now();
+        let reports = self.leaves.work(&self.facts.workload, ctx).await;
+        let work_secs = work_started.elapsed().as_secs_f64();
+        reporter.finish().await;
+        Work {
+            reports,
+            work_secs,
+            hub_before,
+            spans_before,
+        }
+    }
+
+    /// Waits until every reported commit is on the trunk and every leaf handled every
+    /// broadcast (and, with span counting, every sync span closed).
+    pub(crate) async fn drain(&mut self, work: &Work) -> Drain {
+        let drain_started = Instant::now();
+        let stall = Duration::from_secs(self.facts.config.drain_timeout_secs);
+        let reported: Vec<String> = work
+            .reports
+            .iter()
+            .flat_map(|r| r.commits.iter().map(|(oid, _)| oid.clone()))
+            .collect();
+        let on_trunk = wait_on_trunk(&self.hub, &reported, drain_started + stall).await;
+        let broadcasts = self.hub.stats().broadcasts;
+        let mut settled = self.leaves.drain(broadcasts, stall).await;
+        if let (Some(counts), Some(before)) = (&self.facts.counts, &work.spans_before) {
+            let received: u64 = self.leaves.stats().iter().map(|s| s.tips_received).sum();
+            settled &= wait_spans_closed(counts, before, received, Instant::now() + stall).await;
+        }
+        Drain {
+            reported,
+            on_trunk,
+            settled,
+            drain_secs: drain_started.elapsed().as_secs_f64(),
+        }
+    }
+
+    /// Reads counters and writes the bucket dumps and hub facts while everything is up.
+    pub(crate) async fn snapshot(&mut self) -> Result<Snapshot, TrialError> {
+        let snapshot_started = Instant::now();
+        let hub_stats = self.hub.stats();
+        let hub_commits = self.hub.trunk_len().saturating_sub(self.seed_commits);
+        let leaf_stats = self.leaves.stats();
+        dump_kv(&self.bus, &self.facts.out_dir).await?;
+        write_json(
+            &self.facts.out_dir.join("hub.json"),
+            &HubFacts {
+                commits_landed: hub_stats.commits_landed,
+                seed_commits: self.seed_commits,
+            },
+        )?;
+        let leaf_processes = self.leaves.usage();
+        self.facts.phases.mark("snapshot", snapshot_started);
+        Ok(Snapshot {
+            hub_stats,
+            hub_commits,
+            leaf_stats,
+            tips: Vec::new(),
+            leaf_processes,
+        })
+    }
+
+    /// Stops leaves (ledgers flushed), finishes and merges the history, shuts the hub down,
+    /// checks the history and stops the bus. Returns the observer's broadcasts too.
+    pub(crate) async fn teardown(mut self, snapshot: &mut Snapshot) -> Result<Torn, TrialError> {
+        let teardown_started = Instant::now();
+        snapshot.tips = self.observer.stop().await;
+        let leaf_failures = self.leaves.shutdown().await;
+        drop(self.ctx);
+        drop(self.log);
+        let lines = self
+            .writer
+            .finish()
+            .await
+            .map_err(|e| output_err(&self.facts.out_dir, e))?;
+        tracing::debug!(lines, "history written");
+        if self.facts.config.leaves == Placement::Process {
+            let parts: Vec<PathBuf> = self
+                .facts
+                .leaf_ids
+                .iter()
+                .map(|id| self.join.events_path(id))
+                .collect();
+            let events = self.facts.out_dir.join("events.jsonl");
+            let merged =
+                crate::events::merge(&events, &parts).map_err(|e| output_err(&events, e))?;
+            tracing::debug!(merged, "leaf histories merged");
+        }
+        self.hub.shutdown().await;
+        self.facts.phases.mark("teardown", teardown_started);
+        let check_started = Instant::now();
+        let check = herd_check::check(&Artifacts::with_work(&self.facts.out_dir, &self.work_dir));
+        self.facts.phases.mark("check", check_started);
+        self.server.stop()?;
+        Ok(Torn {
+            facts: self.facts,
+            leaf_failures,
+            check,
+            temp_work: self.temp_work,
+        })
+    }
+
+    /// The error path after start: the same teardown order, errors ignored, then `error`.
+    pub(crate) async fn abort(self, error: TrialError) -> TrialError {
+        let Rig {
+            mut server,
+            hub,
+            leaves,
+            observer,
+            ctx,
+            log,
+            writer,
+            ..
+        } = self;
+        let _ = observer.stop().await;
+        let _ = leaves.shutdown().await;
+        drop(ctx);
+        drop(log);
+        let _ = writer.finish().await;
+        hub.shutdown().await;
+        let _ = server.stop();
+        error
+    }
+}
