@@ -20,11 +20,18 @@
 //!   the KV streams refuse rollups and purges, so writing one key is not the power to wipe all.
 //! - Task records ([`tasks`]): create, read, and compare-and-swap update with a typed conflict.
 //! - [`dump`]: every stored revision of a bucket, for the history checker.
-//! - [`BusServer`]: an external server named by `NATS_URL`, or a fixture started for the run.
+//! - [`BusServer`] ([`server`]): the topology seam — an external server named by `NATS_URL`, or
+//!   servers started for the run in a [`BusLayout`]: `Direct` (one server), `LeafNodes` (the
+//!   hub's server, JetStream domain `herd`, plus one leaf-node server per group of leaves, each
+//!   enforcing the leaf user's permissions on its clients) or `Cluster3` (a 3-node JetStream
+//!   cluster, replicas 3, replicated buckets read through their leader). [`NatsServer::builder`]
+//!   shapes one server (users, store size, cluster routes, leaf-node listener or remote).
+//!   Streams shrink to fit a small store (`create_stream_fitting`).
 //! - [`trace`]: hooks through which an exporter lets spans cross leaf → hub → leaves.
 //! - With feature `docker`, [`docker::DockerNats`] runs the server in a testcontainers container.
 //!
-//! What enters: a NATS URL, credentials in it (or nothing: the fixture starts a server). What leaves: typed messages
+//! What enters: a NATS URL (or a comma-separated list), credentials in it (or nothing: the
+//! fixture starts a server). What leaves: typed messages
 //! and KV records; every failure is a [`BusError`] naming the URL, bucket, key or binary.
 //! This crate calls no other herd crate; herd-hub and herd-leaf call it.
 
