@@ -1,6 +1,6 @@
 //! Leaves as processes (`--leaves process`): exact counts and a passing history as in-process;
 //! a leaf killed mid-run is named with its signal and fails the trial without hanging; SIGTERM
-//! of the trial leaves no leaf or nats-server process behind.
+//! of the trial leaves no leaf or nats-server process behind (on a leaf-node layout: 4 servers).
 
 mod common;
 
@@ -182,6 +182,8 @@ fn a_leaf_killed_mid_run_is_named_and_the_trial_exits_1() {
 fn sigterm_stops_the_trial_and_leaves_no_process_behind() {
     let dir = tempfile::tempdir().unwrap();
     let mut trial = spawn_herd(&[
+        "--bus",
+        "leafnodes",
         "--agents",
         "3",
         "--tasks-per-agent",

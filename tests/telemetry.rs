@@ -269,3 +269,47 @@ fn no_endpoint_means_no_export_and_the_trial_runs() {
     );
     assert!(results(out.path())["telemetry"]["endpoint"].is_null());
 }
+
+/// Process leaves export their own spans into the trial's trace: each `herd leaf` child's root
+/// span is a child of the trial's context (TRACEPARENT), and their commits are all there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn process_leaves_export_into_the_trials_trace() {
+    let receiver = OtlpReceiver::start(Mode::Otlp).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let endpoint = receiver.endpoint();
+    let dir = out.path().to_str().unwrap().to_string();
+    let run = tokio::task::spawn_blocking(move || {
+        herd(
+            &[
+                "--agents",
+                "3",
+                "--tasks-per-agent",
+                "4",
+                "--leaves",
+                "process",
+                "--out",
+                &dir,
+            ],
+            Some(&endpoint),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", stdout(&run));
+    let spans = receiver.spans();
+    let trial: Vec<_> = spans.iter().filter(|s| s.name == "herd.trial").collect();
+    assert_eq!(trial.len(), 1);
+    let leaves: Vec<_> = spans
+        .iter()
+        .filter(|s| s.name == "herd.leaf_process")
+        .collect();
+    assert_eq!(leaves.len(), 3, "one root span per leaf process");
+    for leaf in &leaves {
+        assert_eq!(
+            leaf.trace_id, trial[0].trace_id,
+            "a leaf process left the trace"
+        );
+    }
+    let commits = spans.iter().filter(|s| s.name == "leaf.commit").count();
+    assert_eq!(commits, 12, "every child's commits exported");
+}
