@@ -1,5 +1,6 @@
 //! Leaves as processes (`--leaves process`): exact counts and a passing history as in-process;
-//! a leaf killed mid-run is named with its signal and fails the trial without hanging; SIGTERM
+//! a leaf killed mid-run is named with its signal and fails the trial without hanging, and so is
+//! a stopped one, once its silence passes the limit; SIGTERM
 //! of the trial leaves no leaf or nats-server process behind (on a leaf-node layout: 4 servers).
 
 mod common;
@@ -127,8 +128,9 @@ fn process_leaves_count_exactly_and_the_history_passes() {
     );
 }
 
-#[test]
-fn a_leaf_killed_mid_run_is_named_and_the_trial_exits_1() {
+/// Starts a 3-leaf process trial, sends `signal` to leaf-1 once it is working, and returns the
+/// trial's exit status, stdout and the leaves' pids.
+fn signal_leaf_1_mid_run(signal: i32) -> (std::process::ExitStatus, String, Vec<(u32, String)>) {
     let dir = tempfile::tempdir().unwrap();
     let mut trial = spawn_herd(&[
         "--agents",
@@ -141,6 +143,8 @@ fn a_leaf_killed_mid_run_is_named_and_the_trial_exits_1() {
         "process",
         "--drain-timeout-secs",
         "10",
+        "--leaf-silence-secs",
+        "5",
         "--out",
         dir.path().to_str().unwrap(),
     ]);
@@ -161,16 +165,33 @@ fn a_leaf_killed_mid_run_is_named_and_the_trial_exits_1() {
         std::thread::sleep(Duration::from_millis(20));
     }
     // SAFETY: kill(2) on a pid we just read as the trial's child.
-    unsafe { libc::kill(victim as i32, libc::SIGKILL) };
+    unsafe { libc::kill(victim as i32, signal) };
     let status = wait_exit(&mut trial, Duration::from_secs(180));
     let (stdout, stderr) = output_of(&mut trial);
-    assert_eq!(
-        status.code(),
-        Some(1),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    (status, format!("{stdout}\nstderr:\n{stderr}"), leaves)
+}
+
+#[test]
+fn a_leaf_killed_mid_run_is_named_and_the_trial_exits_1() {
+    let (status, stdout, leaves) = signal_leaf_1_mid_run(libc::SIGKILL);
+    assert_eq!(status.code(), Some(1), "{stdout}");
     assert!(
         stdout.contains("gate leaf_processes: FAIL (leaf-1: killed by signal 9 (SIGKILL)"),
+        "{stdout}"
+    );
+    for (pid, cmd) in leaves {
+        assert!(!alive(pid), "leaf {pid} still running: {cmd}");
+    }
+}
+
+/// A stopped leaf keeps its stdout open, so only its silence gives it away: the trial kills
+/// it after --leaf-silence-secs and names it, rather than waiting for ever.
+#[test]
+fn a_stopped_leaf_is_killed_after_its_silence_and_named() {
+    let (status, stdout, leaves) = signal_leaf_1_mid_run(libc::SIGSTOP);
+    assert_eq!(status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("leaf-1: silent for 5s (hung or stopped); killed"),
         "{stdout}"
     );
     for (pid, cmd) in leaves {

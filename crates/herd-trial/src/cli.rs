@@ -153,6 +153,9 @@ pub struct TrialArgs {
     /// Where leaves run: in-process (tasks of this process) or process (`herd leaf` children of this binary) [default: in-process; env HERD_LEAVES].
     #[arg(long, value_enum, value_name = "WHERE")]
     pub leaves: Option<crate::config::Placement>,
+    /// Seconds a leaf process may stay silent before the trial kills and reports it [default: 60; env HERD_LEAF_SILENCE_SECS].
+    #[arg(long, value_name = "SECS")]
+    pub leaf_silence_secs: Option<u64>,
     /// Bus layout: direct (one nats-server), leafnodes (a leaf-node server per group of leaves, linked to the hub's) or cluster3 (3-node JetStream cluster, replicas 3) [default: direct; env HERD_BUS].
     #[arg(long, value_enum, value_name = "LAYOUT")]
     pub bus: Option<crate::config::BusKind>,
@@ -201,6 +204,7 @@ impl TrialArgs {
             fairness: self.fairness,
             turn_after: self.turn_after,
             leaves: self.leaves,
+            leaf_silence_secs: self.leaf_silence_secs,
             bus: self.bus,
             leaves_per_server: self.leaves_per_server,
             pace_per_min: self.pace_per_min,

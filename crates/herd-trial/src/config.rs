@@ -144,6 +144,10 @@ pub struct TrialConfig {
     /// Where leaves run: in the trial's process (default) or as `herd leaf` child processes.
     #[serde(default)]
     pub leaves: Placement,
+    /// Seconds a leaf process may stay silent (no progress line or heartbeat) before the trial
+    /// kills it and reports it (process leaves). Default 60.
+    #[serde(default = "default_leaf_silence_secs")]
+    pub leaf_silence_secs: u64,
     /// Bus layout: `direct` (default), `leafnodes` or `cluster3`.
     #[serde(default)]
     pub bus: BusKind,
@@ -174,6 +178,10 @@ fn default_leaves_per_server() -> u32 {
     1
 }
 
+fn default_leaf_silence_secs() -> u64 {
+    60
+}
+
 fn default_payload_max_bytes() -> u64 {
     herd_hub::payload::DEFAULT_MAX_BYTES as u64
 }
@@ -194,6 +202,7 @@ impl Default for TrialConfig {
             fairness: Fairness::default(),
             turn_after: default_turn_after(),
             leaves: Placement::InProcess,
+            leaf_silence_secs: default_leaf_silence_secs(),
             bus: BusKind::Direct,
             leaves_per_server: default_leaves_per_server(),
             pace_per_min: None,
@@ -224,6 +233,7 @@ pub struct ConfigLayer {
     pub fairness: Option<Fairness>,
     pub turn_after: Option<u32>,
     pub leaves: Option<Placement>,
+    pub leaf_silence_secs: Option<u64>,
     pub bus: Option<BusKind>,
     pub leaves_per_server: Option<u32>,
     pub pace_per_min: Option<f64>,
@@ -251,6 +261,7 @@ pub const ENV_KEYS: &[&str] = &[
     "HERD_FAIRNESS",
     "HERD_TURN_AFTER",
     "HERD_LEAVES",
+    "HERD_LEAF_SILENCE_SECS",
     "HERD_BUS",
     "HERD_LEAVES_PER_SERVER",
     "HERD_PACE_PER_MIN",
@@ -384,6 +395,7 @@ impl TrialConfig {
             fairness,
             turn_after,
             leaves,
+            leaf_silence_secs,
             bus,
             leaves_per_server,
             claim_ttl_secs,
@@ -433,6 +445,13 @@ impl TrialConfig {
         }
         if self.agents > 1024 {
             return bad("agents", self.agents.to_string(), "must be at most 1024");
+        }
+        if self.leaf_silence_secs < 5 {
+            return bad(
+                "leaf_silence_secs",
+                self.leaf_silence_secs.to_string(),
+                "must be at least 5 (a leaf says something every second)",
+            );
         }
         if self.leaves_per_server == 0 {
             return bad("leaves_per_server", "0".into(), "must be at least 1");

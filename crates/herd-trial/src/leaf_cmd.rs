@@ -25,8 +25,10 @@ use crate::propagation::Holding;
 use crate::slot_runner::{SlotContext, run_slot};
 use crate::workload::Workload;
 
-/// How often a controlled leaf reports progress.
+/// How often a controlled leaf reports progress; with none to report it still says so once a
+/// second (a heartbeat: the trial kills a leaf that stays silent, see `leaf_silence_secs`).
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
 /// How long a hand-run leaf waits, without progress, for broadcasts it has received.
 const SETTLE_STALL: Duration = Duration::from_secs(10);
 
@@ -110,10 +112,6 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
         })
     });
     let report = run_slot(leaf.clone(), plan.clone(), ctx.clone()).await;
-    if let Some(t) = ticker {
-        t.abort();
-        let _ = t.await;
-    }
     let closed_all = report.closed == plan.tasks.len() as u64;
 
     if controlled {
@@ -159,6 +157,10 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
             events.display()
         );
     }
+    if let Some(t) = ticker {
+        t.abort();
+        let _ = t.await;
+    }
     leaf.shutdown().await;
     // The sync hook inside the leaf holds a sender of the history: drop it so the writer ends.
     drop(leaf);
@@ -183,27 +185,39 @@ async fn next(input: &mut tokio::io::Lines<BufReader<tokio::io::Stdin>>) -> Opti
 }
 
 /// Stdout, shared by the progress ticker and the main flow (one line per message); holds the
-/// progress totals already reported.
-#[derive(Clone, Default)]
-struct Out(Arc<tokio::sync::Mutex<(u64, u64)>>);
+/// progress totals already reported and when the last line went out.
+#[derive(Clone)]
+struct Out(Arc<tokio::sync::Mutex<((u64, u64), std::time::Instant)>>);
+
+impl Default for Out {
+    fn default() -> Self {
+        Out(Arc::new(tokio::sync::Mutex::new((
+            (0, 0),
+            std::time::Instant::now(),
+        ))))
+    }
+}
 
 impl Out {
     async fn say(&self, msg: &FromLeaf) {
-        let _guard = self.0.lock().await;
+        let mut state = self.0.lock().await;
         write_line(msg).await;
+        state.1 = std::time::Instant::now();
     }
 
-    /// Reports the progress made since the last report.
+    /// Reports the progress made since the last report, or a heartbeat when there is none
+    /// and nothing was said for [`HEARTBEAT_EVERY`].
     async fn progress(&self, progress: &Progress) {
-        let mut sent = self.0.lock().await;
+        let mut state = self.0.lock().await;
+        let (sent, last) = *state;
         let now = progress.counts();
-        if now != *sent {
+        if now != sent || last.elapsed() >= HEARTBEAT_EVERY {
             write_line(&FromLeaf::Progress {
                 tasks: now.0 - sent.0,
                 commits: now.1 - sent.1,
             })
             .await;
-            *sent = now;
+            *state = (now, std::time::Instant::now());
         }
     }
 }

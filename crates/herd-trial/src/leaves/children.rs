@@ -50,6 +50,8 @@ struct Kid {
     log: PathBuf,
     /// Stdout closed: nothing more will come.
     closed: bool,
+    /// When the child last said anything (it says something at least once a second).
+    heard: Instant,
     stats: LeafStats,
     usage: Option<Usage>,
 }
@@ -67,6 +69,8 @@ pub struct Children {
     zero: Instant,
     holdings: std::sync::Arc<std::sync::Mutex<Vec<Holding>>>,
     failures: Vec<LeafFailure>,
+    /// How long a child may stay silent during work and drain before it is killed.
+    silence: Duration,
 }
 
 impl Children {
@@ -135,6 +139,7 @@ impl Children {
                 child,
                 log,
                 closed: false,
+                heard: Instant::now(),
                 stats: LeafStats::default(),
                 usage: None,
             });
@@ -145,9 +150,10 @@ impl Children {
             zero: setup.zero,
             holdings: setup.holdings.clone(),
             failures: Vec::new(),
+            silence: Duration::from_secs(setup.join.config.leaf_silence_secs),
         };
         let ready = children
-            .collect(Some(READY_TIMEOUT), None, |m| {
+            .collect(Some(READY_TIMEOUT), None, false, |m| {
                 matches!(m, FromLeaf::Ready { .. })
             })
             .await;
@@ -178,15 +184,17 @@ impl Children {
     pub async fn work(&mut self, progress: &Progress) -> Vec<SlotReport> {
         self.send_all(&ToLeaf::Go).await;
         let zero = self.zero;
-        self.collect(None, Some(progress), |m| matches!(m, FromLeaf::Worked(_)))
-            .await
-            .into_iter()
-            .flatten()
-            .filter_map(|m| match m {
-                FromLeaf::Worked(report) => Some(WireReport::into_report(report, zero)),
-                _ => None,
-            })
-            .collect()
+        self.collect(None, Some(progress), true, |m| {
+            matches!(m, FromLeaf::Worked(_))
+        })
+        .await
+        .into_iter()
+        .flatten()
+        .filter_map(|m| match m {
+            FromLeaf::Worked(report) => Some(WireReport::into_report(report, zero)),
+            _ => None,
+        })
+        .collect()
     }
 
     /// Asks every child to drain; true when every live one settled.
@@ -197,7 +205,7 @@ impl Children {
         })
         .await;
         let drained = self
-            .collect(None, None, |m| matches!(m, FromLeaf::Drained { .. }))
+            .collect(None, None, true, |m| matches!(m, FromLeaf::Drained { .. }))
             .await;
         let mut all = true;
         for (index, msg) in drained.into_iter().enumerate() {
@@ -283,14 +291,20 @@ impl Children {
 
     /// Waits for one message matching `want` from every child whose stdout is open; a child
     /// that closes first is reaped and recorded as a failure. Progress lines feed `progress`.
+    /// With `watch`, a child silent for longer than the silence limit is killed and recorded.
     async fn collect(
         &mut self,
         timeout: Option<Duration>,
         progress: Option<&Progress>,
+        watch: bool,
         want: impl Fn(&FromLeaf) -> bool,
     ) -> Vec<Option<FromLeaf>> {
         let mut got: Vec<Option<FromLeaf>> = self.kids.iter().map(|_| None).collect();
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        for kid in &mut self.kids {
+            kid.heard = Instant::now();
+        }
         loop {
             let pending = self
                 .kids
@@ -300,16 +314,18 @@ impl Children {
             if !pending {
                 return got;
             }
-            let next = match deadline {
-                Some(d) => match tokio::time::timeout_at(d, self.rx.recv()).await {
-                    Ok(next) => next,
-                    Err(_) => return got,
-                },
-                None => self.rx.recv().await,
+            let next = tokio::select! {
+                next = self.rx.recv() => next,
+                () = sleep_until(deadline) => return got,
+                _ = tick.tick(), if watch => {
+                    self.kill_silent(&got);
+                    continue;
+                }
             };
             let Some((index, line)) = next else {
                 return got;
             };
+            self.kids[index].heard = Instant::now();
             match line {
                 Line::Msg(FromLeaf::Progress { tasks, commits }) => {
                     if let Some(p) = progress {
@@ -327,7 +343,8 @@ impl Children {
                     let kid = &mut self.kids[index];
                     kid.closed = true;
                     kid.stdin = None;
-                    if got[index].is_none() {
+                    let known = self.failures.iter().any(|f| f.leaf == kid.id);
+                    if got[index].is_none() && !known {
                         let status =
                             match tokio::time::timeout(Duration::from_secs(10), kid.child.wait())
                                 .await
@@ -343,6 +360,33 @@ impl Children {
                 }
             }
         }
+    }
+}
+
+impl Children {
+    /// Kills every child still owing a message that has been silent past the limit (stopped,
+    /// hung, or starved of CPU for that long); its closing stdout then ends the wait on it.
+    fn kill_silent(&mut self, got: &[Option<FromLeaf>]) {
+        let limit = self.silence;
+        for (kid, g) in self.kids.iter_mut().zip(got) {
+            let owing = !kid.closed && g.is_none();
+            let known = self.failures.iter().any(|f| f.leaf == kid.id);
+            if owing && !known && kid.heard.elapsed() > limit {
+                let _ = kid.child.start_kill();
+                self.failures.push(LeafFailure {
+                    leaf: kid.id.clone(),
+                    what: format!("silent for {limit:?} (hung or stopped); killed"),
+                });
+            }
+        }
+    }
+}
+
+/// Sleeps until `deadline`, or for ever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
     }
 }
 
