@@ -101,13 +101,9 @@ fn hub(args: HubArgs) -> ExitCode {
         Ok(config) => config,
         Err(e) => return fail(&e),
     };
-    let telemetry = match Telemetry::install(&TelemetryConfig::from_env()) {
-        Ok(t) => t,
-        Err(e) => return fail(&e),
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => return fail(&e),
+    let (telemetry, runtime) = match telemetry_and_runtime() {
+        Ok(both) => both,
+        Err(code) => return code,
     };
     let options = herd::trial::hub_cmd::HubOptions {
         bind: args.bind,
@@ -124,13 +120,9 @@ fn hub(args: HubArgs) -> ExitCode {
 
 /// `herd leaf`: exit 0 every task closed, 1 some did not, 2 it could not start.
 fn leaf(args: LeafArgs) -> ExitCode {
-    let telemetry = match Telemetry::install(&TelemetryConfig::from_env()) {
-        Ok(t) => t,
-        Err(e) => return fail(&e),
-    };
-    let runtime = match tokio::runtime::Runtime::new() {
-        Ok(rt) => rt,
-        Err(e) => return fail(&e),
+    let (telemetry, runtime) = match telemetry_and_runtime() {
+        Ok(both) => both,
+        Err(code) => return code,
     };
     let run = herd::trial::leaf_cmd::run_traced(&args.join, args.slot, args.controlled);
     let outcome = runtime.block_on(run);
@@ -141,6 +133,14 @@ fn leaf(args: LeafArgs) -> ExitCode {
         Ok(false) => ExitCode::from(1),
         Err(e) => fail(&e),
     }
+}
+
+/// The exporter (after its pre-flight; before the runtime, as it uses blocking HTTP) and a
+/// runtime, or the exit code of the failure.
+fn telemetry_and_runtime() -> Result<(Telemetry, tokio::runtime::Runtime), ExitCode> {
+    let telemetry = Telemetry::install(&TelemetryConfig::from_env()).map_err(|e| fail(&e))?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|e| fail(&e))?;
+    Ok((telemetry, runtime))
 }
 
 /// `herd sweep`: the grid after the floor; prints the index table.

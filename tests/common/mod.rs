@@ -48,9 +48,9 @@ pub fn newest_source(root: &Path) -> std::time::SystemTime {
     newest
 }
 
-/// Runs the example with a clean herd environment (no HERD_*, NATS_URL or OTEL_* from outside,
-/// except where nats-server comes from).
-pub fn herd(args: &[&str], env: &[(&str, &str)]) -> Output {
+/// A command for the example without HERD_*, NATS_URL or OTEL_* from outside (except where
+/// nats-server comes from).
+fn herd_command() -> Command {
     let mut cmd = Command::new(herd_bin());
     for (key, _) in std::env::vars() {
         let keep =
@@ -59,20 +59,23 @@ pub fn herd(args: &[&str], env: &[(&str, &str)]) -> Output {
             cmd.env_remove(&key);
         }
     }
-    cmd.args(args).envs(env.iter().copied()).output().unwrap()
+    cmd
+}
+
+/// Runs the example with a clean herd environment (no HERD_*, NATS_URL or OTEL_* from outside,
+/// except where nats-server comes from).
+pub fn herd(args: &[&str], env: &[(&str, &str)]) -> Output {
+    herd_command()
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap()
 }
 
 /// The example with a clean herd environment, spawned (stdout and stderr piped).
 pub fn spawn_herd(args: &[&str]) -> std::process::Child {
-    let mut cmd = Command::new(herd_bin());
-    for (key, _) in std::env::vars() {
-        let keep =
-            ["HERD_CACHE_DIR", "HERD_NATS_SERVER", "HERD_NATS_NO_INSTALL"].contains(&key.as_str());
-        if (key.starts_with("HERD_") && !keep) || key == "NATS_URL" || key.starts_with("OTEL_") {
-            cmd.env_remove(&key);
-        }
-    }
-    cmd.args(args)
+    herd_command()
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -8,14 +8,13 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use herd_bus::{Bus, BusOptions, BusServer, Role};
 use herd_check::HubFacts;
-use herd_hub::{Access, Hub, HubConfig, Tokens};
 
 use crate::config::TrialConfig;
 use crate::error::TrialError;
-use crate::join::{JoinSpec, unix_ns};
+use crate::join::unix_ns;
 use crate::leaves::leaf_id;
+use crate::rig::Core;
 use crate::runner::{dump_kv, output_err, write_json};
 use crate::workload::Workload;
 
@@ -50,52 +49,24 @@ pub async fn run(
     ] {
         std::fs::create_dir_all(dir).map_err(|e| output_err(dir, e))?;
     }
-    let mut server = BusServer::start(config.bus_layout(), config.agents).await?;
-    let bus = Bus::connect_with(
-        &server.url(),
-        BusOptions {
-            replicas: server.replicas(),
-            ..BusOptions::default()
-        },
-    )
-    .await?;
-    let slots: Vec<&str> = workload.slots.iter().map(|p| p.slot_dir.as_str()).collect();
-    let tokens = Tokens::generate(&slots).map_err(|e| output_err(&work_dir, e))?;
-    let hub = Hub::start(HubConfig {
-        dir: work_dir.join("hub"),
-        bind: options.bind,
-        bus: Some(bus.clone()),
-        mode: config.hub,
-        payload_max_bytes: usize::try_from(config.payload_max_bytes).unwrap_or(usize::MAX),
-        access: Access::Tokens(tokens.clone()),
-        fence_claims: true,
-        ..Default::default()
-    })
-    .await?;
-    let seed_commits = hub.trunk_len();
+    let core = Core::start(&config, &workload, &work_dir, options.bind).await?;
     let hub_url = match &options.advertise {
         Some(host) => format!(
             "http://{host}:{}/{}",
-            hub.addr().port(),
-            hub.url().rsplit('/').next().unwrap_or("herd")
+            core.hub.addr().port(),
+            core.hub.url().rsplit('/').next().unwrap_or("herd")
         ),
-        None => hub.url(),
+        None => core.hub.url(),
     };
-    let join = JoinSpec {
-        hub_url: hub_url.clone(),
-        bus_url: server.url_as(Role::Leaf),
-        slot_bus_urls: crate::runner::slot_bus_urls(&server, workload.slots.len()),
-        bus_domain: server.leaf_domain().map(str::to_string),
-        tokens: slots
-            .iter()
-            .filter_map(|s| tokens.token_for(s).map(|t| (s.to_string(), t)))
-            .collect(),
-        config: config.clone(),
-        zero_unix_ns: unix_ns(),
-        out_dir: out_dir.clone(),
-        work_dir: work_dir.clone(),
-        tag: String::new(),
-    };
+    let dirs = (out_dir.clone(), work_dir.clone());
+    let join = core.join_spec(&config, &workload, hub_url.clone(), dirs, unix_ns());
+    let Core {
+        mut server,
+        bus,
+        hub,
+        seed_commits,
+        ..
+    } = core;
     let join_path = out_dir.join("join.json");
     join.write(&join_path)?;
     // An empty history the leaves' histories are folded into at stop.

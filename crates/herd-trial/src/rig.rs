@@ -45,6 +45,89 @@ impl Phases {
     }
 }
 
+/// The bus and hub of a run, with one push token per slot: what a trial and `herd hub` both
+/// start before any leaf.
+pub(crate) struct Core {
+    pub(crate) server: BusServer,
+    pub(crate) bus: Bus,
+    pub(crate) hub: Hub,
+    pub(crate) tokens: Tokens,
+    pub(crate) seed_commits: u64,
+}
+
+impl Core {
+    /// Starts the bus in the config's layout and the hub on `bind` in `work_dir/hub`.
+    pub(crate) async fn start(
+        config: &TrialConfig,
+        workload: &Workload,
+        work_dir: &std::path::Path,
+        bind: std::net::SocketAddr,
+    ) -> Result<Core, TrialError> {
+        let server = BusServer::start(config.bus_layout(), config.agents).await?;
+        let bus = Bus::connect_with(
+            &server.url(),
+            BusOptions {
+                replicas: server.replicas(),
+                ..BusOptions::default()
+            },
+        )
+        .await?;
+        // Every leaf pushes with a token bound to its slot; the hub takes the slot from it.
+        let slots: Vec<&str> = workload.slots.iter().map(|p| p.slot_dir.as_str()).collect();
+        let tokens = Tokens::generate(&slots).map_err(|e| output_err(work_dir, e))?;
+        let hub = Hub::start(HubConfig {
+            dir: work_dir.join("hub"),
+            bind,
+            bus: Some(bus.clone()),
+            mode: config.hub,
+            payload_max_bytes: usize::try_from(config.payload_max_bytes).unwrap_or(usize::MAX),
+            access: Access::Tokens(tokens.clone()),
+            fence_claims: true,
+            ..Default::default()
+        })
+        .await?;
+        let seed_commits = hub.trunk_len();
+        Ok(Core {
+            server,
+            bus,
+            hub,
+            tokens,
+            seed_commits,
+        })
+    }
+
+    /// The join file of this run: leaves reach the hub at `hub_url`.
+    pub(crate) fn join_spec(
+        &self,
+        config: &TrialConfig,
+        workload: &Workload,
+        hub_url: String,
+        dirs: (PathBuf, PathBuf),
+        zero_unix_ns: u64,
+    ) -> JoinSpec {
+        let (out_dir, work_dir) = dirs;
+        JoinSpec {
+            hub_url,
+            bus_url: self.server.url_as(Role::Leaf),
+            slot_bus_urls: slot_bus_urls(&self.server, workload.slots.len()),
+            bus_domain: self.server.leaf_domain().map(str::to_string),
+            tokens: workload
+                .slots
+                .iter()
+                .filter_map(|p| {
+                    let token = self.tokens.token_for(&p.slot_dir)?;
+                    Some((p.slot_dir.clone(), token))
+                })
+                .collect(),
+            config: config.clone(),
+            zero_unix_ns,
+            out_dir,
+            work_dir,
+            tag: run_tag(&self.server),
+        }
+    }
+}
+
 /// What the verdict needs from the run besides the phases' results; outlives the rig.
 pub(crate) struct Facts {
     pub(crate) config: TrialConfig,
@@ -65,10 +148,7 @@ pub(crate) struct Rig {
     pub(crate) facts: Facts,
     work_dir: PathBuf,
     temp_work: Option<tempfile::TempDir>,
-    server: BusServer,
-    bus: Bus,
-    hub: Hub,
-    seed_commits: u64,
+    core: Core,
     observer: Observer,
     log: EventLog,
     writer: EventWriter,
@@ -126,53 +206,18 @@ impl Rig {
             .map_or_else(|| out_dir.join("state"), |t| t.path().to_path_buf());
         mkdir(&work_dir.join("leaves"))?;
 
-        let server = BusServer::start(config.bus_layout(), config.agents).await?;
-        let nats_version = server
+        let core = Core::start(&config, &workload, &work_dir, ([127, 0, 0, 1], 0).into()).await?;
+        let nats_version = core
+            .server
             .fixture_version()
-            .unwrap_or_else(|| format!("external ({})", server.public_url()));
-        let bus = Bus::connect_with(
-            &server.url(),
-            BusOptions {
-                replicas: server.replicas(),
-                ..BusOptions::default()
-            },
-        )
-        .await?;
-        // Every leaf pushes with a token bound to its slot; the hub takes the slot from it.
-        let slots: Vec<&str> = workload.slots.iter().map(|p| p.slot_dir.as_str()).collect();
-        let tokens = Tokens::generate(&slots).map_err(|e| output_err(&work_dir, e))?;
-        let hub = Hub::start(HubConfig {
-            dir: work_dir.join("hub"),
-            bus: Some(bus.clone()),
-            mode: config.hub,
-            payload_max_bytes: usize::try_from(config.payload_max_bytes).unwrap_or(usize::MAX),
-            access: Access::Tokens(tokens.clone()),
-            fence_claims: true,
-            ..Default::default()
-        })
-        .await?;
-        let seed_commits = hub.trunk_len();
-
-        let observer = Observer::start(&bus).await?;
+            .unwrap_or_else(|| format!("external ({})", core.server.public_url()));
+        let observer = Observer::start(&core.bus).await?;
         let (log, writer) = EventLog::create(&out_dir.join("events.jsonl"), started)
             .map_err(|e| output_err(&out_dir, e))?;
         let holdings = Arc::new(Mutex::new(Vec::<Holding>::new()));
         let (rss_before_leaves_kib, _) = crate::scale::rss_kib();
-        let join = JoinSpec {
-            hub_url: hub.url(),
-            bus_url: server.url_as(Role::Leaf),
-            slot_bus_urls: slot_bus_urls(&server, workload.slots.len()),
-            bus_domain: server.leaf_domain().map(str::to_string),
-            tokens: slots
-                .iter()
-                .filter_map(|s| tokens.token_for(s).map(|t| (s.to_string(), t)))
-                .collect(),
-            config: config.clone(),
-            zero_unix_ns,
-            out_dir: absolute(&out_dir)?,
-            work_dir: absolute(&work_dir)?,
-            tag: run_tag(&server),
-        };
+        let dirs = (absolute(&out_dir)?, absolute(&work_dir)?);
+        let join = core.join_spec(&config, &workload, core.hub.url(), dirs, zero_unix_ns);
         let leaves = LeafSet::open(
             config.leaves,
             LeafSetup {
@@ -208,10 +253,7 @@ impl Rig {
             },
             work_dir,
             temp_work,
-            server,
-            bus,
-            hub,
-            seed_commits,
+            core,
             observer,
             log,
             writer,
@@ -231,7 +273,7 @@ impl Rig {
             progress,
         });
         self.ctx = Some(ctx.clone());
-        let hub_before = self.hub.stats();
+        let hub_before = self.core.hub.stats();
         let spans_before = self.facts.counts.as_ref().map(SpanCounts::totals);
         let work_started = Instant::now();
         let reports = self.leaves.work(&self.facts.workload, ctx).await;
@@ -255,8 +297,8 @@ impl Rig {
             .iter()
             .flat_map(|r| r.commits.iter().map(|(oid, _)| oid.clone()))
             .collect();
-        let on_trunk = wait_on_trunk(&self.hub, &reported, drain_started + stall).await;
-        let broadcasts = self.hub.stats().broadcasts;
+        let on_trunk = wait_on_trunk(&self.core.hub, &reported, drain_started + stall).await;
+        let broadcasts = self.core.hub.stats().broadcasts;
         let mut settled = self.leaves.drain(broadcasts, stall).await;
         if let (Some(counts), Some(before)) = (&self.facts.counts, &work.spans_before) {
             let received: u64 = self.leaves.stats().iter().map(|s| s.tips_received).sum();
@@ -273,15 +315,19 @@ impl Rig {
     /// Reads counters and writes the bucket dumps and hub facts while everything is up.
     pub(crate) async fn snapshot(&mut self) -> Result<Snapshot, TrialError> {
         let snapshot_started = Instant::now();
-        let hub_stats = self.hub.stats();
-        let hub_commits = self.hub.trunk_len().saturating_sub(self.seed_commits);
+        let hub_stats = self.core.hub.stats();
+        let hub_commits = self
+            .core
+            .hub
+            .trunk_len()
+            .saturating_sub(self.core.seed_commits);
         let leaf_stats = self.leaves.stats();
-        dump_kv(&self.bus, &self.facts.out_dir).await?;
+        dump_kv(&self.core.bus, &self.facts.out_dir).await?;
         write_json(
             &self.facts.out_dir.join("hub.json"),
             &HubFacts {
                 commits_landed: hub_stats.commits_landed,
-                seed_commits: self.seed_commits,
+                seed_commits: self.core.seed_commits,
             },
         )?;
         let leaf_processes = self.leaves.usage();
@@ -321,12 +367,12 @@ impl Rig {
                 crate::events::merge(&events, &parts).map_err(|e| output_err(&events, e))?;
             tracing::debug!(merged, "leaf histories merged");
         }
-        self.hub.shutdown().await;
+        self.core.hub.shutdown().await;
         self.facts.phases.mark("teardown", teardown_started);
         let check_started = Instant::now();
         let check = herd_check::check(&Artifacts::with_work(&self.facts.out_dir, &self.work_dir));
         self.facts.phases.mark("check", check_started);
-        self.server.stop()?;
+        self.core.server.stop()?;
         Ok(Torn {
             facts: self.facts,
             leaf_failures,
@@ -338,8 +384,7 @@ impl Rig {
     /// The error path after start: the same teardown order, errors ignored, then `error`.
     pub(crate) async fn abort(self, error: TrialError) -> TrialError {
         let Rig {
-            mut server,
-            hub,
+            core,
             leaves,
             observer,
             ctx,
@@ -352,6 +397,9 @@ impl Rig {
         drop(ctx);
         drop(log);
         let _ = writer.finish().await;
+        let Core {
+            mut server, hub, ..
+        } = core;
         hub.shutdown().await;
         let _ = server.stop();
         error
