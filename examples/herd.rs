@@ -5,8 +5,10 @@
 //! OTLP/HTTP collector after a pre-flight proves it is one; export failures are counted and
 //! printed. Unset, the trial runs without exporting.
 //!
-//! Exit codes: 0 every gate passed; 1 a gate failed or work was lost; 2 bad configuration, a
-//! collector that is not one, or an unreachable dependency (no trial verdict).
+//! Exit codes: 0 every gate passed and the history check passed; 1 a gate failed, work was
+//! lost or the history check found a violation; 2 bad configuration, a collector that is not
+//! one, or an unreachable dependency (no trial verdict); 3 every gate passed but the history
+//! could not be checked (INCONCLUSIVE: never a pass); 130 interrupted.
 
 use std::process::ExitCode;
 
@@ -70,7 +72,7 @@ fn main() -> ExitCode {
             }
             print!("{}", outcome.results.summary_block());
             println!("  output:             {}", outcome.out_dir.display());
-            ExitCode::from(if outcome.results.passed { 0 } else { 1 })
+            ExitCode::from(outcome.results.verdict().1)
         }
         Err(TrialError::Interrupted) => {
             eprintln!("herd: {}", TrialError::Interrupted);

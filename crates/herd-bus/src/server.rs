@@ -55,9 +55,9 @@ pub enum BusServer {
     Cluster(Vec<NatsServer>),
 }
 
-/// How long a new cluster may take to elect its JetStream meta leader, or a leaf-node server
-/// to link to the hub's.
-pub const CLUSTER_READY: Duration = Duration::from_secs(30);
+/// How long a new cluster may take to elect its JetStream meta leader (usually ~1 s, seen up
+/// to ~10 s: Raft election timeouts are randomised), or a leaf-node server to link to the hub's.
+pub const CLUSTER_READY: Duration = Duration::from_secs(60);
 
 impl BusServer {
     /// `NATS_URL` if set and non-empty, else a freshly started fixture with users and

@@ -5,6 +5,7 @@
 //! kv-tasks.jsonl      every stored revision of bucket herd-tasks (one KvRecord per line)
 //! kv-claims.jsonl     every stored revision of bucket herd-claims
 //! hub.json            {"commits_landed": N, "seed_commits": S}
+//! plan.json           {"tasks_per_leaf": {"leaf-0": T, ...}} — what the run set out to do
 //! state/hub/           the hub's bare repository          (kept with --keep)
 //! state/leaves/<id>/   each leaf's directory: clone + ledger.sqlite (kept with --keep)
 //! ```
@@ -27,6 +28,14 @@ pub struct HubFacts {
     pub seed_commits: u64,
 }
 
+/// What the run set out to do, written from the configuration before any leaf starts: the
+/// checker's expected task set, so a history that lost tasks (or is empty) cannot pass.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Tasks each leaf was to open (and close), by leaf id.
+    pub tasks_per_leaf: std::collections::BTreeMap<String, u64>,
+}
+
 /// Paths of every artifact the checker reads.
 #[derive(Clone, Debug)]
 pub struct Artifacts {
@@ -38,6 +47,8 @@ pub struct Artifacts {
     pub kv_claims: PathBuf,
     /// `hub.json`.
     pub hub_facts: PathBuf,
+    /// `plan.json`.
+    pub plan: PathBuf,
     /// The hub's bare repository.
     pub hub_repo: PathBuf,
     /// Directory holding one directory per leaf.
@@ -57,6 +68,7 @@ impl Artifacts {
             kv_tasks: out.join("kv-tasks.jsonl"),
             kv_claims: out.join("kv-claims.jsonl"),
             hub_facts: out.join("hub.json"),
+            plan: out.join("plan.json"),
             hub_repo: work.join("hub"),
             leaves_dir: work.join("leaves"),
         }
@@ -73,6 +85,8 @@ pub struct Loaded {
     pub kv_claims: Vec<KvRecord>,
     /// Hub facts.
     pub hub: HubFacts,
+    /// The plan.
+    pub plan: Plan,
     /// The hub repository.
     pub repo: git2::Repository,
     /// Leaf directories (`<leaves_dir>/<id>`), sorted.
@@ -96,6 +110,11 @@ pub fn load(a: &Artifacts) -> Result<Loaded, Vec<String>> {
         .and_then(|t| serde_json::from_str::<HubFacts>(&t).map_err(|e| e.to_string()))
         .map_err(|e| missing.push(format!("{}: {e}", a.hub_facts.display())))
         .ok();
+    let plan = std::fs::read_to_string(&a.plan)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str::<Plan>(&t).map_err(|e| e.to_string()))
+        .map_err(|e| missing.push(format!("{}: {e}", a.plan.display())))
+        .ok();
     let repo = git2::Repository::open_bare(&a.hub_repo)
         .map_err(|e| missing.push(format!("{}: {}", a.hub_repo.display(), e.message())))
         .ok();
@@ -113,8 +132,8 @@ pub fn load(a: &Artifacts) -> Result<Loaded, Vec<String>> {
             Vec::new()
         }
     };
-    match (events, kv_tasks, kv_claims, hub, repo) {
-        (Some(events), Some(kv_tasks), Some(kv_claims), Some(hub), Some(repo))
+    match (events, kv_tasks, kv_claims, hub, plan, repo) {
+        (Some(events), Some(kv_tasks), Some(kv_claims), Some(hub), Some(plan), Some(repo))
             if missing.is_empty() =>
         {
             Ok(Loaded {
@@ -122,6 +141,7 @@ pub fn load(a: &Artifacts) -> Result<Loaded, Vec<String>> {
                 kv_tasks,
                 kv_claims,
                 hub,
+                plan,
                 repo,
                 leaf_dirs,
             })

@@ -46,7 +46,8 @@ pub fn check(a: &Artifacts) -> CheckReport {
         .collect();
     let seed = loaded.hub.seed_commits;
 
-    let mut v = tasks::each_opened_task_closed_once(&loaded.events);
+    let mut v = tasks::planned_tasks_opened(&loaded.events, &loaded.plan);
+    v.extend(tasks::each_opened_task_closed_once(&loaded.events));
     v.extend(tasks::claim_intervals_disjoint(&loaded.kv_claims));
     v.extend(commits::trunk_shape(&loaded.repo, &trunk, &loaded.hub));
     v.extend(commits::commits_stay_in_slot(&trunk, seed, &slots));

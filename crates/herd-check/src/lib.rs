@@ -25,7 +25,7 @@ pub mod invariants;
 pub mod report;
 pub mod trunk;
 
-pub use artifacts::{Artifacts, HubFacts};
+pub use artifacts::{Artifacts, HubFacts, Plan};
 pub use check::{INVARIANTS, check};
 pub use history::{HistoryEvent, Op, Phase};
 pub use report::{CheckReport, Verdict, Violation};

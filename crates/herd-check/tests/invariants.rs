@@ -214,6 +214,13 @@ impl Run {
             serde_json::to_string(&self.hub).unwrap(),
         )
         .unwrap();
+        if !out.join("plan.json").exists() {
+            std::fs::write(
+                out.join("plan.json"),
+                r#"{"tasks_per_leaf": {"leaf-0": 2, "leaf-1": 2}}"#,
+            )
+            .unwrap();
+        }
         for leaf in ["leaf-0", "leaf-1"] {
             let dir = out.join("state/leaves").join(leaf);
             std::fs::create_dir_all(&dir).unwrap();
@@ -473,6 +480,61 @@ fn i11_a_ledger_that_disagrees_with_the_bus() {
         "I11",
         "task leaf-1.t1: ledger of leaf leaf-1 says committed, herd-tasks says closed",
     );
+}
+
+#[test]
+fn i1_a_planned_task_never_opened() {
+    let mut run = Run::valid();
+    // leaf-1's second task left no trace at all (its open failed before the bus saw it).
+    run.events
+        .retain(|e| e.task.as_deref() != Some("leaf-1.t1"));
+    run.kv_tasks.retain(|r| r.key != "leaf-1.t1");
+    run.kv_claims.retain(|r| r.key != "leaf-1.t1");
+    let v = violations(&run);
+    assert!(
+        v.iter()
+            .any(|(i, m)| i == "I1" && m == "leaf leaf-1 opened 1 of its 2 planned tasks"),
+        "{v:?}"
+    );
+}
+
+/// The audit's hole: an empty history over a seed-only trunk used to pass.
+#[test]
+fn an_empty_history_fails_against_the_plan() {
+    let mut run = Run::valid();
+    run.events.clear();
+    run.kv_tasks.clear();
+    run.kv_claims.clear();
+    run.hub.commits_landed = 0;
+    let seed = run
+        .repo
+        .revwalk()
+        .and_then(|mut w| {
+            w.push(run.tip())?;
+            w.last().unwrap()
+        })
+        .unwrap();
+    run.set_main(seed);
+    let report = check(&run.write());
+    assert_eq!(report.verdict, Verdict::Fail);
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.message == "leaf leaf-0 opened 0 of its 2 planned tasks"),
+        "{:?}",
+        report.violations
+    );
+}
+
+#[test]
+fn a_missing_plan_is_inconclusive() {
+    let run = Run::valid();
+    let artifacts = run.write();
+    std::fs::remove_file(&artifacts.plan).unwrap();
+    let report = check(&artifacts);
+    assert_eq!(report.verdict, Verdict::Inconclusive);
+    assert!(report.missing.iter().any(|m| m.contains("plan.json")));
 }
 
 #[test]

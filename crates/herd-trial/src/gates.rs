@@ -36,6 +36,18 @@ pub struct GateInput<'a> {
     pub leaf_failures: &'a [crate::leaves::LeafFailure],
 }
 
+/// The trial's verdict word and exit code: `PASS` 0 (every gate passed, history PASS), `FAIL`
+/// 1 (a gate failed or the history check found a violation), `INCONCLUSIVE` 3 (every gate
+/// passed but the history could not be checked: an artifact was missing — never a pass).
+/// Exit 2 stays "could not run" (bad config, unreachable dependency).
+pub fn verdict(gates_passed: bool, history: herd_check::Verdict) -> (&'static str, u8) {
+    match (gates_passed, history) {
+        (true, herd_check::Verdict::Pass) => ("PASS", 0),
+        (true, herd_check::Verdict::Inconclusive) => ("INCONCLUSIVE", 3),
+        _ => ("FAIL", 1),
+    }
+}
+
 /// Evaluates every applicable gate.
 pub fn evaluate(input: &GateInput<'_>) -> Vec<GateResult> {
     let c = input.counters;
@@ -152,6 +164,16 @@ pub fn evaluate(input: &GateInput<'_>) -> Vec<GateResult> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inconclusive_is_never_a_pass() {
+        use herd_check::Verdict;
+        assert_eq!(verdict(true, Verdict::Pass), ("PASS", 0));
+        assert_eq!(verdict(true, Verdict::Inconclusive), ("INCONCLUSIVE", 3));
+        assert_eq!(verdict(true, Verdict::Fail), ("FAIL", 1));
+        assert_eq!(verdict(false, Verdict::Inconclusive), ("FAIL", 1));
+        assert_eq!(verdict(false, Verdict::Pass), ("FAIL", 1));
+    }
 
     fn clean() -> Counters {
         Counters {

@@ -270,12 +270,16 @@ impl TrialResults {
                 g.detail
             );
         }
-        let _ = writeln!(
-            s,
-            "  verdict:            {}",
-            if self.passed { "PASS" } else { "FAIL" }
-        );
+        let _ = writeln!(s, "  verdict:            {}", self.verdict().0);
         s
+    }
+
+    /// The verdict word and the exit code ([`crate::gates::verdict`]).
+    pub fn verdict(&self) -> (&'static str, u8) {
+        crate::gates::verdict(
+            self.gates.iter().all(|g| g.passed),
+            self.history_check.verdict,
+        )
     }
 
     /// The lines that say what coordination cost (below the fixed labels).
@@ -368,11 +372,7 @@ impl TrialResults {
     pub fn markdown(&self) -> String {
         let mut s = String::new();
         let cfg = &self.config;
-        let _ = writeln!(
-            s,
-            "# herd trial — {}\n",
-            if self.passed { "PASS" } else { "FAIL" }
-        );
+        let _ = writeln!(s, "# herd trial — {}\n", self.verdict().0);
         let _ = writeln!(s, "```\n{}```\n", self.summary_block());
         let _ = writeln!(s, "## Configuration\n");
         let _ = writeln!(s, "| knob | value |\n|---|---|");

@@ -53,6 +53,8 @@ pub(crate) struct Core {
     pub(crate) hub: Hub,
     pub(crate) tokens: Tokens,
     pub(crate) seed_commits: u64,
+    /// Prefix of this run's leaf ids (see [`run_tag`]); fixed once, used everywhere.
+    pub(crate) tag: String,
 }
 
 impl Core {
@@ -87,13 +89,35 @@ impl Core {
         })
         .await?;
         let seed_commits = hub.trunk_len();
+        let tag = run_tag(&server);
         Ok(Core {
             server,
             bus,
             hub,
             tokens,
             seed_commits,
+            tag,
         })
+    }
+
+    /// Writes `plan.json`, the checker's expected task set, from the workload (before any
+    /// leaf starts: what the run set out to do, whatever happens next).
+    pub(crate) fn write_plan(
+        &self,
+        workload: &Workload,
+        out_dir: &std::path::Path,
+    ) -> Result<(), TrialError> {
+        let plan = herd_check::Plan {
+            tasks_per_leaf: workload
+                .slots
+                .iter()
+                .map(|p| {
+                    let id = crate::leaves::leaf_id(&self.tag, p.slot);
+                    (id, p.tasks.len() as u64)
+                })
+                .collect(),
+        };
+        write_json(&out_dir.join("plan.json"), &plan)
     }
 
     /// The join file of this run: leaves reach the hub at `hub_url`.
@@ -123,7 +147,7 @@ impl Core {
             zero_unix_ns,
             out_dir,
             work_dir,
-            tag: run_tag(&self.server),
+            tag: self.tag.clone(),
         }
     }
 }
@@ -218,6 +242,7 @@ impl Rig {
         let (rss_before_leaves_kib, _) = crate::scale::rss_kib();
         let dirs = (absolute(&out_dir)?, absolute(&work_dir)?);
         let join = core.join_spec(&config, &workload, core.hub.url(), dirs, zero_unix_ns);
+        core.write_plan(&workload, &out_dir)?;
         let leaves = LeafSet::open(
             config.leaves,
             LeafSetup {

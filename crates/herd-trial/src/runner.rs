@@ -185,8 +185,9 @@ fn verdict(
         drained,
         leaf_failures: &leaf_failures,
     });
+    // Inconclusive is never a pass: nothing could be claimed about the history.
     let passed =
-        gate_results.iter().all(|g| g.passed) && check.verdict != herd_check::Verdict::Fail;
+        gate_results.iter().all(|g| g.passed) && check.verdict == herd_check::Verdict::Pass;
     let results = TrialResults {
         workload_digest: workload.digest(),
         environment: crate::environment::probe(nats_version),

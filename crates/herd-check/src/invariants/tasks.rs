@@ -1,4 +1,4 @@
-//! I1: every opened task has exactly one successful close.
+//! I1: every planned task was opened, and every opened task has exactly one successful close.
 //! I1b: server-side claim intervals of one task never overlap.
 
 use std::collections::BTreeMap;
@@ -8,6 +8,43 @@ use herd_bus::KvRecord;
 use super::violation;
 use crate::history::{HistoryEvent, Op, Phase};
 use crate::report::Violation;
+
+/// I1, against the plan: every leaf opened as many tasks as it was to (a task whose open
+/// failed, or a leaf that never ran, is work the run set out to do and did not), and no leaf
+/// outside the plan wrote history.
+pub fn planned_tasks_opened(
+    events: &[HistoryEvent],
+    plan: &crate::artifacts::Plan,
+) -> Vec<Violation> {
+    let mut opened: BTreeMap<&str, std::collections::BTreeSet<&str>> = BTreeMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e.phase == Phase::Ok && e.op == Op::Open)
+    {
+        if let Some(task) = e.task.as_deref() {
+            opened.entry(e.leaf.as_str()).or_default().insert(task);
+        }
+    }
+    let mut out = Vec::new();
+    for (leaf, planned) in &plan.tasks_per_leaf {
+        let n = opened.get(leaf.as_str()).map_or(0, |s| s.len()) as u64;
+        if n != *planned {
+            out.push(violation(
+                "I1",
+                format!("leaf {leaf} opened {n} of its {planned} planned tasks"),
+            ));
+        }
+    }
+    for leaf in opened.keys() {
+        if !plan.tasks_per_leaf.contains_key(*leaf) {
+            out.push(violation(
+                "I1",
+                format!("leaf {leaf} opened tasks but is not in the plan"),
+            ));
+        }
+    }
+    out
+}
 
 /// I1.
 pub fn each_opened_task_closed_once(events: &[HistoryEvent]) -> Vec<Violation> {
