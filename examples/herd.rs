@@ -25,6 +25,11 @@ fn main() -> ExitCode {
         Some(Command::Check { dir }) => return ExitCode::from(herd::trial::check_dir(&dir)),
         Some(Command::Leaf(args)) => return leaf(args),
         Some(Command::Hub(args)) => return hub(args),
+        Some(Command::Diff {
+            old,
+            new,
+            threshold,
+        }) => return diff(&old, &new, threshold),
         Some(Command::Trial(args)) => cli.trial = args,
         other => cli.command = other,
     }
@@ -94,6 +99,22 @@ async fn interrupted() {
     tokio::select! {
         _ = int.recv() => {}
         _ = term.recv() => {}
+    }
+}
+
+/// `herd diff`: the table; exit 1 on a regression.
+fn diff(old: &std::path::Path, new: &std::path::Path, threshold: f64) -> ExitCode {
+    if !(0.0..10.0).contains(&threshold) {
+        return fail(&format!(
+            "invalid --threshold {threshold}: a ratio such as 0.1"
+        ));
+    }
+    match herd::trial::diff::diff(old, new, threshold) {
+        Ok(rows) => {
+            print!("{}", herd::trial::diff::markdown(&rows, threshold));
+            ExitCode::from(u8::from(rows.iter().any(|r| r.regression)))
+        }
+        Err(e) => fail(&e),
     }
 }
 

@@ -39,6 +39,17 @@ pub enum Command {
         /// The output directory of a run made with `--keep`.
         dir: PathBuf,
     },
+    /// Compare two runs (two results.json, or two directories of runs such as sweeps, paired by
+    /// subdirectory name): a regression table; exit 0 none, 1 a regression, 2 unreadable input.
+    Diff {
+        /// The baseline.
+        old: PathBuf,
+        /// The run to judge.
+        new: PathBuf,
+        /// Relative change beyond which a metric regresses (0.10 = 10 %).
+        #[arg(long, default_value_t = 0.10)]
+        threshold: f64,
+    },
     /// Run a grid of trials (agents × sync × hub) after measuring the floor in the same run;
     /// writes every cell's results.json and an index (exit 0 when every cell passed, 1 if one
     /// failed). Other knobs (seed, sizes, ...) are taken from the trial flags.

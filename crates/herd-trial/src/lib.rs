@@ -16,6 +16,8 @@
 //! [`floor`] measures the one-pusher commit rate (the *floor*); [`sweep`] runs a grid of
 //! agents × sync × hub cells against the floor of the same run (`herd sweep`).
 //!
+//! [`diff`] is `herd diff OLD NEW`: a regression table between two runs or two sweeps.
+//!
 //! Where leaves run is one seam, [`leaves::LeafSet`]: tasks of this process, or `herd leaf`
 //! children ([`leaves::children`]) stepped through the run over a line protocol
 //! ([`leaves::wire`]); both open leaves with [`leaves::open_leaf`] and run
@@ -27,6 +29,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod diff;
 pub mod environment;
 pub mod error;
 pub mod events;
