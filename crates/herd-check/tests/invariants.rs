@@ -482,6 +482,21 @@ fn i11_a_ledger_that_disagrees_with_the_bus() {
     );
 }
 
+/// The other direction: the bus knows a task its owner's ledger lost.
+#[test]
+fn i11_a_bus_task_missing_from_its_owners_ledger() {
+    let run = Run::valid();
+    let artifacts = run.write();
+    let ledger = artifacts.leaves_dir.join("leaf-1/ledger.sqlite");
+    std::fs::remove_file(&ledger).unwrap();
+    write_ledger(&ledger, &[("leaf-1.t0".into(), "closed".into())]);
+    only(
+        &run,
+        "I11",
+        "task leaf-1.t1: in herd-tasks (owner leaf-1) but not in that leaf's ledger",
+    );
+}
+
 #[test]
 fn i1_a_planned_task_never_opened() {
     let mut run = Run::valid();

@@ -61,3 +61,39 @@ pub fn ledger_matches_bus(
     }
     out
 }
+
+/// The owner (`leaf` field) of each task's final record in the bucket.
+pub fn final_kv_owners(kv_tasks: &[KvRecord]) -> BTreeMap<String, String> {
+    let mut last: BTreeMap<String, (u64, String)> = BTreeMap::new();
+    for r in kv_tasks.iter().filter(|r| r.operation == "put") {
+        let leaf = r.value["leaf"].as_str().unwrap_or("").to_string();
+        let slot = last.entry(r.key.clone()).or_insert((0, String::new()));
+        if r.revision >= slot.0 {
+            *slot = (r.revision, leaf);
+        }
+    }
+    last.into_iter().map(|(k, (_, l))| (k, l)).collect()
+}
+
+/// I11, bus → ledgers: every task in `herd-tasks` is in its owner's ledger (a task the bus
+/// knows and its leaf forgot is work nobody will finish or account for).
+pub fn bus_tasks_in_ledgers(
+    owners: &BTreeMap<String, String>,
+    ledgers: &BTreeMap<String, BTreeMap<String, String>>,
+) -> Vec<Violation> {
+    let mut out = Vec::new();
+    for (task, leaf) in owners {
+        match ledgers.get(leaf) {
+            Some(ledger) if ledger.contains_key(task) => {}
+            Some(_) => out.push(violation(
+                "I11",
+                format!("task {task}: in herd-tasks (owner {leaf}) but not in that leaf's ledger"),
+            )),
+            None => out.push(violation(
+                "I11",
+                format!("task {task}: in herd-tasks, owned by leaf {leaf:?}, which left no ledger"),
+            )),
+        }
+    }
+    out
+}
