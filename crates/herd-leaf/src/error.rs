@@ -79,6 +79,8 @@ pub enum LeafError {
         reason: String,
         /// The outcome of a push is unknown.
         unknown: bool,
+        /// With an unknown outcome: the commit pushed (it is on the trunk if the push landed).
+        pushed: Option<String>,
     },
     /// The bus failed.
     #[error("task {task}: bus: {source}")]
@@ -131,6 +133,18 @@ impl LeafError {
     /// trunk. History checkers resolve it against the repository.
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, LeafError::Hub { unknown: true, .. })
+    }
+
+    /// The commit a push with an unknown outcome tried to land.
+    pub fn pushed(&self) -> Option<&str> {
+        match self {
+            LeafError::Hub {
+                unknown: true,
+                pushed,
+                ..
+            } => pushed.as_deref(),
+            _ => None,
+        }
     }
 
     pub(crate) fn bus(task: &str, source: herd_bus::BusError) -> LeafError {

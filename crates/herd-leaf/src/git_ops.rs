@@ -112,8 +112,13 @@ pub enum PushResult {
         /// The trunk tip to rebase onto, when known.
         tip: Option<Oid>,
     },
-    /// Transport or hub failure; `unknown` when the push may have landed.
-    Failed { reason: String, unknown: bool },
+    /// Transport or hub failure; `unknown` when the push may have landed, and then `pushed`
+    /// names the commit that may now be on the trunk.
+    Failed {
+        reason: String,
+        unknown: bool,
+        pushed: Option<Oid>,
+    },
 }
 
 /// How a rebase after a fork ended.
@@ -451,6 +456,7 @@ impl<'r> Repo<'r> {
             return PushResult::Failed {
                 reason: "nothing to push".into(),
                 unknown: false,
+                pushed: None,
             };
         };
         let (old, dst) = match target {
@@ -463,6 +469,7 @@ impl<'r> Repo<'r> {
                 return PushResult::Failed {
                     reason: format!("building the pack: {}", e.message()),
                     unknown: false,
+                    pushed: None,
                 };
             }
         };
@@ -481,7 +488,11 @@ impl<'r> Repo<'r> {
                 // A refusal before the push was read (4xx) changed nothing; any other failure
                 // may have come after the hub landed it.
                 let unknown = !reason.starts_with("hub answered 4");
-                return PushResult::Failed { reason, unknown };
+                return PushResult::Failed {
+                    reason,
+                    unknown,
+                    pushed: unknown.then_some(built.commit),
+                };
             }
         };
         let status = match herd_hub::receive_pack::parse_report(&answer) {
@@ -490,6 +501,7 @@ impl<'r> Repo<'r> {
                 return PushResult::Failed {
                     reason,
                     unknown: true,
+                    pushed: Some(built.commit),
                 };
             }
         };
@@ -519,6 +531,7 @@ impl<'r> Repo<'r> {
             None => PushResult::Failed {
                 reason: "the hub's report names no ref".into(),
                 unknown: true,
+                pushed: Some(built.commit),
             },
         }
     }

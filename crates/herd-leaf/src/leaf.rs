@@ -257,6 +257,7 @@ impl Leaf {
                     task: String::new(),
                     reason: format!("cloning {}: {}", config.hub_url, e.message()),
                     unknown: false,
+                    pushed: None,
                 })?;
         let held = state.held.clone();
         let tip_rx = state.watch_tip();
@@ -291,6 +292,7 @@ impl Leaf {
                     task: String::new(),
                     reason: format!("fetching {}: {reason}", config.hub_url),
                     unknown: false,
+                    pushed: None,
                 })?;
         }
         Ok(Leaf {
@@ -351,6 +353,11 @@ impl Leaf {
     /// How this leaf follows the trunk.
     pub fn sync_policy(&self) -> SyncPolicy {
         self.policy
+    }
+
+    /// How the hub this leaf pushes to lands pushes.
+    pub fn hub_mode(&self) -> HubMode {
+        self.hub_mode
     }
 
     /// Local main (its last commit, or the trunk tip it was reset to).

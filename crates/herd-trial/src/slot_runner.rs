@@ -156,6 +156,12 @@ async fn run_task(
             log.record(Op::Commit, phase, &id, slot, |ev| {
                 ev.task = Some(task_id.clone());
                 ev.claim_rev = Some(epoch);
+                // The commit a lost reply may have landed: the checker resolves it against
+                // the trunk (race mode lands it as is; the merge queue may replay it).
+                match leaf.hub_mode() {
+                    herd_hub::HubMode::Race => ev.oid = e.pushed().map(str::to_string),
+                    herd_hub::HubMode::Queue => ev.pushed = e.pushed().map(str::to_string),
+                }
                 ev.error = Some(e.to_string());
             });
             report.failed += 1;

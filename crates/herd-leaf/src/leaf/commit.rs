@@ -213,11 +213,16 @@ impl Leaf {
                 .await?
             {
                 PushResult::Accepted { landed } => return Ok(Some(landed)),
-                PushResult::Failed { reason, unknown } => {
+                PushResult::Failed {
+                    reason,
+                    unknown,
+                    pushed,
+                } => {
                     return Err(LeafError::Hub {
                         task: id,
                         reason,
                         unknown,
+                        pushed: pushed.map(|o| o.to_string()),
                     });
                 }
                 PushResult::Rejected {
@@ -331,6 +336,7 @@ impl Leaf {
                 task: task.to_string(),
                 reason,
                 unknown: false,
+                pushed: None,
             })?;
         // The fetch reached the trunk's tip: nothing announced before it is still owed, even a
         // tip the trunk never had (a forged or replayed broadcast must not cost a fetch per

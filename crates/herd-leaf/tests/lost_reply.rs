@@ -1,0 +1,89 @@
+//! A push whose reply is lost: the hub lands it, the leaf hears nothing back. The leaf must
+//! call the outcome unknown (never a failure it could retry as new work) and name the commit
+//! it pushed, so the history checker can find it on the trunk.
+//!
+//! The loss is real: a TCP proxy between leaf and hub forwards every request and, once armed,
+//! swallows the hub's answers and closes the leaf's side.
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use herd_leaf::{Leaf, LeafConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// Starts the proxy to `hub`; returns its address and the switch that swallows answers.
+async fn proxy(hub: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicBool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let swallow = Arc::new(AtomicBool::new(false));
+    let armed = swallow.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let upstream = TcpStream::connect(hub).await.unwrap();
+            let armed = armed.clone();
+            tokio::spawn(async move {
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut cr, &mut uw).await;
+                });
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = match ur.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => n,
+                    };
+                    if armed.load(Ordering::SeqCst) {
+                        // The answer is lost: the leaf sees its connection close.
+                        let _ = cw.shutdown().await;
+                        return;
+                    }
+                    if cw.write_all(&buf[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, swallow)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_is_an_unknown_outcome_naming_the_commit_that_landed() {
+    let herd = common::herd().await;
+    let (addr, swallow) = proxy(herd.hub.addr()).await;
+    let url = herd
+        .hub
+        .url()
+        .replace(&herd.hub.addr().to_string(), &addr.to_string());
+    let leaf = Leaf::open(LeafConfig {
+        bus: Some(herd.bus.clone()),
+        ..LeafConfig::new("leaf-0", "slot-0", herd.dir.path().join("leaf-0"), &url)
+    })
+    .await
+    .unwrap();
+    let path = "slot-0/a.txt".to_string();
+    let task = leaf.open_task("a", vec![path.clone()]).await.unwrap();
+    let claim = leaf.claim(&task).await.unwrap();
+
+    swallow.store(true, Ordering::SeqCst);
+    let err = leaf
+        .commit(&claim, vec![(path, b"a\n".to_vec())])
+        .await
+        .expect_err("the reply was swallowed");
+    assert!(err.outcome_unknown(), "{err}");
+    let pushed = err
+        .pushed()
+        .expect("an unknown outcome names its commit")
+        .to_string();
+    // The hub landed it: the commit the leaf named is the trunk's tip.
+    common::eventually("the pushed commit on the trunk", || {
+        common::trunk(&herd.hub)
+            .last()
+            .is_some_and(|tip| tip.to_string() == pushed)
+    })
+    .await;
+}
