@@ -420,6 +420,19 @@ async fn settle_old(ctx: &SyncContext, tip: &TipChanged, before: Option<String>)
     ctx.report(tip, SyncOutcome::SkippedIdempotent, before.clone(), before);
 }
 
+/// The view to report after a broadcast of a commit the leaf holds: that tip when it is newer
+/// than anything held (its own push, announced), else the view it already had — a replay of
+/// an older tip (a hub re-publishing after a bus restart) must not read as the view moving
+/// backwards. Call before [`hold_seq`] raises the held sequence.
+fn held_view(ctx: &SyncContext, tip: &TipChanged, before: &Option<String>) -> Option<String> {
+    let newer = tip.seq > ctx.state.lock().expect("sync state lock").seq_held;
+    if newer || before.is_none() {
+        Some(tip.oid.clone())
+    } else {
+        before.clone()
+    }
+}
+
 fn hold_seq(ctx: &SyncContext, seq: u64) {
     let mut state = ctx.state.lock().expect("sync state lock");
     state.seq_held = state.seq_held.max(seq);
@@ -485,8 +498,8 @@ async fn on_payload(ctx: &SyncContext, event: TipEvent) {
     let before = ctx.tip();
     match novelty(ctx, &tip) {
         Novelty::Held => {
+            let after = held_view(ctx, &tip, &before);
             hold_seq(ctx, tip.seq);
-            let after = Some(tip.oid.clone());
             ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
             return;
         }
@@ -540,8 +553,8 @@ fn on_demand(ctx: &SyncContext, event: TipEvent) {
     let tip = event.tip;
     let before = ctx.tip();
     if novelty(ctx, &tip) == Novelty::Held {
+        let after = held_view(ctx, &tip, &before);
         hold_seq(ctx, tip.seq);
-        let after = Some(tip.oid.clone());
         ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
         return;
     }
@@ -558,6 +571,7 @@ fn on_fetch(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>, sp
     let tip = event.tip;
     let before = ctx.tip();
     let novelty = novelty(ctx, &tip);
+    let held_after = (novelty == Novelty::Held).then(|| held_view(ctx, &tip, &before));
     let outcome = {
         let mut state = ctx.state.lock().expect("sync state lock");
         if novelty != Novelty::New {
@@ -580,8 +594,7 @@ fn on_fetch(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>, sp
     };
     match (outcome, novelty) {
         (SyncOutcome::SkippedIdempotent, Novelty::Held) => {
-            // Holding this very commit (its own push) means holding this tip.
-            ctx.report(&tip, outcome, before, Some(tip.oid.clone()));
+            ctx.report(&tip, outcome, before, held_after.flatten());
         }
         (SyncOutcome::SkippedIdempotent, _) => {
             let ctx = ctx.clone();
