@@ -129,5 +129,10 @@ async fn after_a_bus_restart_new_work_reaches_every_leaf() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    // Measured ~15 s here (the reader's tip consumer recovers late; see issue 14's notes).
+    eprintln!(
+        "new work reached the reader {:?} after the restart",
+        started.elapsed()
+    );
     assert_views_advance(&h, &seen, SyncPolicy::Payload);
 }
