@@ -280,7 +280,12 @@ impl Leaf {
         };
         let sync = if config.subscribe {
             let tips = bus.tips().await.map_err(|e| LeafError::bus("", e))?;
-            Some(TipSync::spawn(tips, sync_ctx.clone(), config.sync))
+            Some(TipSync::spawn(
+                tips,
+                sync_ctx.clone(),
+                config.sync,
+                bus.clone(),
+            ))
         } else {
             None
         };

@@ -294,9 +294,14 @@ pub(crate) struct TipSync {
 }
 
 impl TipSync {
-    pub fn spawn(tips: TipStream, ctx: Arc<SyncContext>, policy: SyncPolicy) -> TipSync {
+    pub fn spawn(
+        tips: TipStream,
+        ctx: Arc<SyncContext>,
+        policy: SyncPolicy,
+        bus: herd_bus::Bus,
+    ) -> TipSync {
         let cancel = CancellationToken::new();
-        let handle = tokio::spawn(run(tips, ctx, policy, cancel.clone()));
+        let handle = tokio::spawn(run(tips, ctx, policy, bus, cancel.clone()));
         TipSync { cancel, handle }
     }
 
@@ -312,25 +317,53 @@ impl TipSync {
     }
 }
 
+/// Stream messages re-read when resubscribing after a reconnect: a server killed before it
+/// wrote its last messages may hand their sequence numbers to new ones. Replays are idempotent.
+const RESUME_OVERLAP: u64 = 64;
+
 async fn run(
     mut tips: TipStream,
     ctx: Arc<SyncContext>,
     policy: SyncPolicy,
+    bus: herd_bus::Bus,
     cancel: CancellationToken,
 ) {
     let mut pulls = JoinSet::new();
+    let mut connections = bus.connections();
+    connections.borrow_and_update();
+    let mut watching = true;
+    let mut last_seq = 0u64;
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             Some(_) = pulls.join_next(), if !pulls.is_empty() => {}
+            changed = connections.changed(), if watching => {
+                if changed.is_err() {
+                    watching = false;
+                    continue;
+                }
+                // Reconnected (perhaps to a restarted server that lost our consumer): take the
+                // stream up again from where this leaf was, at once.
+                match bus.tips_after(last_seq.saturating_sub(RESUME_OVERLAP)).await {
+                    Ok(resumed) => {
+                        tracing::debug!(leaf = %ctx.leaf, after = last_seq, "tip stream resumed after a reconnect");
+                        tips = resumed;
+                    }
+                    Err(e) => tracing::warn!(leaf = %ctx.leaf, error = %e, "resuming the tip stream after a reconnect"),
+                }
+            }
             next = tips.next() => match next {
                 Some(Ok(event)) if policy == SyncPolicy::Payload => {
                     // Take whatever else already arrived: a leaf behind applies a run of
                     // payloads in one job on its worker.
+                    last_seq = last_seq.max(event.stream_seq);
                     let mut batch = vec![event];
                     while batch.len() < APPLY_BATCH {
                         match tips.next().now_or_never() {
-                            Some(Some(Ok(more))) => batch.push(more),
+                            Some(Some(Ok(more))) => {
+                                last_seq = last_seq.max(more.stream_seq);
+                                batch.push(more);
+                            }
                             Some(Some(Err(e))) => {
                                 tracing::warn!(leaf = %ctx.leaf, error = %e, "tip stream error");
                             }
@@ -341,6 +374,7 @@ async fn run(
                     on_payloads(&ctx, batch).await;
                 }
                 Some(Ok(event)) => {
+                    last_seq = last_seq.max(event.stream_seq);
                     add(&ctx.counters.tips_received, 1);
                     let span = sync_span(&ctx, &event);
                     match policy {
