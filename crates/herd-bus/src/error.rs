@@ -187,3 +187,20 @@ pub enum BusError {
 
 /// Result alias for the bus room.
 pub type Result<T, E = BusError> = std::result::Result<T, E>;
+
+impl BusError {
+    /// A failure that may pass if the same read is tried again: a request that timed out or
+    /// found no responder, as while the client reconnects to a restarted server. (async-nats
+    /// reports these through per-operation error kinds; their messages are what they share.)
+    pub fn is_transient(&self) -> bool {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
+        while let Some(e) = cause {
+            let text = e.to_string();
+            if text.contains("timed out") || text.contains("no responders") {
+                return true;
+            }
+            cause = e.source();
+        }
+        false
+    }
+}

@@ -136,3 +136,33 @@ async fn after_a_bus_restart_new_work_reaches_every_leaf() {
     );
     assert_views_advance(&h, &seen, SyncPolicy::Payload);
 }
+
+/// The pre-push claim check meets a dying bus (its request goes to a frozen server that is then
+/// killed, so it is lost and times out while the client reconnects): the read is repeated and
+/// the commit lands, instead of the task failing (seen in a trial with the bus killed for 1 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_rides_out_a_bus_restart() {
+    let mut h = common::herd().await;
+    let leaf = h.leaf_with("leaf-0", "slot-0", SyncPolicy::Payload).await;
+    let path = "slot-0/a.txt".to_string();
+    let task = leaf.open_task("a", vec![path.clone()]).await.unwrap();
+    let claim = leaf.claim(&task).await.unwrap();
+
+    // Frozen first: the connection stays up, so the read is sent and never answered.
+    let pid = h.server.pid().unwrap().to_string();
+    let stopped = std::process::Command::new("kill")
+        .args(["-STOP", &pid])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    let server = &mut h.server;
+    let (committed, restarted) =
+        tokio::join!(leaf.commit(&claim, vec![(path, b"a\n".to_vec())]), async {
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            server.kill().unwrap();
+            server.restart()
+        });
+    restarted.unwrap();
+    let outcome = committed.expect("the commit lands across the restart");
+    assert_eq!(h.hub.tip().unwrap(), outcome.oid);
+}
