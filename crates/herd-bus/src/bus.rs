@@ -258,6 +258,29 @@ async fn connect_client(
     }
 }
 
+/// Extra tries of a KV read that timed out or found no responder (backoff 200, 400, 800 ms).
+/// A request sent into a server that died is lost; the client reconnects to the restarted
+/// server within a second, but the request itself only times out. Reads are safe to repeat.
+pub(crate) const READ_RETRIES: u32 = 3;
+
+/// Runs the read `op` again while it fails transiently ([`BusError::is_transient`]).
+pub(crate) async fn read_retrying<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        match op().await {
+            Err(e) if e.is_transient() && attempt < READ_RETRIES => {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Options carrying the credentials of `url` (`nats://user:password@host`; for a list, the
 /// first URL's): async-nats reads credentials only from options.
 fn options_for(url: &str) -> async_nats::ConnectOptions {

@@ -209,12 +209,15 @@ impl Bus {
     }
 
     async fn claim_entry(&self, task: &str) -> Result<Current> {
-        let entry = self.claims.entry(task).await.map_err(|e| BusError::Key {
-            bucket: CLAIMS_BUCKET,
-            key: task.into(),
-            op: "read",
-            source: Box::new(e),
-        })?;
+        let entry = crate::bus::read_retrying(|| async {
+            self.claims.entry(task).await.map_err(|e| BusError::Key {
+                bucket: CLAIMS_BUCKET,
+                key: task.into(),
+                op: "read",
+                source: Box::new(e),
+            })
+        })
+        .await?;
         Ok(match entry {
             None => Current::Free { revision: 0 },
             Some(e) if matches!(e.operation, Operation::Delete | Operation::Purge) => {

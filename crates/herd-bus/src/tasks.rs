@@ -84,11 +84,13 @@ impl Bus {
     /// The task record and its revision, if it exists (deleted records read as absent).
     pub async fn task(&self, id: &str) -> Result<Option<(TaskRecord, u64)>> {
         check_key(TASKS_BUCKET, id)?;
-        let entry = self
-            .tasks
-            .entry(id)
-            .await
-            .map_err(|e| key_err(id, "read", Box::new(e)))?;
+        let entry = crate::bus::read_retrying(|| async {
+            self.tasks
+                .entry(id)
+                .await
+                .map_err(|e| key_err(id, "read", Box::new(e)))
+        })
+        .await?;
         match entry {
             Some(e) if e.operation == Operation::Put => {
                 let record =

@@ -26,11 +26,6 @@ enum Next {
     Push,
     Landed,
 }
-
-/// Extra tries of the pre-push claim read when the bus times out (each try waits up to the
-/// bus's request timeout; backoff 200, 400, 800 ms).
-const CLAIM_READ_RETRIES: u32 = 3;
-
 impl Leaf {
     /// Is `claim` still the live claim of its task?
     async fn check_epoch(&self, claim: &Claim) -> Result<(), LeafError> {
@@ -42,20 +37,13 @@ impl Leaf {
                 live: None,
             });
         }
-        // A read: safe to repeat while the bus comes back (a request sent while the client
-        // was reconnecting is lost and times out).
-        let mut attempt = 0;
-        let live = loop {
-            match self.bus.claim(id).await {
-                Ok(live) => break live,
-                Err(e) if e.is_transient() && attempt < CLAIM_READ_RETRIES => {
-                    attempt += 1;
-                    tokio::time::sleep(std::time::Duration::from_millis(100 << attempt)).await;
-                }
-                Err(e) => return Err(LeafError::bus(id, e)),
-            }
-        };
-        match live {
+        // The bus repeats a read that a dying server lost (herd-bus `read_retrying`).
+        match self
+            .bus
+            .claim(id)
+            .await
+            .map_err(|e| LeafError::bus(id, e))?
+        {
             Some((holder, rev)) if rev == claim.epoch && holder.leaf == self.id => Ok(()),
             live => Err(LeafError::EpochStale {
                 task: id.into(),
