@@ -454,16 +454,15 @@ async fn settle_old(ctx: &SyncContext, tip: &TipChanged, before: Option<String>)
     ctx.report(tip, SyncOutcome::SkippedIdempotent, before.clone(), before);
 }
 
-/// The view to report after a broadcast of a commit the leaf holds: that tip when it is newer
-/// than anything held (its own push, announced), else the view it already had — a replay of
-/// an older tip (a hub re-publishing after a bus restart) must not read as the view moving
-/// backwards. Call before [`hold_seq`] raises the held sequence.
-fn held_view(ctx: &SyncContext, tip: &TipChanged, before: &Option<String>) -> Option<String> {
-    let newer = tip.seq > ctx.state.lock().expect("sync state lock").seq_held;
-    if newer || before.is_none() {
-        Some(tip.oid.clone())
-    } else {
-        before.clone()
+/// The view to report after a broadcast of a commit the leaf holds: that tip when it is the
+/// view itself or the view's direct successor (its own push, announced before the push's reply
+/// moved the view), else the view it already had — a replay of an older tip (a hub
+/// re-publishing after a bus restart) must not read as the view moving backwards. Decided by
+/// commit ids, not by `seq`: a leaf's held sequence may lag a view reached by a fetch.
+fn held_view(tip: &TipChanged, before: &Option<String>) -> Option<String> {
+    match before {
+        Some(view) if *view != tip.oid && *view != tip.prev => Some(view.clone()),
+        _ => Some(tip.oid.clone()),
     }
 }
 
@@ -532,7 +531,7 @@ async fn on_payload(ctx: &SyncContext, event: TipEvent) {
     let before = ctx.tip();
     match novelty(ctx, &tip) {
         Novelty::Held => {
-            let after = held_view(ctx, &tip, &before);
+            let after = held_view(&tip, &before);
             hold_seq(ctx, tip.seq);
             ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
             return;
@@ -587,7 +586,7 @@ fn on_demand(ctx: &SyncContext, event: TipEvent) {
     let tip = event.tip;
     let before = ctx.tip();
     if novelty(ctx, &tip) == Novelty::Held {
-        let after = held_view(ctx, &tip, &before);
+        let after = held_view(&tip, &before);
         hold_seq(ctx, tip.seq);
         ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
         return;
@@ -605,7 +604,7 @@ fn on_fetch(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>, sp
     let tip = event.tip;
     let before = ctx.tip();
     let novelty = novelty(ctx, &tip);
-    let held_after = (novelty == Novelty::Held).then(|| held_view(ctx, &tip, &before));
+    let held_after = (novelty == Novelty::Held).then(|| held_view(&tip, &before));
     let outcome = {
         let mut state = ctx.state.lock().expect("sync state lock");
         if novelty != Novelty::New {
