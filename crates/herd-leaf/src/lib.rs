@@ -19,6 +19,10 @@
 //! - The tip subscriber ([`tip_sync`]) follows the trunk by one [`SyncPolicy`]: apply the
 //!   broadcast's payload (no request to the hub), fetch every tip, or fetch on demand; each
 //!   broadcast gets exactly one outcome, counted in [`LeafStats`] and noted in the ledger.
+//!   When the bus client reconnects (a restarted server lost the consumer) the subscriber
+//!   resumes at once from the last stream sequence it saw; a replayed old tip leaves the
+//!   reported view where it was. A push whose reply was lost is an unknown outcome naming the
+//!   commit it pushed ([`LeafError::pushed`]).
 //! - Claims are leases renewed while a task runs (`lease.rs`); a lapse is detected and the leaf
 //!   refuses to push. Pushes carry the slot token (`Authorization: Bearer`) and name their
 //!   claim (`x-herd-claim`) for a fencing hub; a broadcast with a forged or backwards `seq`
