@@ -11,17 +11,27 @@ use crate::report::Violation;
 /// The file name of a leaf's ledger inside its directory.
 pub const LEDGER_FILE: &str = "ledger.sqlite";
 
-/// Final state per task: the value of the last `put` revision.
+/// Final state per task: the `state` of the last `put` revision.
 pub fn final_kv_states(kv_tasks: &[KvRecord]) -> BTreeMap<String, String> {
+    final_field(kv_tasks, "state", "?")
+}
+
+/// The owner (`leaf` field) of each task's final record in the bucket.
+pub fn final_kv_owners(kv_tasks: &[KvRecord]) -> BTreeMap<String, String> {
+    final_field(kv_tasks, "leaf", "")
+}
+
+/// `field` of each key's last `put` revision (`missing` when the record lacks it).
+fn final_field(kv_tasks: &[KvRecord], field: &str, missing: &str) -> BTreeMap<String, String> {
     let mut last: BTreeMap<String, (u64, String)> = BTreeMap::new();
     for r in kv_tasks.iter().filter(|r| r.operation == "put") {
-        let state = r.value["state"].as_str().unwrap_or("?").to_string();
+        let value = r.value[field].as_str().unwrap_or(missing).to_string();
         let slot = last.entry(r.key.clone()).or_insert((0, String::new()));
         if r.revision >= slot.0 {
-            *slot = (r.revision, state);
+            *slot = (r.revision, value);
         }
     }
-    last.into_iter().map(|(k, (_, s))| (k, s)).collect()
+    last.into_iter().map(|(k, (_, v))| (k, v)).collect()
 }
 
 /// Reads `id → state` from a ledger's `tasks` table.
@@ -60,19 +70,6 @@ pub fn ledger_matches_bus(
         }
     }
     out
-}
-
-/// The owner (`leaf` field) of each task's final record in the bucket.
-pub fn final_kv_owners(kv_tasks: &[KvRecord]) -> BTreeMap<String, String> {
-    let mut last: BTreeMap<String, (u64, String)> = BTreeMap::new();
-    for r in kv_tasks.iter().filter(|r| r.operation == "put") {
-        let leaf = r.value["leaf"].as_str().unwrap_or("").to_string();
-        let slot = last.entry(r.key.clone()).or_insert((0, String::new()));
-        if r.revision >= slot.0 {
-            *slot = (r.revision, leaf);
-        }
-    }
-    last.into_iter().map(|(k, (_, l))| (k, l)).collect()
 }
 
 /// I11, bus → ledgers: every task in `herd-tasks` is in its owner's ledger (a task the bus
