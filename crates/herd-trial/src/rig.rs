@@ -26,8 +26,7 @@ use crate::pacer::Pacer;
 use crate::progress::Progress;
 use crate::propagation::Holding;
 use crate::runner::{
-    RunOptions, absolute, default_out_dir, dump_kv, mkdir, output_err, run_tag, slot_bus_urls,
-    tempdir, wait_on_trunk, wait_spans_closed, write_json,
+    RunOptions, absolute, default_out_dir, dump_kv, mkdir, output_err, tempdir, write_json,
 };
 use crate::slot_runner::{SlotContext, SlotReport};
 use crate::telemetry::{SpanCounts, SpanTotals};
@@ -428,5 +427,59 @@ impl Rig {
         hub.shutdown().await;
         let _ = server.stop();
         error
+    }
+}
+
+/// Waits until every `leaf.sync_on_broadcast` span of the run has closed (the leaf counts an
+/// outcome a moment before its span ends).
+async fn wait_spans_closed(
+    counts: &SpanCounts,
+    before: &SpanTotals,
+    received: u64,
+    deadline: Instant,
+) -> bool {
+    loop {
+        if counts.totals().since(before).sync_spans >= received {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Each slot's bus URL when leaves sit on their own leaf-node servers (else none: all share one).
+fn slot_bus_urls(server: &BusServer, slots: usize) -> Vec<String> {
+    match server {
+        BusServer::LeafNodes { .. } => (0..slots).map(|i| server.leaf_url(i)).collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn run_tag(server: &BusServer) -> String {
+    match server {
+        BusServer::Fixture(_) | BusServer::LeafNodes { .. } | BusServer::Cluster(_) => {
+            String::new()
+        }
+        BusServer::External { .. } => {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0);
+            format!("r{ms:x}-")
+        }
+    }
+}
+
+/// Polls the hub until every reported oid is on the trunk or the deadline passes; returns how
+/// many are on the trunk.
+async fn wait_on_trunk(hub: &Hub, oids: &[String], deadline: Instant) -> u64 {
+    loop {
+        let present = oids.iter().filter(|oid| hub.trunk_contains(oid)).count() as u64;
+        if present == oids.len() as u64 || Instant::now() >= deadline {
+            return present;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -1,4 +1,6 @@
-//! The trial runner: bus + hub + N leaves, the workload, the drain, the verdict.
+//! The trial runner: drives the rig's phases ([`crate::rig`]: start, work, drain, snapshot,
+//! teardown) and turns what they return into the verdict — counters, latencies, gates,
+//! `results.json` — plus the output helpers the phases share.
 //!
 //! Order matters for exactness: the observer subscribes to tip broadcasts before any leaf
 //! starts; after the work phase the **drain** waits until the hub trunk holds every commit a
@@ -7,11 +9,10 @@
 //! hub stop last. Nothing is left running: every task is joined, the fixture is stopped.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use herd_bus::{Bus, BusServer, CLAIMS_BUCKET, TASKS_BUCKET};
+use herd_bus::{Bus, CLAIMS_BUCKET, TASKS_BUCKET};
 use herd_check::CheckReport;
-use herd_hub::Hub;
 
 use crate::config::TrialConfig;
 use crate::error::TrialError;
@@ -22,7 +23,7 @@ use crate::propagation::{self, Accepted};
 use crate::results::{Counters, Latencies, TrialResults};
 use crate::rig::{Drain, Facts, Rig, Snapshot, Torn, Work};
 use crate::slot_runner::SlotReport;
-use crate::telemetry::{SpanCounts, SpanTotals};
+use crate::telemetry::SpanCounts;
 
 /// A finished trial.
 pub struct TrialOutcome {
@@ -254,60 +255,6 @@ fn add_slot(c: &mut Counters, r: &SlotReport) {
     c.tasks_closed += r.closed;
     c.tasks_failed += r.failed;
     c.tasks_starved += r.starved;
-}
-
-/// Waits until every `leaf.sync_on_broadcast` span of the run has closed (the leaf counts an
-/// outcome a moment before its span ends).
-pub(crate) async fn wait_spans_closed(
-    counts: &SpanCounts,
-    before: &SpanTotals,
-    received: u64,
-    deadline: Instant,
-) -> bool {
-    loop {
-        if counts.totals().since(before).sync_spans >= received {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-/// Each slot's bus URL when leaves sit on their own leaf-node servers (else none: all share one).
-pub(crate) fn slot_bus_urls(server: &BusServer, slots: usize) -> Vec<String> {
-    match server {
-        BusServer::LeafNodes { .. } => (0..slots).map(|i| server.leaf_url(i)).collect(),
-        _ => Vec::new(),
-    }
-}
-
-pub(crate) fn run_tag(server: &BusServer) -> String {
-    match server {
-        BusServer::Fixture(_) | BusServer::LeafNodes { .. } | BusServer::Cluster(_) => {
-            String::new()
-        }
-        BusServer::External { .. } => {
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_millis())
-                .unwrap_or(0);
-            format!("r{ms:x}-")
-        }
-    }
-}
-
-/// Polls the hub until every reported oid is on the trunk or the deadline passes; returns how
-/// many are on the trunk.
-pub(crate) async fn wait_on_trunk(hub: &Hub, oids: &[String], deadline: Instant) -> u64 {
-    loop {
-        let present = oids.iter().filter(|oid| hub.trunk_contains(oid)).count() as u64;
-        if present == oids.len() as u64 || Instant::now() >= deadline {
-            return present;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Landed commits with the pushing leaf's slot number and the earlier of the two times the
