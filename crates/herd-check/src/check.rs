@@ -62,6 +62,7 @@ pub fn check(a: &Artifacts) -> CheckReport {
     ));
     let bus_states = ledger::final_kv_states(&loaded.kv_tasks);
     let mut ledgers = BTreeMap::new();
+    let mut unreadable = std::collections::BTreeSet::new();
     for dir in &loaded.leaf_dirs {
         let leaf = dir
             .file_name()
@@ -72,25 +73,23 @@ pub fn check(a: &Artifacts) -> CheckReport {
                 v.extend(ledger::ledger_matches_bus(&leaf, &states, &bus_states));
                 ledgers.insert(leaf, states);
             }
-            Err(e) => v.push(violation(
-                "I11",
-                format!("leaf {leaf}: cannot read its ledger: {e}"),
-            )),
+            Err(e) => {
+                v.push(violation(
+                    "I11",
+                    format!("leaf {leaf}: cannot read its ledger: {e}"),
+                ));
+                unreadable.insert(leaf);
+            }
         }
     }
     // The other direction, over this run's leaves (the plan's: a shared external bus holds
     // other runs' tasks too) whose ledgers could be read or are missing altogether (an
     // unreadable one is already a violation above).
-    let unreadable = |leaf: &str| {
-        !ledgers.contains_key(leaf)
-            && loaded
-                .leaf_dirs
-                .iter()
-                .any(|d| d.file_name().is_some_and(|n| n.to_string_lossy() == leaf))
-    };
     let owners: BTreeMap<String, String> = ledger::final_kv_owners(&loaded.kv_tasks)
         .into_iter()
-        .filter(|(_, leaf)| loaded.plan.tasks_per_leaf.contains_key(leaf) && !unreadable(leaf))
+        .filter(|(_, leaf)| {
+            loaded.plan.tasks_per_leaf.contains_key(leaf) && !unreadable.contains(leaf)
+        })
         .collect();
     v.extend(ledger::bus_tasks_in_ledgers(&owners, &ledgers));
     CheckReport {
