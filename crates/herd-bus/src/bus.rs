@@ -281,6 +281,49 @@ where
     }
 }
 
+/// What a KV write whose reply was lost turned out to be, read back from the key.
+pub(crate) enum Settled<T> {
+    /// The key holds what the write wrote: it happened (with this result).
+    Done(T),
+    /// The key is as the write expected it: the write did not happen; send it again.
+    Again,
+    /// Someone else changed the key: the write's own definite failure.
+    Lost(BusError),
+}
+
+/// Runs the KV write `op`; when it fails, reads the key back through `settle` to learn what
+/// happened, and sends the write again only if it did not happen and the failure was
+/// transient. A request sent into a dying or frozen server may be applied with its reply lost,
+/// and the client may deliver its own copy twice across a reconnect (the second copy then
+/// "conflicts" with the first): either way the key holds exactly what the write wrote, and the
+/// write is done, never reported failed.
+pub(crate) async fn write_settling<T, W, WF, S, SF>(mut op: W, mut settle: S) -> Result<T>
+where
+    W: FnMut() -> WF,
+    WF: std::future::Future<Output = Result<T>>,
+    S: FnMut() -> SF,
+    SF: std::future::Future<Output = Result<Settled<T>>>,
+{
+    let mut attempt = 0;
+    loop {
+        let failed = match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) => e,
+        };
+        let transient = failed.is_transient();
+        attempt += 1;
+        if transient {
+            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+        }
+        match settle().await? {
+            Settled::Done(v) => return Ok(v),
+            Settled::Again if transient && attempt <= READ_RETRIES => {}
+            Settled::Again => return Err(failed),
+            Settled::Lost(e) => return Err(e),
+        }
+    }
+}
+
 /// Options carrying the credentials of `url` (`nats://user:password@host`; for a list, the
 /// first URL's): async-nats reads credentials only from options.
 fn options_for(url: &str) -> async_nats::ConnectOptions {

@@ -17,7 +17,7 @@ use async_nats::jetstream::context::PublishErrorKind;
 use async_nats::jetstream::kv::{Operation, UpdateErrorKind};
 use serde::{Deserialize, Serialize};
 
-use crate::bus::{Bus, CLAIMS_BUCKET};
+use crate::bus::{Bus, CLAIMS_BUCKET, Settled, write_settling};
 use crate::error::{BusError, Result};
 use crate::tasks::check_key;
 
@@ -83,23 +83,44 @@ impl Bus {
         for _ in 0..CLAIM_ROUNDS {
             let expected = match self.claim_entry(task).await? {
                 Current::Free { revision } => revision,
+                // Our own write, landed by a try whose reply was lost.
+                Current::Held {
+                    record: held,
+                    revision,
+                } if held == record => {
+                    return Ok(ClaimOutcome::Won {
+                        revision: held.epoch_at(revision),
+                    });
+                }
                 Current::Held { record, .. } => {
                     return Ok(ClaimOutcome::Lost {
                         holder: record.leaf,
                     });
                 }
             };
-            match self.cas_publish(task, expected, ttl, value.clone()).await {
-                Ok(revision) => return Ok(ClaimOutcome::Won { revision }),
-                Err(CasError::Moved) => continue,
-                Err(CasError::Other(source)) => {
-                    return Err(BusError::Key {
-                        bucket: CLAIMS_BUCKET,
-                        key: task.into(),
-                        op: "claim",
-                        source,
-                    });
-                }
+            let publish = || async {
+                let revision = self
+                    .cas_publish(task, expected, ttl, value.clone(), "claim")
+                    .await?;
+                Ok(ClaimOutcome::Won { revision })
+            };
+            // A lost race is settled here too: its read names the winner.
+            let settle = || async {
+                Ok(match self.claim_entry(task).await? {
+                    Current::Held {
+                        record: held,
+                        revision,
+                    } if held == record => Settled::Done(ClaimOutcome::Won { revision }),
+                    Current::Held { record: held, .. } => {
+                        Settled::Done(ClaimOutcome::Lost { holder: held.leaf })
+                    }
+                    Current::Free { revision } if revision == expected => Settled::Again,
+                    Current::Free { .. } => Settled::Lost(moved(task, expected)),
+                })
+            };
+            match write_settling(publish, settle).await {
+                Err(BusError::Conflict { .. }) => continue,
+                outcome => return outcome,
             }
         }
         match self.claim_entry(task).await? {
@@ -122,19 +143,10 @@ impl Bus {
             Current::Held { record, revision } if record.epoch_at(revision) == epoch => revision,
             _ => return Ok(false),
         };
-        match self
-            .claims
-            .delete_expect_revision(task, Some(revision))
-            .await
-        {
+        match self.delete_claim(task, revision).await {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(false),
-            Err(e) => Err(BusError::Key {
-                bucket: CLAIMS_BUCKET,
-                key: task.into(),
-                op: "release",
-                source: Box::new(e),
-            }),
+            Err(BusError::Conflict { .. }) => Ok(false),
+            Err(e) => Err(e),
         }
     }
 
@@ -143,22 +155,43 @@ impl Bus {
     /// claim moved since, falls back to reading it.
     pub async fn release_at(&self, task: &str, epoch: u64, revision: u64) -> Result<bool> {
         check_key(CLAIMS_BUCKET, task)?;
-        match self
-            .claims
-            .delete_expect_revision(task, Some(revision))
-            .await
-        {
+        match self.delete_claim(task, revision).await {
             Ok(()) => Ok(true),
-            Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
-                self.release(task, epoch).await
-            }
-            Err(e) => Err(BusError::Key {
-                bucket: CLAIMS_BUCKET,
-                key: task.into(),
-                op: "release",
-                source: Box::new(e),
-            }),
+            Err(BusError::Conflict { .. }) => self.release(task, epoch).await,
+            Err(e) => Err(e),
         }
+    }
+
+    /// Deletes the claim if it is still at `revision` ([`BusError::Conflict`] if not). A
+    /// delete whose reply was lost is settled by reading the key back: a claim that is gone
+    /// is released.
+    async fn delete_claim(&self, task: &str, revision: u64) -> Result<()> {
+        let delete = || async {
+            match self
+                .claims
+                .delete_expect_revision(task, Some(revision))
+                .await
+            {
+                Ok(()) => Ok(()),
+                Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => {
+                    Err(moved(task, revision))
+                }
+                Err(e) => Err(BusError::Key {
+                    bucket: CLAIMS_BUCKET,
+                    key: task.into(),
+                    op: "release",
+                    source: Box::new(e),
+                }),
+            }
+        };
+        let settle = || async {
+            Ok(match self.claim_entry(task).await? {
+                Current::Free { .. } => Settled::Done(()),
+                Current::Held { revision: now, .. } if now == revision => Settled::Again,
+                Current::Held { .. } => Settled::Lost(moved(task, revision)),
+            })
+        };
+        write_settling(delete, settle).await
     }
 
     /// Renews `leaf`'s claim of `epoch` on `task` for another `ttl`: the claim's new revision,
@@ -184,15 +217,21 @@ impl Bus {
         record.at = now_ms();
         record.ttl_secs = ttl_secs(ttl);
         let value = serde_json::to_vec(&record).map_err(|source| decode_err(task, source))?;
-        match self.cas_publish(task, revision, ttl, value).await {
+        let publish = || self.cas_publish(task, revision, ttl, value.clone(), "renew");
+        let settle = || async {
+            Ok(match self.claim_entry(task).await? {
+                Current::Held {
+                    record: held,
+                    revision: now,
+                } if held == record => Settled::Done(now),
+                Current::Held { revision: now, .. } if now == revision => Settled::Again,
+                _ => Settled::Lost(moved(task, revision)),
+            })
+        };
+        match write_settling(publish, settle).await {
             Ok(revision) => Ok(Some(revision)),
-            Err(CasError::Moved) => Ok(None),
-            Err(CasError::Other(source)) => Err(BusError::Key {
-                bucket: CLAIMS_BUCKET,
-                key: task.into(),
-                op: "renew",
-                source,
-            }),
+            Err(BusError::Conflict { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -236,13 +275,22 @@ impl Bus {
         })
     }
 
+    /// Publishes `value` as the claim entry if the key is still at `expected`
+    /// ([`BusError::Conflict`] if not), with the lease as the message's TTL.
     async fn cas_publish(
         &self,
         task: &str,
         expected: u64,
         ttl: Duration,
         value: Vec<u8>,
-    ) -> Result<u64, CasError> {
+        op: &'static str,
+    ) -> Result<u64> {
+        let key_err = |source: crate::error::Cause| BusError::Key {
+            bucket: CLAIMS_BUCKET,
+            key: task.into(),
+            op,
+            source,
+        };
         let mut headers = HeaderMap::new();
         headers.insert(
             "Nats-Expected-Last-Subject-Sequence",
@@ -254,11 +302,11 @@ impl Bus {
             .js
             .publish_with_headers(subject, headers, value.into())
             .await
-            .map_err(|e| CasError::Other(Box::new(e)))?;
+            .map_err(|e| key_err(Box::new(e)))?;
         match ack.await {
             Ok(ack) => Ok(ack.sequence),
-            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(CasError::Moved),
-            Err(e) => Err(CasError::Other(Box::new(e))),
+            Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => Err(moved(task, expected)),
+            Err(e) => Err(key_err(Box::new(e))),
         }
     }
 }
@@ -268,9 +316,13 @@ enum Current {
     Held { record: ClaimRecord, revision: u64 },
 }
 
-enum CasError {
-    Moved,
-    Other(crate::error::Cause),
+/// The claim on `task` is no longer at the `expected` revision.
+fn moved(task: &str, expected: u64) -> BusError {
+    BusError::Conflict {
+        bucket: CLAIMS_BUCKET,
+        key: task.into(),
+        expected,
+    }
 }
 
 /// The lease in the whole seconds the server understands (`Nats-TTL`), at least 1.

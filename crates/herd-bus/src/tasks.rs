@@ -7,7 +7,7 @@
 use async_nats::jetstream::kv::{CreateErrorKind, Operation, UpdateErrorKind};
 use serde::{Deserialize, Serialize};
 
-use crate::bus::{Bus, TASKS_BUCKET};
+use crate::bus::{Bus, Settled, TASKS_BUCKET, write_settling};
 use crate::error::{BusError, Result};
 
 /// Where a task is in its life: open → claimed → committed → closed (or released / failed).
@@ -66,19 +66,31 @@ pub struct TaskRecord {
 }
 
 impl Bus {
-    /// Records a new task. [`BusError::TaskExists`] if the id is taken.
+    /// Records a new task. [`BusError::TaskExists`] if the id is taken. A create whose reply
+    /// was lost is settled by reading the key back (see [`write_settling`]).
     pub async fn create_task(&self, record: &TaskRecord) -> Result<u64> {
         check_key(TASKS_BUCKET, &record.id)?;
         let value = encode(record)?;
-        self.tasks
-            .create(&record.id, value.into())
-            .await
-            .map_err(|e| match e.kind() {
-                CreateErrorKind::AlreadyExists => BusError::TaskExists {
-                    task: record.id.clone(),
-                },
-                _ => key_err(&record.id, "create", Box::new(e)),
+        let exists = || BusError::TaskExists {
+            task: record.id.clone(),
+        };
+        let create = || async {
+            self.tasks
+                .create(&record.id, value.clone().into())
+                .await
+                .map_err(|e| match e.kind() {
+                    CreateErrorKind::AlreadyExists => exists(),
+                    _ => key_err(&record.id, "create", Box::new(e)),
+                })
+        };
+        let settle = || async {
+            Ok(match self.task(&record.id).await? {
+                Some((now, revision)) if now == *record => Settled::Done(revision),
+                Some(_) => Settled::Lost(exists()),
+                None => Settled::Again,
             })
+        };
+        write_settling(create, settle).await
     }
 
     /// The task record and its revision, if it exists (deleted records read as absent).
@@ -105,20 +117,32 @@ impl Bus {
     }
 
     /// Replaces the record if the key is still at `expected_revision`; returns the new revision.
+    /// An update whose reply was lost is settled by reading the key back.
     pub async fn update_task(&self, record: &TaskRecord, expected_revision: u64) -> Result<u64> {
         check_key(TASKS_BUCKET, &record.id)?;
         let value = encode(record)?;
-        self.tasks
-            .update(&record.id, value.into(), expected_revision)
-            .await
-            .map_err(|e| match e.kind() {
-                UpdateErrorKind::WrongLastRevision => BusError::Conflict {
-                    bucket: TASKS_BUCKET,
-                    key: record.id.clone(),
-                    expected: expected_revision,
-                },
-                _ => key_err(&record.id, "update", Box::new(e)),
+        let conflict = || BusError::Conflict {
+            bucket: TASKS_BUCKET,
+            key: record.id.clone(),
+            expected: expected_revision,
+        };
+        let update = || async {
+            self.tasks
+                .update(&record.id, value.clone().into(), expected_revision)
+                .await
+                .map_err(|e| match e.kind() {
+                    UpdateErrorKind::WrongLastRevision => conflict(),
+                    _ => key_err(&record.id, "update", Box::new(e)),
+                })
+        };
+        let settle = || async {
+            Ok(match self.task(&record.id).await? {
+                Some((now, revision)) if now == *record => Settled::Done(revision),
+                Some((_, revision)) if revision == expected_revision => Settled::Again,
+                _ => Settled::Lost(conflict()),
             })
+        };
+        write_settling(update, settle).await
     }
 }
 

@@ -56,9 +56,19 @@ async fn update_at_revision_and_typed_conflict() {
 #[tokio::test]
 async fn create_twice_is_task_exists_and_missing_is_none() {
     let (_server, bus) = common::bus().await;
-    bus.create_task(&record("t-dup")).await.unwrap();
+    let rev = bus.create_task(&record("t-dup")).await.unwrap();
+    // Another writer's record under the same id: refused, typed, the first one kept.
+    let mut other = record("t-dup");
+    other.leaf = "leaf-1".into();
     assert!(
-        matches!(bus.create_task(&record("t-dup")).await.unwrap_err(), BusError::TaskExists { task } if task == "t-dup")
+        matches!(bus.create_task(&other).await.unwrap_err(), BusError::TaskExists { task } if task == "t-dup")
+    );
+    // The very same record again is the same write delivered twice (a retry across a lost
+    // reply): it is done, at the revision it made, and nothing is written twice.
+    assert_eq!(bus.create_task(&record("t-dup")).await.unwrap(), rev);
+    assert_eq!(
+        bus.task("t-dup").await.unwrap().unwrap(),
+        (record("t-dup"), rev)
     );
     assert!(bus.task("t-missing").await.unwrap().is_none());
 }

@@ -82,6 +82,18 @@ pub enum LeafError {
         /// With an unknown outcome: the commit pushed (it is on the trunk if the push landed).
         pushed: Option<String>,
     },
+    /// The commit landed on the trunk, but recording it (task record, ledger) failed after: the
+    /// work is done and must not be redone; the task is left `claimed` for its lease to lapse.
+    #[error("task {task}: commit {oid} landed on the trunk, but recording it failed: {source}")]
+    Unrecorded {
+        /// The task.
+        task: String,
+        /// The commit on the trunk.
+        oid: String,
+        /// What failed.
+        #[source]
+        source: Box<LeafError>,
+    },
     /// The bus failed.
     #[error("task {task}: bus: {source}")]
     Bus {
@@ -133,6 +145,14 @@ impl LeafError {
     /// trunk. History checkers resolve it against the repository.
     pub fn outcome_unknown(&self) -> bool {
         matches!(self, LeafError::Hub { unknown: true, .. })
+    }
+
+    /// The commit on the trunk of a commit whose recording failed ([`LeafError::Unrecorded`]).
+    pub fn landed(&self) -> Option<&str> {
+        match self {
+            LeafError::Unrecorded { oid, .. } => Some(oid),
+            _ => None,
+        }
     }
 
     /// The commit a push with an unknown outcome tried to land.

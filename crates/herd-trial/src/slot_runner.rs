@@ -148,7 +148,13 @@ async fn run_task(
             }
             // A push whose reply was lost may or may not have landed: `info`, resolved by the
             // checker against the trunk. Everything else is a definite failure.
-            let phase = if e.outcome_unknown() {
+            if let Some(oid) = e.landed() {
+                // On the trunk all the same: the drain and the lost-commit count see it.
+                report.commits.push((oid.to_string(), Instant::now()));
+            }
+            // So is a commit that landed but could not be recorded: `info` naming the landed
+            // oid, which the checker finds on the trunk.
+            let phase = if e.outcome_unknown() || e.landed().is_some() {
                 Phase::Info
             } else {
                 Phase::Fail
@@ -158,9 +164,10 @@ async fn run_task(
                 ev.claim_rev = Some(epoch);
                 // The commit a lost reply may have landed: the checker resolves it against
                 // the trunk (race mode lands it as is; the merge queue may replay it).
-                match leaf.hub_mode() {
-                    herd_hub::HubMode::Race => ev.oid = e.pushed().map(str::to_string),
-                    herd_hub::HubMode::Queue => ev.pushed = e.pushed().map(str::to_string),
+                match (e.landed(), leaf.hub_mode()) {
+                    (Some(oid), _) => ev.oid = Some(oid.to_string()),
+                    (None, herd_hub::HubMode::Race) => ev.oid = e.pushed().map(str::to_string),
+                    (None, herd_hub::HubMode::Queue) => ev.pushed = e.pushed().map(str::to_string),
                 }
                 ev.error = Some(e.to_string());
             });

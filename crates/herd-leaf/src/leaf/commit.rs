@@ -158,9 +158,32 @@ impl Leaf {
             .map_err(|e| LeafError::git(&id, e))?;
         let oid = landed.map_or_else(|| pushed.clone(), |o| o.to_string());
         add(&self.counters.commits, 1);
-        let commit = oid.clone();
-        let epoch = claim.epoch;
-        self.update_record(&id, move |r| {
+        self.record_landed(&id, claim.epoch, &oid, &pushed, *retries)
+            .await
+            .map_err(|source| LeafError::Unrecorded {
+                task: id.clone(),
+                oid: oid.clone(),
+                source: Box::new(source),
+            })?;
+        Ok(CommitOutcome {
+            oid,
+            pushed,
+            fork_retries: *retries,
+            latency: started.elapsed(),
+        })
+    }
+
+    /// Records a landed commit: the task record (fenced by the claim's epoch), then the ledger.
+    async fn record_landed(
+        &self,
+        id: &str,
+        epoch: u64,
+        oid: &str,
+        pushed: &str,
+        retries: u32,
+    ) -> Result<(), LeafError> {
+        let commit = oid.to_string();
+        self.update_record(id, move |r| {
             fenced(r, epoch)?;
             r.state = TaskState::Committed;
             r.commit = Some(commit.clone());
@@ -168,21 +191,16 @@ impl Leaf {
         })
         .await?;
         self.ledger.set_state(
-            &id,
+            id,
             TaskState::Committed,
             None,
-            Some(&oid),
-            Some(u64::from(*retries)),
+            Some(oid),
+            Some(u64::from(retries)),
         )?;
         if pushed != oid {
-            self.ledger.set_pushed(&id, &pushed)?;
+            self.ledger.set_pushed(id, pushed)?;
         }
-        Ok(CommitOutcome {
-            oid,
-            pushed,
-            fork_retries: *retries,
-            latency: started.elapsed(),
-        })
+        Ok(())
     }
 
     /// Pushes (rebasing after each fork) until the hub lands the commit. Returns the landed
