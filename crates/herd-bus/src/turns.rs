@@ -12,6 +12,8 @@
 //! crashed) is dropped by each leaf after a lease.
 
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -52,6 +54,15 @@ pub struct TurnMsg {
 /// Turn messages as they arrive, in stream order.
 pub struct TurnStream {
     inner: Pin<Box<dyn Stream<Item = Result<TurnMsg>> + Send>>,
+    last_seq: Arc<AtomicU64>,
+}
+
+impl TurnStream {
+    /// The stream sequence of the last message received (0: none yet): where
+    /// [`Bus::turns_after`] takes up after a reconnect.
+    pub fn last_seq(&self) -> u64 {
+        self.last_seq.load(Ordering::Relaxed)
+    }
 }
 
 impl Stream for TurnStream {
@@ -81,8 +92,14 @@ pub(crate) async fn ensure_turn_stream(
 }
 
 impl Bus {
-    /// Publishes a turn message and waits for the stream's ack.
+    /// Publishes a turn message and waits for the stream's ack. The message carries an id
+    /// (`Nats-Msg-Id`: kind, leaf, request), so the stream keeps one copy however often it is
+    /// sent: a publish whose ack was lost to a dying or frozen server is sent again.
     pub async fn publish_turn(&self, msg: &TurnMsg) -> Result<()> {
+        crate::bus::read_retrying(|| self.publish_turn_once(msg)).await
+    }
+
+    async fn publish_turn_once(&self, msg: &TurnMsg) -> Result<()> {
         let subject = match msg.kind {
             TurnKind::Request => "herd.turn.request",
             TurnKind::Done => "herd.turn.done",
@@ -95,8 +112,15 @@ impl Bus {
             subject: "herd.turn",
             source: e,
         };
+        let mut headers = async_nats::HeaderMap::new();
+        let kind = match msg.kind {
+            TurnKind::Request => "request",
+            TurnKind::Done => "done",
+        };
+        let id = format!("turn-{kind}-{}-{}", msg.leaf, msg.id);
+        headers.insert("Nats-Msg-Id", id.as_str());
         self.js
-            .publish(subject, payload.into())
+            .publish_with_headers(subject, headers, payload.into())
             .await
             .map_err(|e| publish(Box::new(e)))?
             .await
@@ -106,6 +130,18 @@ impl Bus {
 
     /// Turn messages published after this call.
     pub async fn turns(&self) -> Result<TurnStream> {
+        self.turns_with(DeliverPolicy::New).await
+    }
+
+    /// Turn messages with stream sequence greater than `seq` (resume after a reconnect).
+    pub async fn turns_after(&self, seq: u64) -> Result<TurnStream> {
+        self.turns_with(DeliverPolicy::ByStartSequence {
+            start_sequence: seq + 1,
+        })
+        .await
+    }
+
+    async fn turns_with(&self, deliver_policy: DeliverPolicy) -> Result<TurnStream> {
         let err = |op, e: Box<dyn std::error::Error + Send + Sync>| BusError::Stream {
             stream: TURN_STREAM,
             op,
@@ -119,7 +155,7 @@ impl Bus {
         let consumer = stream
             .create_consumer(OrderedConfig {
                 filter_subject: TURN_SUBJECTS.to_string(),
-                deliver_policy: DeliverPolicy::New,
+                deliver_policy,
                 ..Default::default()
             })
             .await
@@ -128,12 +164,17 @@ impl Bus {
             .messages()
             .await
             .map_err(|e| err("consume", Box::new(e)))?;
-        let inner = futures::StreamExt::map(messages, |m| {
+        let last_seq = Arc::new(AtomicU64::new(0));
+        let seen = last_seq.clone();
+        let inner = futures::StreamExt::map(messages, move |m| {
             let m = m.map_err(|e| BusError::Stream {
                 stream: TURN_STREAM,
                 op: "receive",
                 source: Box::new(e),
             })?;
+            if let Ok(info) = m.info() {
+                seen.fetch_max(info.stream_sequence, Ordering::Relaxed);
+            }
             serde_json::from_slice(&m.payload).map_err(|source| BusError::Decode {
                 what: "herd.turn".into(),
                 source,
@@ -141,6 +182,7 @@ impl Bus {
         });
         Ok(TurnStream {
             inner: Box::pin(inner),
+            last_seq,
         })
     }
 }

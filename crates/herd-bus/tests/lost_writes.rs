@@ -63,7 +63,7 @@ async fn writes_sent_into_a_frozen_server_settle_once_it_thaws() {
         )
     };
     let thaw = async {
-        // Past the 5 s request timeout: every write above has timed out once.
+        // Past the request timeout (2 s): every write above has timed out at least once.
         tokio::time::sleep(Duration::from_secs(6)).await;
         signal(pid, libc::SIGCONT);
     };

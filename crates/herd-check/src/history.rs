@@ -24,6 +24,9 @@ pub enum Op {
     Release,
     /// A tip broadcast handled by a leaf's subscriber.
     Pull,
+    /// A fault the trial injected (`invoke`) and healed (`ok`; `fail` if either step
+    /// failed): leaf `herd-faults`, slot = the server hit, `outcome` = the fault spec.
+    Fault,
 }
 
 /// Where in the operation the line was written.

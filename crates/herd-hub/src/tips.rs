@@ -7,8 +7,10 @@
 //!   broadcasts that does not continue it (an earlier publish failed) is replaced by a
 //!   *catch-up*: every position after it, rebuilt from the repository, in order.
 //! - A publish is retried with the same `Nats-Msg-Id` (the oid: the stream drops a duplicate);
-//!   if it still fails the push is answered anyway (the commit *is* on the trunk) and a
-//!   background task catches up as soon as the bus answers.
+//!   each attempt waits at most [`ACK_WAIT`] for its ack, and none is made while the client is
+//!   disconnected. If it still fails the push is answered anyway (the commit *is* on the
+//!   trunk) and a background task catches up as soon as the bus answers (at once on a
+//!   reconnect); pushes meanwhile leave their broadcasts to it instead of waiting.
 //! - At start the hub reads the stream's last broadcast and, when it is this trunk's commit at
 //!   that position, catches up from there (a crash between the ref update and the publish).
 //!
@@ -23,7 +25,13 @@ use crate::hub::{Broadcast, Inner, PushContext};
 use crate::mode::Landed;
 
 /// Publish attempts per batch before the background task takes over.
-const ATTEMPTS: u32 = 4;
+const ATTEMPTS: u32 = 2;
+/// The longest one publish attempt waits for the stream's ack. Publishes run under the
+/// integration lock, so this bounds how long a dead or frozen bus stalls the trunk: with the
+/// client's 5 s request timeout a publish sent into a killed server held every push for 5 s
+/// (F1, measured). A publish cut short is repeated with the same message ids, so nothing is
+/// doubled.
+const ACK_WAIT: Duration = Duration::from_secs(1);
 /// Most broadcasts one catch-up publishes at once.
 const CATCH_UP_BATCH: u64 = 256;
 
@@ -51,10 +59,9 @@ pub(crate) async fn publish(inner: &Arc<Inner>, broadcasts: Vec<Broadcast>) {
         return;
     }
     if first.seq() != inner.published.get() + 1 {
-        // Something before these is missing from the stream: publish it all from the trunk.
-        if catch_up(inner).await.is_err() {
-            inner.repair_due.notify_one();
-        }
+        // Something before these is missing from the stream: the repairer publishes it all
+        // from the trunk, in order, as soon as the bus answers (this push does not wait).
+        inner.repair_due.notify_one();
         return;
     }
     if send(inner, &broadcasts).await.is_err() {
@@ -70,7 +77,19 @@ async fn send(inner: &Inner, broadcasts: &[Broadcast]) -> Result<(), ()> {
     let outs: Vec<_> = broadcasts.iter().map(|b| b.out.clone()).collect();
     let mut delay = Duration::from_millis(25);
     for attempt in 1..=ATTEMPTS {
-        match bus.publish_tips(&outs).await {
+        if !bus.is_connected() {
+            // Nothing can be acked until the client is back; the repairer waits for that.
+            break;
+        }
+        let sent = tokio::time::timeout(ACK_WAIT, bus.publish_tips(&outs))
+            .await
+            .unwrap_or_else(|_| {
+                Err(herd_bus::BusError::Publish {
+                    subject: "herd.tip.changed",
+                    source: format!("no ack within {ACK_WAIT:?}").into(),
+                })
+            });
+        match sent {
             Ok(_) => {
                 for b in broadcasts {
                     inner
@@ -180,18 +199,27 @@ pub(crate) async fn resume(inner: &Arc<Inner>) {
 /// Background: after a failed publish, catch up (under the integration lock) until the stream
 /// holds every trunk position. Aborted when the hub stops.
 pub(crate) async fn repairer(inner: Arc<Inner>) {
+    let Some(bus) = inner.config.bus.clone() else {
+        return;
+    };
+    let mut connections = bus.connections();
     loop {
         inner.repair_due.notified().await;
         let mut delay = Duration::from_millis(100);
         loop {
-            let done = {
+            let done = bus.is_connected() && {
                 let _gate = inner.integration_gate().await;
                 catch_up(&inner).await.is_ok()
             };
             if done {
                 break;
             }
-            tokio::time::sleep(delay).await;
+            // Again after a backoff, or at once when the client reconnects.
+            connections.borrow_and_update();
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = connections.changed() => {}
+            }
             delay = (delay * 2).min(Duration::from_secs(5));
         }
     }

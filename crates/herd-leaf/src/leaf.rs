@@ -274,7 +274,7 @@ impl Leaf {
         ));
         let turns = if config.hub_mode == HubMode::Race && config.fairness == Fairness::Turn {
             let stream = bus.turns().await.map_err(|e| LeafError::bus("", e))?;
-            Some(Turns::spawn(stream, config.turn_lease))
+            Some(Turns::spawn(bus.clone(), stream, config.turn_lease))
         } else {
             None
         };

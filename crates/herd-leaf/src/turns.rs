@@ -124,19 +124,38 @@ pub(crate) struct Turns {
 }
 
 impl Turns {
-    /// Folds `stream` into the queue until the leaf stops.
-    pub fn spawn(mut stream: TurnStream, lease: Duration) -> Turns {
+    /// Folds `stream` into the queue until the leaf stops. When `bus` reconnects (perhaps to a
+    /// restarted server that lost the consumer) the stream is taken up again at once from the
+    /// last message seen, instead of after the client's missed-heartbeat detection: a queue
+    /// that misses `done`s stalls every leaf until the heads' leases run out.
+    pub fn spawn(bus: herd_bus::Bus, mut stream: TurnStream, lease: Duration) -> Turns {
         let queue = Arc::new(Mutex::new(Queue::default()));
         let changed = Arc::new(Notify::new());
         let (q, n) = (queue.clone(), changed.clone());
         let task = tokio::spawn(async move {
-            while let Some(next) = stream.next().await {
-                match next {
-                    Ok(msg) => {
-                        q.lock().expect("turn queue lock").apply(msg);
-                        n.notify_waiters();
+            let mut connections = bus.connections();
+            connections.borrow_and_update();
+            let mut watching = true;
+            loop {
+                tokio::select! {
+                    changed = connections.changed(), if watching => {
+                        if changed.is_err() {
+                            watching = false;
+                            continue;
+                        }
+                        match bus.turns_after(stream.last_seq()).await {
+                            Ok(resumed) => stream = resumed,
+                            Err(e) => tracing::warn!(error = %e, "resuming the turn stream"),
+                        }
                     }
-                    Err(e) => tracing::warn!(error = %e, "turn stream error"),
+                    next = stream.next() => match next {
+                        Some(Ok(msg)) => {
+                            q.lock().expect("turn queue lock").apply(msg);
+                            n.notify_waiters();
+                        }
+                        Some(Err(e)) => tracing::warn!(error = %e, "turn stream error"),
+                        None => break,
+                    },
                 }
             }
         });

@@ -197,6 +197,12 @@ pub struct TrialArgs {
     /// Fail (exit 1) if the herd committed faster than this [env HERD_MAX_COMMITS_PER_MIN].
     #[arg(long, value_name = "PER_MIN")]
     pub max_commits_per_min: Option<f64>,
+    /// Faults to inject, `KIND@WHEN[+HOLD][:TARGET]` joined by `;`: e.g. `bus-kill@commits=100+1s` (F1), `bus-stop@5s~2s+8s` (F2, seeded jitter); targets bus, node-K, local-K, any [env HERD_FAULTS].
+    #[arg(long, value_name = "SPEC")]
+    pub faults: Option<crate::faults::spec::FaultList>,
+    /// What each fault must meet, e.g. `detect=3s,recover=10s,rate=30s` (the defaults); a miss fails the trial [env HERD_FAULT_SLA].
+    #[arg(long, value_name = "SLA")]
+    pub fault_sla: Option<crate::faults::FaultSla>,
 }
 
 impl TrialArgs {
@@ -226,6 +232,8 @@ impl TrialArgs {
             gate: self.gate,
             max_p99_ms: self.max_p99_ms,
             max_commits_per_min: self.max_commits_per_min,
+            faults: self.faults.clone().map(|f| f.0),
+            fault_sla: self.fault_sla,
         }
     }
 }

@@ -13,6 +13,7 @@ use herd_leaf::{Fairness, SyncPolicy};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ConfigError;
+use crate::faults::{FaultSla, FaultSpec};
 use crate::span::Span;
 
 /// How slots are assigned to leaves.
@@ -168,6 +169,12 @@ pub struct TrialConfig {
     pub keep: bool,
     /// Gates.
     pub gates: Gates,
+    /// Faults injected during the work (none by default): see [`crate::faults::spec`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<FaultSpec>,
+    /// What each fault must meet; a miss fails the trial.
+    #[serde(default)]
+    pub fault_sla: FaultSla,
 }
 
 fn default_turn_after() -> u32 {
@@ -211,6 +218,8 @@ impl Default for TrialConfig {
             out: None,
             keep: false,
             gates: Gates::default(),
+            faults: Vec::new(),
+            fault_sla: FaultSla::default(),
         }
     }
 }
@@ -244,6 +253,8 @@ pub struct ConfigLayer {
     pub gate: Option<GatePreset>,
     pub max_p99_ms: Option<u64>,
     pub max_commits_per_min: Option<f64>,
+    pub faults: Option<Vec<FaultSpec>>,
+    pub fault_sla: Option<FaultSla>,
 }
 
 /// The environment variables read, each the upper-cased field name prefixed by `HERD_`.
@@ -272,6 +283,8 @@ pub const ENV_KEYS: &[&str] = &[
     "HERD_GATE",
     "HERD_MAX_P99_MS",
     "HERD_MAX_COMMITS_PER_MIN",
+    "HERD_FAULTS",
+    "HERD_FAULT_SLA",
 ];
 
 impl ConfigLayer {
@@ -362,6 +375,19 @@ fn env_value(key: &str, raw: &str) -> Result<toml::Value, ConfigError> {
             GatePreset::from_str(raw, true).map_err(|_| bad("phase2"))?;
             toml::Value::String(raw.to_ascii_lowercase())
         }
+        "HERD_FAULTS" => {
+            let faults = crate::faults::spec::parse_list(raw).map_err(|e| bad(&e))?;
+            toml::Value::Array(
+                faults
+                    .iter()
+                    .map(|f| toml::Value::String(f.to_string()))
+                    .collect(),
+            )
+        }
+        "HERD_FAULT_SLA" => {
+            let sla: FaultSla = raw.parse().map_err(|e: String| bad(&e))?;
+            toml::Value::try_from(sla).map_err(|e| bad(&e.to_string()))?
+        }
         "HERD_OUT" => text(),
         "HERD_KEEP" => toml::Value::Boolean(match raw {
             "1" | "true" | "yes" => true,
@@ -416,6 +442,12 @@ impl TrialConfig {
         }
         if layer.max_commits_per_min.is_some() {
             self.gates.max_commits_per_min = layer.max_commits_per_min;
+        }
+        if let Some(faults) = layer.faults {
+            self.faults = faults;
+        }
+        if let Some(sla) = layer.fault_sla {
+            self.fault_sla = sla;
         }
     }
 

@@ -2,7 +2,8 @@
 //!
 //! Always on: every task closed, no reported commit missing from the trunk, the drain finished,
 //! and (in disjoint mode, where any conflict is a bug) no unrecoverable fork. Optional: a P99
-//! commit ceiling, a commit-rate ceiling, and the `phase2` preset.
+//! commit ceiling, a commit-rate ceiling, the `phase2` preset, and one gate per injected fault
+//! (its SLA met).
 
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,8 @@ pub struct GateInput<'a> {
     pub drained: bool,
     /// Leaf processes that died or exited non-zero.
     pub leaf_failures: &'a [crate::leaves::LeafFailure],
+    /// Injected faults, measured.
+    pub faults: &'a [crate::faults::FaultResult],
 }
 
 /// The trial's verdict word and exit code: `PASS` 0 (every gate passed, history PASS), `FAIL`
@@ -122,6 +125,17 @@ pub fn evaluate(input: &GateInput<'_>) -> Vec<GateResult> {
             format!("{:.2} commits/min vs max {max}", input.commits_per_min),
         );
     }
+    for (i, f) in input.faults.iter().enumerate() {
+        gate(
+            &format!("fault.{i}.{}", f.record.class),
+            f.missed.is_empty(),
+            if f.missed.is_empty() {
+                format!("{} met its SLA", f.record.spec)
+            } else {
+                format!("{}: {}", f.record.spec, f.missed.join("; "))
+            },
+        );
+    }
     if input.config.gates.preset == Some(GatePreset::Phase2) {
         gate(
             "phase2.agents",
@@ -193,7 +207,44 @@ mod tests {
             commits_per_min: rate,
             drained: true,
             leaf_failures: &[],
+            faults: &[],
         })
+    }
+
+    #[test]
+    fn a_fault_that_missed_its_sla_fails_its_gate() {
+        let config = TrialConfig::default();
+        let counters = clean();
+        let record = crate::faults::FaultRecord {
+            spec: "bus-kill@commits=1+1s".into(),
+            class: "F1".into(),
+            injected_s: Some(1.0),
+            healed_s: Some(2.0),
+            ..Default::default()
+        };
+        let mut faults =
+            crate::faults::measure(&[record], &[], &[], crate::faults::FaultSla::default());
+        let gates = |faults: &[crate::faults::FaultResult]| {
+            evaluate(&GateInput {
+                config: &config,
+                counters: &counters,
+                p99_commit_ms: 1.0,
+                commits_per_min: 1.0,
+                drained: true,
+                leaf_failures: &[],
+                faults,
+            })
+        };
+        let met = gates(&faults);
+        let gate = met.iter().find(|g| g.name == "fault.0.F1").unwrap();
+        assert!(gate.passed, "{gate:?}");
+        faults[0].missed.push("detect 9000 ms > 3000 ms".into());
+        let missed = gates(&faults);
+        let gate = missed.iter().find(|g| g.name == "fault.0.F1").unwrap();
+        assert!(
+            !gate.passed && gate.detail.contains("detect 9000 ms"),
+            "{gate:?}"
+        );
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod diff;
 pub mod environment;
 pub mod error;
 pub mod events;
+pub mod faults;
 pub mod floor;
 pub mod gates;
 pub mod hub_cmd;

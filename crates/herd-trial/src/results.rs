@@ -149,6 +149,9 @@ pub struct TrialResults {
     pub telemetry: Option<ExportTotals>,
     /// `true` when every gate passed and no work was lost.
     pub passed: bool,
+    /// Each injected fault, measured against the SLA.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub faults: Vec<crate::faults::FaultResult>,
 }
 
 impl Counters {
@@ -257,6 +260,7 @@ impl TrialResults {
                 }
             }
         }
+        crate::faults::report::summary_lines(&self.faults, &self.config, &mut s);
         let _ = writeln!(s, "  {}", self.history_check.summary_line());
         for v in &self.history_check.violations {
             let _ = writeln!(s, "    {}: {}", v.invariant, v.message);
@@ -420,6 +424,7 @@ impl TrialResults {
                 l.count, l.p50_ms, l.p90_ms, l.p99_ms, l.max_ms
             );
         }
+        crate::faults::report::markdown(&self.faults, cfg, &mut s);
         s
     }
 }

@@ -178,6 +178,8 @@ pub(crate) struct Rig {
     leaves: LeafSet,
     join: JoinSpec,
     ctx: Option<Arc<SlotContext>>,
+    /// The fault schedule, run beside the work.
+    faults: Vec<crate::faults::driver::Planned>,
 }
 
 /// What the work phase produced.
@@ -186,6 +188,8 @@ pub(crate) struct Work {
     pub(crate) work_secs: f64,
     pub(crate) hub_before: HubStats,
     pub(crate) spans_before: Option<SpanTotals>,
+    /// What the fault driver did.
+    pub(crate) faults: Vec<crate::faults::FaultRecord>,
 }
 
 /// What the drain found.
@@ -229,7 +233,9 @@ impl Rig {
             .map_or_else(|| out_dir.join("state"), |t| t.path().to_path_buf());
         mkdir(&work_dir.join("leaves"))?;
 
-        let core = Core::start(&config, &workload, &work_dir, ([127, 0, 0, 1], 0).into()).await?;
+        let mut core =
+            Core::start(&config, &workload, &work_dir, ([127, 0, 0, 1], 0).into()).await?;
+        let faults = crate::faults::driver::plan(&config.faults, config.seed, &mut core.server)?;
         let nats_version = core
             .server
             .fixture_version()
@@ -284,6 +290,7 @@ impl Rig {
             leaves,
             join,
             ctx: None,
+            faults,
         })
     }
 
@@ -300,14 +307,32 @@ impl Rig {
         let hub_before = self.core.hub.stats();
         let spans_before = self.facts.counts.as_ref().map(SpanCounts::totals);
         let work_started = Instant::now();
-        let reports = self.leaves.work(&self.facts.workload, ctx).await;
-        let work_secs = work_started.elapsed().as_secs_f64();
+        let (done_tx, done) = tokio::sync::watch::channel(false);
+        let driver = crate::faults::driver::run(
+            std::mem::take(&mut self.faults),
+            &mut self.core.server,
+            crate::faults::driver::DriverInput {
+                bus: &self.core.bus,
+                progress: &ctx.progress,
+                log: &self.log,
+                zero: self.facts.started,
+                work_started,
+                done,
+            },
+        );
+        let work = async {
+            let reports = self.leaves.work(&self.facts.workload, ctx.clone()).await;
+            let _ = done_tx.send(true);
+            (reports, work_started.elapsed().as_secs_f64())
+        };
+        let ((reports, work_secs), faults) = tokio::join!(work, driver);
         reporter.finish().await;
         Work {
             reports,
             work_secs,
             hub_before,
             spans_before,
+            faults,
         }
     }
 

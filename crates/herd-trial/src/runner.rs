@@ -107,6 +107,7 @@ fn verdict(
         work_secs,
         hub_before,
         spans_before,
+        faults,
     } = work;
     let Drain {
         reported,
@@ -178,6 +179,7 @@ fn verdict(
     let commit_summary = commit.summary();
     let commits_per_min = commit_rate_per_min(&reports);
     let drained = on_trunk == reported.len() as u64 && settled;
+    let faults = measure_faults(&faults, &reports, started, &out_dir, config.fault_sla);
     let gate_results = gates::evaluate(&GateInput {
         config: &config,
         counters: &counters,
@@ -185,6 +187,7 @@ fn verdict(
         commits_per_min,
         drained,
         leaf_failures: &leaf_failures,
+        faults: &faults,
     });
     // Inconclusive is never a pass: nothing could be claimed about the history.
     let passed =
@@ -219,6 +222,7 @@ fn verdict(
         spans: span_totals,
         telemetry: None,
         passed,
+        faults,
         config,
     };
     results
@@ -230,6 +234,33 @@ fn verdict(
         check,
         out_dir,
     })
+}
+
+/// Measures each fault the driver ran against the merged history and the commit times.
+fn measure_faults(
+    records: &[crate::faults::FaultRecord],
+    reports: &[SlotReport],
+    started: Instant,
+    out_dir: &Path,
+    sla: crate::faults::FaultSla,
+) -> Vec<crate::faults::FaultResult> {
+    if records.is_empty() {
+        return Vec::new();
+    }
+    let commits: Vec<f64> = reports
+        .iter()
+        .flat_map(|r| r.commits.iter())
+        .map(|(_, at)| at.saturating_duration_since(started).as_secs_f64())
+        .collect();
+    // The history is whole by now (teardown merged it); an unreadable line is skipped here
+    // and reported by the checker.
+    let events: Vec<herd_check::HistoryEvent> =
+        std::fs::read_to_string(out_dir.join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+    crate::faults::measure(records, &events, &commits, sla)
 }
 
 /// The herd's commit rate between its first and last accepted commit: n commits span n − 1

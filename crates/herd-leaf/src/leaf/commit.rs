@@ -263,7 +263,7 @@ impl Leaf {
                         return Err(self.give_up(claim, err, *retries, true).await);
                     }
                     if self.turns.is_some() && turn.is_none() && *retries >= self.turn_after {
-                        *turn = Some(self.request_turn().await?);
+                        *turn = self.request_turn().await;
                     }
                     self.get_tip(&id, kind, tip, *retries).await?;
                     if let Next::Landed = self.rebase_to_held_tip(claim, *retries).await? {
@@ -275,8 +275,10 @@ impl Leaf {
         }
     }
 
-    /// Joins the turn queue; returns the request id.
-    async fn request_turn(&self) -> Result<u64, LeafError> {
+    /// Joins the turn queue; returns the request id. The queue is advisory: when the request
+    /// cannot be published (the bus is down) the leaf goes on without a turn, as with plain
+    /// backoff, rather than fail the commit.
+    async fn request_turn(&self) -> Option<u64> {
         let id = self
             .next_turn
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -285,12 +287,16 @@ impl Leaf {
             leaf: self.id.clone(),
             id,
         };
-        add(&self.counters.turns_requested, 1);
-        self.bus
-            .publish_turn(&msg)
-            .await
-            .map_err(|e| LeafError::bus("", e))?;
-        Ok(id)
+        match self.bus.publish_turn(&msg).await {
+            Ok(()) => {
+                add(&self.counters.turns_requested, 1);
+                Some(id)
+            }
+            Err(e) => {
+                tracing::warn!(leaf = %self.id, error = %e, "asking for a turn; going on without one");
+                None
+            }
+        }
     }
 
     /// After a fork: make the leaf hold the trunk tip the hub named (or, when it named none,

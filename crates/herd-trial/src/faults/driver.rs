@@ -1,0 +1,279 @@
+//! The fault driver: runs beside the work phase, waits for each fault's trigger in schedule
+//! order, injects it on the server it names, holds it, heals it, and records when each of
+//! those happened and when the trial's own bus connection first noticed.
+//!
+//! Every start time, jitter and `any` target comes from the trial's seed, so the same seed
+//! and spec inject the same faults in the same places (the repro line reruns it). A fault whose
+//! trigger the work never reached is recorded as not injected (its gate fails); a fault that
+//! was injected is always healed, even when the work ended meanwhile.
+
+use std::time::{Duration, Instant};
+
+use herd_bus::{Bus, BusServer, NatsServer};
+use rand::{RngExt, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use super::spec::{FaultKind, FaultSpec, Target, When};
+use crate::error::ConfigError;
+use crate::events::EventLog;
+use crate::progress::Progress;
+use herd_check::{Op, Phase};
+
+/// One fault as it will run: its spec with the seeded parts drawn.
+#[derive(Clone, Debug)]
+pub(crate) struct Planned {
+    spec: FaultSpec,
+    /// `Commits(n)`, or the start since the work began.
+    trigger: Trigger,
+    /// Which server: an index into [`servers`].
+    server: usize,
+    /// Its name in reports (`bus`, `node-1`, `local-0`).
+    server_name: String,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Trigger {
+    Commits(u64),
+    After(Duration),
+}
+
+/// What happened to one fault, times in seconds since the trial started (the history's
+/// clock).
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq)]
+pub struct FaultRecord {
+    /// The spec as given (one `--faults` item).
+    pub spec: String,
+    /// F1, F2, … (RELIABILITY.md's matrix).
+    pub class: String,
+    /// The server it hit.
+    pub target: String,
+    /// When it was injected (none: the work ended before its trigger).
+    pub injected_s: Option<f64>,
+    /// When it was healed.
+    pub healed_s: Option<f64>,
+    /// When the trial's own bus connection first noticed (a failed probe or a lost
+    /// connection), if it did.
+    pub probe_detected_s: Option<f64>,
+    /// Why an injection or heal failed.
+    pub error: Option<String>,
+}
+
+/// The servers of `bus` that faults can hit, in target order, with their names.
+fn servers(bus: &mut BusServer) -> Vec<(String, &mut NatsServer)> {
+    match bus {
+        BusServer::External { .. } => Vec::new(),
+        BusServer::Fixture(s) => vec![("bus".to_string(), s)],
+        BusServer::LeafNodes { hub, locals, .. } => {
+            let mut out = vec![("bus".to_string(), hub)];
+            out.extend(
+                locals
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(k, s)| (format!("local-{k}"), s)),
+            );
+            out
+        }
+        BusServer::Cluster(nodes) => nodes
+            .iter_mut()
+            .enumerate()
+            .map(|(k, s)| (format!("node-{k}"), s))
+            .collect(),
+    }
+}
+
+/// Draws the schedule from `seed`; refuses targets the bus layout does not have (naming the
+/// `faults` key).
+pub(crate) fn plan(
+    specs: &[FaultSpec],
+    seed: u64,
+    bus: &mut BusServer,
+) -> Result<Vec<Planned>, ConfigError> {
+    if specs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let cluster = matches!(bus, BusServer::Cluster(_));
+    let names: Vec<String> = servers(bus).into_iter().map(|(n, _)| n).collect();
+    let bad = |spec: &FaultSpec, reason: String| ConfigError::Invalid {
+        key: "faults".into(),
+        value: spec.to_string(),
+        reason,
+    };
+    // Its own stream, apart from the workload's: adding a fault changes no task.
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6661_756c_7473);
+    let mut out = Vec::new();
+    for spec in specs {
+        if names.is_empty() {
+            return Err(bad(
+                spec,
+                "faults need a bus herd starts (NATS_URL names an external one)".into(),
+            ));
+        }
+        let trigger = match spec.at {
+            When::Commits(n) => Trigger::Commits(n),
+            When::After { at, jitter } => {
+                let extra = rng.random_range(0..=jitter.as_millis() as u64);
+                Trigger::After(at + Duration::from_millis(extra))
+            }
+        };
+        // JetStream lives on the first server, or on every cluster node.
+        let holders = if cluster { names.len() } else { 1 };
+        let server = match spec.target {
+            Target::Bus => 0,
+            Target::Any => rng.random_range(0..holders),
+            Target::Node(k) if cluster && k < names.len() => k,
+            Target::Local(k) if !cluster && k + 1 < names.len() => k + 1,
+            Target::Node(_) | Target::Local(_) => {
+                return Err(bad(
+                    spec,
+                    format!("this bus has servers {}", names.join(", ")),
+                ));
+            }
+        };
+        out.push(Planned {
+            spec: *spec,
+            trigger,
+            server,
+            server_name: names[server].clone(),
+        });
+    }
+    Ok(out)
+}
+
+/// Everything the driver reads while it runs.
+pub(crate) struct DriverInput<'a> {
+    pub(crate) bus: &'a Bus,
+    pub(crate) progress: &'a Progress,
+    pub(crate) log: &'a EventLog,
+    /// The trial's time zero (the history's `t_ns` zero).
+    pub(crate) zero: Instant,
+    /// When the work began (time triggers count from here).
+    pub(crate) work_started: Instant,
+    /// Turns true when the work is over.
+    pub(crate) done: watch::Receiver<bool>,
+}
+
+/// Runs the schedule against `bus_server`; returns one record per planned fault.
+pub(crate) async fn run(
+    planned: Vec<Planned>,
+    bus_server: &mut BusServer,
+    mut input: DriverInput<'_>,
+) -> Vec<FaultRecord> {
+    let mut out = Vec::new();
+    for p in planned {
+        let mut record = FaultRecord {
+            spec: p.spec.to_string(),
+            class: p.spec.kind.class().to_string(),
+            target: p.server_name.clone(),
+            ..Default::default()
+        };
+        if !wait_trigger(p.trigger, &mut input).await {
+            out.push(record);
+            continue;
+        }
+        let secs = |at: Instant| at.saturating_duration_since(input.zero).as_secs_f64();
+        let mut list = servers(bus_server);
+        let server = &mut *list[p.server].1;
+        let log_line = |phase: Phase, error: Option<String>| {
+            input
+                .log
+                .record(Op::Fault, phase, "herd-faults", &p.server_name, |ev| {
+                    ev.outcome = Some(p.spec.to_string());
+                    ev.error = error;
+                });
+        };
+        let injected = Instant::now();
+        if let Err(e) = inject(p.spec.kind, server) {
+            record.error = Some(format!("inject: {e}"));
+            log_line(Phase::Fail, record.error.clone());
+            out.push(record);
+            continue;
+        }
+        log_line(Phase::Invoke, None);
+        record.injected_s = Some(secs(injected));
+        let noticed = notice(input.bus, p.spec.hold).await;
+        record.probe_detected_s = noticed.map(secs);
+        let healed = heal(p.spec.kind, server);
+        record.healed_s = Some(secs(Instant::now()));
+        match healed {
+            Ok(()) => log_line(Phase::Ok, None),
+            Err(e) => {
+                record.error = Some(format!("heal: {e}"));
+                log_line(Phase::Fail, record.error.clone());
+            }
+        }
+        tracing::info!(fault = %p.spec, target = %p.server_name, "fault healed");
+        out.push(record);
+    }
+    out
+}
+
+/// Waits for the trigger; false when the work ended first.
+async fn wait_trigger(trigger: Trigger, input: &mut DriverInput<'_>) -> bool {
+    loop {
+        if *input.done.borrow() {
+            return false;
+        }
+        let reached = match trigger {
+            Trigger::Commits(n) => input.progress.counts().1 >= n,
+            Trigger::After(at) => input.work_started.elapsed() >= at,
+        };
+        if reached {
+            return true;
+        }
+        tokio::select! {
+            _ = input.done.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(10)) => {}
+        }
+    }
+}
+
+fn inject(kind: FaultKind, server: &mut NatsServer) -> Result<(), String> {
+    match kind {
+        FaultKind::BusKill => server.kill().map_err(|e| e.to_string()),
+        FaultKind::BusStop => signal(server, libc::SIGSTOP),
+    }
+}
+
+fn heal(kind: FaultKind, server: &mut NatsServer) -> Result<(), String> {
+    match kind {
+        // Same store, same port; blocks until the server answers (other workers run on).
+        FaultKind::BusKill => {
+            tokio::task::block_in_place(|| server.restart()).map_err(|e| e.to_string())
+        }
+        FaultKind::BusStop => signal(server, libc::SIGCONT),
+    }
+}
+
+fn signal(server: &NatsServer, sig: libc::c_int) -> Result<(), String> {
+    let pid = server.pid().ok_or("the server is not running")?;
+    // SAFETY: kill(2) on a child process this trial started.
+    match unsafe { libc::kill(pid as libc::pid_t, sig) } {
+        0 => Ok(()),
+        _ => Err(std::io::Error::last_os_error().to_string()),
+    }
+}
+
+/// Holds the fault for `hold` while probing the trial's own bus connection every 50 ms (a
+/// lost connection, or a read that takes over 250 ms); returns when it first noticed.
+async fn notice(bus: &Bus, hold: Duration) -> Option<Instant> {
+    let until = Instant::now() + hold;
+    let mut noticed = None;
+    while Instant::now() < until {
+        let left = until.saturating_duration_since(Instant::now());
+        if noticed.is_none() && left >= Duration::from_millis(250) {
+            let lost = !bus.is_connected();
+            let probe =
+                tokio::time::timeout(Duration::from_millis(250), bus.task("herd-fault-probe"));
+            if lost || !matches!(probe.await, Ok(Ok(_))) {
+                noticed = Some(Instant::now());
+            }
+        }
+        tokio::time::sleep(
+            Duration::from_millis(50).min(until.saturating_duration_since(Instant::now())),
+        )
+        .await;
+    }
+    noticed
+}

@@ -1,0 +1,384 @@
+//! What faults a trial injects, when, for how long and where: [`FaultSpec`], written
+//! `KIND@WHEN[+HOLD][:TARGET]` on the command line and in `HERD_FAULTS` (several joined by
+//! `;`), or as `[[faults]]` tables in TOML. And the SLA each fault is measured against
+//! ([`FaultSla`]).
+//!
+//! - `KIND`: `bus-kill` (F1: the nats-server SIGKILLed, restarted on the same store and port
+//!   after HOLD) or `bus-stop` (F2: SIGSTOPped for HOLD, then SIGCONT).
+//! - `WHEN`: `commits=N` (once the herd has N commits on the trunk) or a time since the work
+//!   started, `5s`, with an optional seeded jitter: `5s~2s` is somewhere in 5–7 s.
+//! - `HOLD`: how long the fault lasts (default 1 s), `500ms`, `8s`.
+//! - `TARGET`: `bus` (default: the server holding JetStream; node 0 of a cluster), `node-K`
+//!   (a cluster node), `local-K` (a leaf-node server), or `any` (a seeded pick among the
+//!   servers holding JetStream).
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// The fault classes herd injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum FaultKind {
+    /// F1: the bus server SIGKILLed, then restarted on the same store and port.
+    BusKill,
+    /// F2: the bus server SIGSTOPped, then SIGCONTed.
+    BusStop,
+}
+
+impl FaultKind {
+    /// The name flags and files use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FaultKind::BusKill => "bus-kill",
+            FaultKind::BusStop => "bus-stop",
+        }
+    }
+
+    /// The fault's class in RELIABILITY.md's matrix.
+    pub fn class(self) -> &'static str {
+        match self {
+            FaultKind::BusKill => "F1",
+            FaultKind::BusStop => "F2",
+        }
+    }
+
+    const ALL: [FaultKind; 2] = [FaultKind::BusKill, FaultKind::BusStop];
+}
+
+/// When a fault starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum When {
+    /// Once the herd's leaves have reported this many commits.
+    Commits(u64),
+    /// This long after the work started, plus a seeded draw from `0..=jitter`.
+    After {
+        /// The earliest start.
+        at: Duration,
+        /// The widest seeded delay on top.
+        jitter: Duration,
+    },
+}
+
+/// Which server a fault hits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// The server holding JetStream (node 0 of a cluster).
+    Bus,
+    /// Cluster node K (`cluster3`).
+    Node(usize),
+    /// Leaf-node server K (`leafnodes`).
+    Local(usize),
+    /// A seeded pick among the servers holding JetStream.
+    Any,
+}
+
+/// One fault of the schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FaultSpec {
+    /// What happens.
+    pub kind: FaultKind,
+    /// When it starts.
+    pub at: When,
+    /// How long it lasts.
+    pub hold: Duration,
+    /// Where.
+    pub target: Target,
+}
+
+/// The longest a fault may last: a trial is bounded.
+pub const MAX_HOLD: Duration = Duration::from_secs(600);
+
+impl fmt::Display for FaultSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@", self.kind.as_str())?;
+        match self.at {
+            When::Commits(n) => write!(f, "commits={n}")?,
+            When::After { at, jitter } => {
+                write!(f, "{}", humantime::format_duration(at))?;
+                if !jitter.is_zero() {
+                    write!(f, "~{}", humantime::format_duration(jitter))?;
+                }
+            }
+        }
+        write!(f, "+{}", humantime::format_duration(self.hold))?;
+        match self.target {
+            Target::Bus => Ok(()),
+            Target::Node(k) => write!(f, ":node-{k}"),
+            Target::Local(k) => write!(f, ":local-{k}"),
+            Target::Any => write!(f, ":any"),
+        }
+    }
+}
+
+fn duration(text: &str, what: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{what} {text:?}: {e} (e.g. 500ms, 2s)"))
+}
+
+impl FromStr for FaultSpec {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<FaultSpec, String> {
+        let s = s.trim();
+        let (kind, rest) = s
+            .split_once('@')
+            .ok_or_else(|| format!("{s:?}: expected KIND@WHEN[+HOLD][:TARGET]"))?;
+        let kind = FaultKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == kind.trim())
+            .ok_or_else(|| format!("unknown fault {kind:?} (bus-kill or bus-stop)"))?;
+        let (rest, target) = match rest.split_once(':') {
+            Some((r, t)) => (r, t.trim().parse::<Target>()?),
+            None => (rest, Target::Bus),
+        };
+        let (when, hold) = match rest.split_once('+') {
+            Some((w, h)) => (w, duration(h, "hold")?),
+            None => (rest, Duration::from_secs(1)),
+        };
+        let at = match when.trim().strip_prefix("commits=") {
+            Some(n) => When::Commits(
+                n.trim()
+                    .parse()
+                    .map_err(|_| format!("commits={n}: not a whole number"))?,
+            ),
+            None => {
+                let (at, jitter) = match when.split_once('~') {
+                    Some((a, j)) => (duration(a, "start")?, duration(j, "jitter")?),
+                    None => (duration(when, "start")?, Duration::ZERO),
+                };
+                When::After { at, jitter }
+            }
+        };
+        if hold.is_zero() || hold > MAX_HOLD {
+            return Err(format!(
+                "hold {}: must be more than 0 and at most 10m",
+                humantime::format_duration(hold)
+            ));
+        }
+        Ok(FaultSpec {
+            kind,
+            at,
+            hold,
+            target,
+        })
+    }
+}
+
+impl FromStr for Target {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Target, String> {
+        let index = |n: &str| {
+            n.parse::<usize>()
+                .map_err(|_| format!("target {s:?}: not a number after the dash"))
+        };
+        match s {
+            "bus" => Ok(Target::Bus),
+            "any" => Ok(Target::Any),
+            _ => match (s.strip_prefix("node-"), s.strip_prefix("local-")) {
+                (Some(n), _) => Ok(Target::Node(index(n)?)),
+                (_, Some(n)) => Ok(Target::Local(index(n)?)),
+                _ => Err(format!(
+                    "unknown target {s:?} (bus, node-K, local-K or any)"
+                )),
+            },
+        }
+    }
+}
+
+/// Parses `SPEC;SPEC;…` (empty parts are skipped).
+pub fn parse_list(text: &str) -> Result<Vec<FaultSpec>, String> {
+    text.split(';')
+        .filter(|p| !p.trim().is_empty())
+        .map(str::parse)
+        .collect()
+}
+
+/// A whole `--faults` value (a newtype, so the flag parses as one value, not a list of them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FaultList(pub Vec<FaultSpec>);
+
+impl FromStr for FaultList {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<FaultList, String> {
+        parse_list(s).map(FaultList)
+    }
+}
+
+/// The schedule written back as one `--faults` value.
+pub fn list_string(faults: &[FaultSpec]) -> String {
+    faults
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(";")
+}
+
+impl Serialize for FaultSpec {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for FaultSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<FaultSpec, D::Error> {
+        /// `[[faults]]` in TOML: the same parts as the one-line form, as keys.
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Table {
+            kind: String,
+            at: String,
+            hold: Option<String>,
+            target: Option<String>,
+        }
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            Line(String),
+            Table(Table),
+        }
+        let line = match Form::deserialize(d)? {
+            Form::Line(line) => line,
+            Form::Table(t) => format!(
+                "{}@{}+{}:{}",
+                t.kind,
+                t.at,
+                t.hold.as_deref().unwrap_or("1s"),
+                t.target.as_deref().unwrap_or("bus")
+            ),
+        };
+        line.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a fault must meet; a miss fails the trial (exit 1). Written
+/// `detect=3s,recover=10s,rate=30s` on the command line, a `[fault_sla]` table in TOML.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultSla {
+    /// From injection to the first report of it (ms). Default 3000.
+    pub detect_ms: u64,
+    /// From heal to the first successful operation of the affected kind (ms). Default 10000.
+    pub recover_ms: u64,
+    /// From heal until the herd commits at ≥ 80 % of its pre-fault rate again (ms).
+    /// Default 30000.
+    pub rate_ms: u64,
+}
+
+impl Default for FaultSla {
+    fn default() -> Self {
+        FaultSla {
+            detect_ms: 3000,
+            recover_ms: 10_000,
+            rate_ms: 30_000,
+        }
+    }
+}
+
+impl FromStr for FaultSla {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<FaultSla, String> {
+        let mut sla = FaultSla::default();
+        for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?}: expected KEY=DURATION"))?;
+            let ms = duration(value, key)?.as_millis() as u64;
+            match key.trim() {
+                "detect" => sla.detect_ms = ms,
+                "recover" => sla.recover_ms = ms,
+                "rate" => sla.rate_ms = ms,
+                other => return Err(format!("unknown SLA key {other:?} (detect, recover, rate)")),
+            }
+        }
+        Ok(sla)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_line_form_round_trips() {
+        for line in [
+            "bus-kill@commits=100+1s",
+            "bus-stop@5s~2s+8s:node-2",
+            "bus-kill@2s+500ms:any",
+            "bus-stop@commits=0+1s:local-3",
+        ] {
+            let spec: FaultSpec = line.parse().unwrap();
+            assert_eq!(spec.to_string(), line);
+        }
+        let spec: FaultSpec = "bus-kill@commits=7".parse().unwrap();
+        assert_eq!(spec.hold, Duration::from_secs(1));
+        assert_eq!(spec.target, Target::Bus);
+    }
+
+    #[test]
+    fn bad_specs_name_the_part() {
+        for (line, says) in [
+            ("bus-nuke@1s", "unknown fault"),
+            ("bus-kill", "KIND@WHEN"),
+            ("bus-kill@commits=x", "not a whole number"),
+            ("bus-kill@1s+0s", "more than 0"),
+            ("bus-kill@1s+11m", "at most 10m"),
+            ("bus-kill@soon", "start"),
+            ("bus-kill@1s:moon", "unknown target"),
+        ] {
+            let err = line.parse::<FaultSpec>().unwrap_err();
+            assert!(err.contains(says), "{line}: {err}");
+        }
+    }
+
+    #[test]
+    fn toml_takes_tables_and_lines() {
+        #[derive(Deserialize)]
+        struct File {
+            faults: Vec<FaultSpec>,
+            fault_sla: FaultSla,
+        }
+        let file: File = toml::from_str(
+            r#"
+            faults = ["bus-stop@3s+4s"]
+            [fault_sla]
+            detect_ms = 500
+            "#,
+        )
+        .unwrap();
+        assert_eq!(file.faults[0].to_string(), "bus-stop@3s+4s");
+        assert_eq!(file.fault_sla.detect_ms, 500);
+        assert_eq!(file.fault_sla.rate_ms, FaultSla::default().rate_ms);
+        let file: File = toml::from_str(
+            r#"
+            [[faults]]
+            kind = "bus-kill"
+            at = "commits=50"
+            hold = "2s"
+            target = "node-1"
+            [fault_sla]
+            "#,
+        )
+        .unwrap();
+        assert_eq!(file.faults[0].to_string(), "bus-kill@commits=50+2s:node-1");
+    }
+
+    #[test]
+    fn sla_flags_parse_and_refuse_unknown_keys() {
+        let sla: FaultSla = "detect=500ms,rate=1m".parse().unwrap();
+        assert_eq!(
+            (sla.detect_ms, sla.recover_ms, sla.rate_ms),
+            (500, 10_000, 60_000)
+        );
+        assert!(
+            "speed=1s"
+                .parse::<FaultSla>()
+                .unwrap_err()
+                .contains("unknown SLA key")
+        );
+    }
+}
