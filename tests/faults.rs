@@ -1,0 +1,116 @@
+//! Faults injected mid-run through the example (`--faults`), on a real nats-server: the trial
+//! loses nothing, every task closes once, the history check passes, and the fault is measured
+//! (detected, healed, recovered) within its SLA. A fault that never fires, and a target the bus
+//! does not have, are refused loudly.
+
+mod common;
+
+use common::herd;
+
+const TASKS: u64 = 4 * 40;
+
+/// Runs a 4 × 40 trial with `faults`; returns (exit code, results, stdout, events).
+fn trial(faults: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args = vec![
+        "--agents",
+        "4",
+        "--tasks-per-agent",
+        "40",
+        "--faults",
+        faults,
+        "--out",
+    ];
+    args.push(dir.path().to_str().unwrap());
+    args.extend_from_slice(extra);
+    let out = herd(&args, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let results = std::fs::read_to_string(dir.path().join("results.json"))
+        .map(|t| serde_json::from_str(&t).unwrap())
+        .unwrap_or(serde_json::Value::Null);
+    let events = std::fs::read_to_string(dir.path().join("events.jsonl")).unwrap_or_default();
+    (
+        out.status.code(),
+        results,
+        format!("{stdout}\n--- stderr ---\n{stderr}"),
+        events,
+    )
+}
+
+/// The run passed exactly and its one fault was injected, healed, noticed and recovered from.
+fn assert_survived(faults: &str, class: &str) {
+    let (code, r, out, events) = trial(faults, &[]);
+    assert_eq!(code, Some(0), "{out}");
+    let c = &r["counters"];
+    for key in ["tasks_closed", "hub_commits", "commits_on_trunk"] {
+        assert_eq!(c[key].as_u64(), Some(TASKS), "{key} in {c}");
+    }
+    assert_eq!(c["commits_lost"].as_u64(), Some(0));
+    assert_eq!(c["tasks_failed"].as_u64(), Some(0));
+    assert_eq!(r["history_check"]["verdict"], "pass");
+
+    let f = &r["faults"][0];
+    assert_eq!(f["class"], class, "{f}");
+    assert_eq!(f["spec"], faults);
+    let (injected, healed) = (
+        f["injected_s"].as_f64().expect("injected"),
+        f["healed_s"].as_f64().expect("healed"),
+    );
+    assert!(healed > injected, "{f}");
+    assert!(
+        f["detect_ms"].as_f64().is_some(),
+        "the bus probe notices: {f}"
+    );
+    assert!(f["recover_ms"].as_f64().is_some(), "work went on: {f}");
+    assert_eq!(f["missed"], serde_json::json!([]), "{f}");
+    let gate = r["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == format!("fault.0.{class}"))
+        .expect("a gate per fault");
+    assert_eq!(gate["passed"], true);
+
+    // The history says when, in the same clock as every other line.
+    let lines: Vec<serde_json::Value> = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &serde_json::Value| e["op"] == "fault")
+        .collect();
+    let phases: Vec<&str> = lines.iter().map(|e| e["phase"].as_str().unwrap()).collect();
+    assert_eq!(phases, ["invoke", "ok"], "{lines:?}");
+    assert!(lines.iter().all(|e| e["outcome"] == faults));
+    let repro = out.lines().find(|l| l.contains("repro:")).expect(&out);
+    assert!(repro.contains(&format!("--faults '{faults}'")), "{repro}");
+    assert!(repro.contains("--seed 1"), "{repro}");
+}
+
+#[test]
+fn f1_the_bus_killed_and_restarted_mid_run_loses_nothing() {
+    assert_survived("bus-kill@commits=40+1s", "F1");
+}
+
+#[test]
+fn f2_the_bus_frozen_past_the_request_timeout_loses_nothing() {
+    assert_survived("bus-stop@commits=40+3s", "F2");
+}
+
+#[test]
+fn a_fault_that_never_fires_fails_the_trial() {
+    let (code, r, out, _) = trial("bus-kill@commits=100000", &[]);
+    assert_eq!(code, Some(1), "{out}");
+    let missed = r["faults"][0]["missed"][0].as_str().unwrap_or_default();
+    assert!(missed.contains("work ended before its trigger"), "{r}");
+    assert!(out.contains("gate fault.0.F1: FAIL"), "{out}");
+}
+
+#[test]
+fn a_target_the_bus_does_not_have_is_a_config_error() {
+    let (code, _, out, _) = trial("bus-kill@1s:node-5", &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("faults") && out.contains("node-5"), "{out}");
+    let (code, _, out, _) = trial("bus-nuke@1s", &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("unknown fault"), "{out}");
+}
