@@ -19,6 +19,11 @@
 //!   permission list; [`Bus::join`] binds as a leaf (creates nothing). The hub's [`Bus`] makes
 //!   the KV streams refuse rollups and purges, so writing one key is not the power to wipe all.
 //! - Task records ([`tasks`]): create, read, and compare-and-swap update with a typed conflict.
+//! - Lost replies: a KV read that timed out is repeated; a KV write that failed is **settled**
+//!   by reading the key back (done if it holds what was written, sent again if untouched, lost
+//!   otherwise), so a dying or frozen server never turns one write into a failure or a double;
+//!   turn messages carry a `Nats-Msg-Id` and are repeated. Requests time out after 2 s and the
+//!   client reconnects within 1 s of a server's return.
 //! - [`dump`]: every stored revision of a bucket, for the history checker.
 //! - [`BusServer`] ([`server`]): the topology seam — an external server named by `NATS_URL`, or
 //!   servers started for the run in a [`BusLayout`]: `Direct` (one server), `LeafNodes` (the

@@ -3,12 +3,14 @@
 use std::collections::BTreeMap;
 
 use crate::artifacts::{Artifacts, load};
-use crate::invariants::{commits, hygiene, ledger, tasks, tips, violation};
+use crate::invariants::{commits, fencing, hygiene, ledger, tasks, tips, violation};
 use crate::report::{CheckReport, Verdict};
 use crate::trunk;
 
 /// The invariants `check` evaluates, in order.
-pub const INVARIANTS: &[&str] = &["I1", "I1b", "I2", "I3", "I4", "I4b", "I6", "I9", "I11"];
+pub const INVARIANTS: &[&str] = &[
+    "I1", "I1b", "I2", "I3", "I4", "I4b", "I6", "I7", "I8", "I9", "I11",
+];
 
 /// Checks a run's artifacts.
 pub fn check(a: &Artifacts) -> CheckReport {
@@ -52,6 +54,8 @@ pub fn check(a: &Artifacts) -> CheckReport {
     v.extend(commits::trunk_shape(&loaded.repo, &trunk, &loaded.hub));
     v.extend(commits::commits_stay_in_slot(&trunk, seed, &slots));
     v.extend(commits::commits_accounted(&loaded.events, &trunk, seed));
+    v.extend(tasks::no_task_stuck(&loaded.events, &loaded.kv_tasks));
+    v.extend(fencing::pushes_fenced(&loaded.events, &trunk, seed));
     let roots =
         std::iter::once(a.hub_repo.as_path()).chain(loaded.leaf_dirs.iter().map(|p| p.as_path()));
     v.extend(hygiene::no_leftovers(roots));

@@ -16,6 +16,8 @@ pub struct TrunkCommit {
     pub paths: Vec<String>,
     /// Task named by a `Herd-Claim: <task>@<epoch>` trailer, if any.
     pub task: Option<String>,
+    /// The claim epoch that trailer names.
+    pub epoch: Option<u64>,
 }
 
 /// The trunk, oldest first.
@@ -41,12 +43,14 @@ pub fn read(repo: &Repository) -> Result<Vec<TrunkCommit>, git2::Error> {
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .collect();
+        let message = commit.message().unwrap_or("");
         out.push(TrunkCommit {
             oid: commit.id(),
             parents: commit.parent_count(),
             author: commit.author().name().unwrap_or("").to_string(),
             paths,
-            task: claim_trailer(commit.message().unwrap_or("")),
+            task: claim_trailer(message),
+            epoch: claim_epoch(message),
         });
     }
     Ok(out)
@@ -64,9 +68,17 @@ pub fn claim_trailer(message: &str) -> Option<String> {
     })
 }
 
+/// The epoch of a `Herd-Claim: <task>@<epoch>` trailer.
+pub fn claim_epoch(message: &str) -> Option<u64> {
+    message.lines().rev().find_map(|l| {
+        let rest = l.trim().strip_prefix("Herd-Claim:")?.trim();
+        rest.rsplit_once('@')?.1.trim().parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::claim_trailer;
+    use super::{claim_epoch, claim_trailer};
 
     #[test]
     fn trailer_names_the_task() {
@@ -75,5 +87,7 @@ mod tests {
             Some("leaf-1.t7")
         );
         assert_eq!(claim_trailer("seed"), None);
+        assert_eq!(claim_epoch("x\n\nHerd-Claim: leaf-1.t7@42\n"), Some(42));
+        assert_eq!(claim_epoch("Herd-Claim: leaf-1.t7"), None);
     }
 }

@@ -106,7 +106,9 @@ impl Run {
                     json!({"state": "open", "leaf": leaf}),
                     t,
                 ));
-                events.push(ev(Op::Claim, Phase::Ok, leaf, &task, t + 1));
+                let mut claim = ev(Op::Claim, Phase::Ok, leaf, &task, t + 1);
+                claim.claim_rev = Some(1);
+                events.push(claim);
                 kv_claims.push(kv(
                     &task,
                     rev,
@@ -123,7 +125,11 @@ impl Run {
                     &[tip],
                 );
                 tip = oid;
+                let mut push = ev(Op::Commit, Phase::Invoke, leaf, &task, t + 2);
+                push.claim_rev = Some(1);
+                events.push(push);
                 let mut c = ev(Op::Commit, Phase::Ok, leaf, &task, t + 2);
+                c.claim_rev = Some(1);
                 c.oid = Some(oid.to_string());
                 events.push(c);
                 commits.push((task.clone(), oid));
@@ -168,6 +174,14 @@ impl Run {
             hub,
             commits,
         }
+    }
+
+    /// A successful claim (epoch 1, as every fixture commit's trailer names) of `task` by
+    /// `leaf`, so a commit added by a test is not also an I8 finding.
+    fn claimed(&mut self, leaf: &str, task: &str) {
+        let mut claim = ev(Op::Claim, Phase::Ok, leaf, task, 1);
+        claim.claim_rev = Some(1);
+        self.events.push(claim);
     }
 
     fn ledger_states(&self, leaf: &str) -> Vec<(String, String)> {
@@ -291,7 +305,7 @@ fn a_valid_history_passes_every_invariant() {
     let report = check(&run.write());
     assert_eq!(report.violations, vec![]);
     assert_eq!(report.verdict, Verdict::Pass);
-    assert_eq!(report.summary_line(), "history check: PASS (9 invariants)");
+    assert_eq!(report.summary_line(), "history check: PASS (11 invariants)");
 }
 
 #[test]
@@ -303,11 +317,55 @@ fn i1_a_close_recorded_twice() {
 }
 
 #[test]
-fn i1_a_task_never_closed() {
+fn i1_and_i7_a_task_never_closed() {
     let mut run = Run::valid();
     run.events
         .retain(|e| !(e.op == Op::Close && e.task.as_deref() == Some("leaf-0.t1")));
-    only(&run, "I1", "task leaf-0.t1 was opened but never closed");
+    let v = violations(&run);
+    assert_eq!(v.len(), 2, "{v:?}");
+    assert!(v.contains(&(
+        "I1".to_string(),
+        "task leaf-0.t1 was opened but never closed".to_string()
+    )));
+    // I7 says where it stopped: after its commit, with the bus holding it closed.
+    assert!(
+        v.iter().any(|(i, m)| i == "I7"
+            && m.starts_with("task leaf-0.t1 is stuck: last step commit ok by leaf-0")
+            && m.ends_with("the bus says closed")),
+        "{v:?}"
+    );
+}
+
+#[test]
+fn i8_a_push_from_a_lapsed_holder() {
+    // leaf-1 claimed leaf-0.t0 (epoch 2) before leaf-0's push under epoch 1 began: a fencing
+    // hub refuses that push; one that landed is named.
+    let mut run = Run::valid();
+    let began = run
+        .events
+        .iter()
+        .find(|e| e.op == Op::Commit && e.task.as_deref() == Some("leaf-0.t0"))
+        .map(|e| e.t_ns)
+        .unwrap();
+    let mut reclaim = ev(Op::Claim, Phase::Ok, "leaf-1", "leaf-0.t0", began - 1);
+    reclaim.claim_rev = Some(2);
+    run.events.push(reclaim);
+    only(&run, "I8", "leaf-1 held it with epoch 2");
+}
+
+#[test]
+fn i8_an_epoch_the_author_never_held() {
+    let mut run = Run::valid();
+    for e in run.events.iter_mut().filter(|e| e.op == Op::Claim) {
+        e.claim_rev = Some(7);
+    }
+    let v = violations(&run);
+    assert_eq!(v.len(), 4, "one per trunk commit: {v:?}");
+    assert!(
+        v.iter()
+            .all(|(i, m)| i == "I8" && m.contains("which no claim of")),
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -347,6 +405,7 @@ fn i2_a_merge_commit_on_the_trunk() {
     run.set_main(merge);
     // Account for the two commits so only the merge itself is the finding.
     for (task, oid) in [("leaf-0.side", side), ("leaf-0.merge", merge)] {
+        run.claimed("leaf-0", task);
         let mut c = ev(Op::Commit, Phase::Ok, "leaf-0", task, 500);
         c.oid = Some(oid.to_string());
         run.events.push(c);
@@ -376,6 +435,7 @@ fn i3_a_commit_outside_its_slot() {
         &[run.tip()],
     );
     run.set_main(oid);
+    run.claimed("leaf-0", "leaf-0.t9");
     let mut c = ev(Op::Commit, Phase::Ok, "leaf-0", "leaf-0.t9", 900);
     c.oid = Some(oid.to_string());
     run.events.push(c);
@@ -422,6 +482,7 @@ fn i4_an_extra_trunk_commit_nobody_reported() {
         &[run.tip()],
     );
     run.set_main(extra);
+    run.claimed("leaf-1", "leaf-1.t8");
     run.hub.commits_landed += 1;
     only(
         &run,

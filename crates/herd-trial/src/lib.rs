@@ -18,6 +18,9 @@
 //!
 //! [`diff`] is `herd diff OLD NEW`: a regression table between two runs or two sweeps.
 //!
+//! [`faults`] injects a seeded schedule of real faults beside the work (it may signal and
+//! restart only the bus servers this trial started) and measures each against an SLA.
+//!
 //! Where leaves run is one seam, [`leaves::LeafSet`]: tasks of this process, or `herd leaf`
 //! children ([`leaves::children`]) stepped through the run over a line protocol
 //! ([`leaves::wire`]); both open leaves with [`leaves::open_leaf`] and run

@@ -2,6 +2,7 @@
 //! violations it found; none consults a counter of the runner.
 
 pub mod commits;
+pub mod fencing;
 pub mod hygiene;
 pub mod ledger;
 pub mod tasks;

@@ -1,5 +1,7 @@
 //! I1: every planned task was opened, and every opened task has exactly one successful close.
 //! I1b: server-side claim intervals of one task never overlap.
+//! I7: liveness — no task is left stuck; each one that did not close is listed with its last
+//!     step and the state the bus holds for it.
 
 use std::collections::BTreeMap;
 
@@ -80,6 +82,62 @@ pub fn each_opened_task_closed_once(events: &[HistoryEvent]) -> Vec<Violation> {
     out
 }
 
+/// I7. Every opened task closed by the end of the run (its drain included); each that did not
+/// is named with where it stopped: its last history step and its final `herd-tasks` state.
+pub fn no_task_stuck(events: &[HistoryEvent], kv_tasks: &[KvRecord]) -> Vec<Violation> {
+    let mut last: BTreeMap<&str, &HistoryEvent> = BTreeMap::new();
+    let mut opened = std::collections::BTreeSet::new();
+    let mut closed = std::collections::BTreeSet::new();
+    for e in events {
+        let Some(task) = e.task.as_deref() else {
+            continue;
+        };
+        match (e.op, e.phase) {
+            (Op::Open, Phase::Ok) => {
+                opened.insert(task);
+            }
+            (Op::Close, Phase::Ok) => {
+                closed.insert(task);
+            }
+            _ => {}
+        }
+        let entry = last.entry(task).or_insert(e);
+        if e.t_ns >= entry.t_ns {
+            *entry = e;
+        }
+    }
+    let mut state: BTreeMap<&str, (u64, &str)> = BTreeMap::new();
+    for r in kv_tasks.iter().filter(|r| r.operation == "put") {
+        let s = r.value["state"].as_str().unwrap_or("?");
+        let entry = state.entry(r.key.as_str()).or_insert((r.revision, s));
+        if r.revision >= entry.0 {
+            *entry = (r.revision, s);
+        }
+    }
+    opened
+        .difference(&closed)
+        .map(|task| {
+            let e = last[task];
+            let error = e
+                .error
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default();
+            let bus = state.get(task).map_or("no record", |(_, s)| s);
+            violation(
+                "I7",
+                format!(
+                    "task {task} is stuck: last step {} {} by {} at {:.3} s{error}; the bus says {bus}",
+                    format!("{:?}", e.op).to_lowercase(),
+                    format!("{:?}", e.phase).to_lowercase(),
+                    e.leaf,
+                    e.t_ns as f64 / 1e9
+                ),
+            )
+        })
+        .collect()
+}
+
 /// I1b. A put opens an interval `[created, created + ttl]`; a delete or purge ends it early.
 pub fn claim_intervals_disjoint(claims: &[KvRecord]) -> Vec<Violation> {
     let mut by_key: BTreeMap<&str, Vec<&KvRecord>> = BTreeMap::new();
@@ -126,6 +184,43 @@ pub fn claim_intervals_disjoint(claims: &[KvRecord]) -> Vec<Violation> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    fn step(op: Op, phase: Phase, task: &str, t: u64) -> HistoryEvent {
+        let mut e = HistoryEvent::new(op, phase, "leaf-0", "slot-0", t);
+        e.task = Some(task.into());
+        e
+    }
+
+    #[test]
+    fn a_stuck_task_is_listed_with_where_it_stopped() {
+        let mut failed = step(Op::Commit, Phase::Fail, "t2", 5_000_000_000);
+        failed.error = Some("bus: timed out".into());
+        let events = [
+            step(Op::Open, Phase::Ok, "t1", 1),
+            step(Op::Close, Phase::Ok, "t1", 2),
+            step(Op::Open, Phase::Ok, "t2", 3),
+            step(Op::Claim, Phase::Ok, "t2", 4),
+            failed,
+        ];
+        let kv_tasks = [kv_task("t2", 3, "claimed")];
+        let v = no_task_stuck(&events, &kv_tasks);
+        assert_eq!(v.len(), 1, "{v:?}");
+        let m = &v[0].message;
+        assert!(
+            m.contains("task t2 is stuck: last step commit fail by leaf-0 at 5.000 s"),
+            "{m}"
+        );
+        assert!(
+            m.contains("timed out") && m.ends_with("the bus says claimed"),
+            "{m}"
+        );
+    }
+
+    fn kv_task(key: &str, revision: u64, state: &str) -> KvRecord {
+        let mut r = kv(key, revision, "put", "leaf-0", 0);
+        r.value = json!({ "state": state });
+        r
+    }
 
     fn kv(key: &str, revision: u64, operation: &str, leaf: &str, created_ms: u64) -> KvRecord {
         KvRecord {
