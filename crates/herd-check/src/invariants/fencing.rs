@@ -92,7 +92,7 @@ mod tests {
 
     fn commit(author: &str, epoch: u64) -> TrunkCommit {
         TrunkCommit {
-            oid: git2::Oid::zero(),
+            oid: git2::Oid::ZERO_SHA1,
             parents: 1,
             author: author.into(),
             paths: Vec::new(),
