@@ -268,6 +268,14 @@ async fn connect_client(
     }
 }
 
+/// The longest pull request of the tip and turn subscribers. async-nats derives the idle
+/// heartbeat from it (half of it) and recreates an ordered consumer after two missed
+/// heartbeats; with its defaults (30 s, 15 s) a consumer lost with a cluster node went
+/// unnoticed for ~30 s, and a leaf stayed deaf to tips and turns that long (measured, F1 on
+/// `cluster3`). At 2 s a lost consumer is recreated within ~4 s, for one pull request per
+/// subscriber every 2 s.
+pub(crate) const PULL_MAX_EXPIRES: Duration = Duration::from_secs(2);
+
 /// Extra tries of a KV read that timed out or found no responder (backoff 200, 400, 800 ms).
 /// A request sent into a server that died is lost; the client reconnects to the restarted
 /// server within a second, but the request itself only times out. Reads are safe to repeat.

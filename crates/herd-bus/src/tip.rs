@@ -185,6 +185,7 @@ impl Bus {
                 // Bounds what one subscriber buffers: with payloads of up to the hub's cap a
                 // default batch of 500 could hold over 100 MiB per leaf.
                 max_batch: TIP_PULL_BATCH,
+                max_expires: crate::bus::PULL_MAX_EXPIRES,
                 ..Default::default()
             })
             .await

@@ -156,6 +156,7 @@ impl Bus {
             .create_consumer(OrderedConfig {
                 filter_subject: TURN_SUBJECTS.to_string(),
                 deliver_policy,
+                max_expires: crate::bus::PULL_MAX_EXPIRES,
                 ..Default::default()
             })
             .await

@@ -321,6 +321,9 @@ impl TipSync {
 /// wrote its last messages may hand their sequence numbers to new ones. Replays are idempotent.
 const RESUME_OVERLAP: u64 = 64;
 
+/// The wait before trying a failed resume again.
+pub(crate) const RESUME_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
 async fn run(
     mut tips: TipStream,
     ctx: Arc<SyncContext>,
@@ -333,10 +336,13 @@ async fn run(
     connections.borrow_and_update();
     let mut watching = true;
     let mut last_seq = 0u64;
+    // When a resume failed, the next try (the stream may have no leader for a while after a
+    // cluster node died: "no stream found", timeouts).
+    let mut retry: Option<tokio::time::Instant> = None;
     loop {
-        tokio::select! {
+        let resume_now = tokio::select! {
             _ = cancel.cancelled() => break,
-            Some(_) = pulls.join_next(), if !pulls.is_empty() => {}
+            Some(_) = pulls.join_next(), if !pulls.is_empty() => false,
             changed = connections.changed(), if watching => {
                 if changed.is_err() {
                     watching = false;
@@ -344,15 +350,10 @@ async fn run(
                 }
                 // Reconnected (perhaps to a restarted server that lost our consumer): take the
                 // stream up again from where this leaf was, at once.
-                match bus.tips_after(last_seq.saturating_sub(RESUME_OVERLAP)).await {
-                    Ok(resumed) => {
-                        tracing::debug!(leaf = %ctx.leaf, after = last_seq, "tip stream resumed after a reconnect");
-                        tips = resumed;
-                    }
-                    Err(e) => tracing::warn!(leaf = %ctx.leaf, error = %e, "resuming the tip stream after a reconnect"),
-                }
+                true
             }
-            next = tips.next() => match next {
+            _ = tokio::time::sleep_until(retry.unwrap_or_else(tokio::time::Instant::now)), if retry.is_some() => true,
+            next = tips.next() => { match next {
                 Some(Ok(event)) if policy == SyncPolicy::Payload => {
                     // Take whatever else already arrived: a leaf behind applies a run of
                     // payloads in one job on its worker.
@@ -384,7 +385,23 @@ async fn run(
                 }
                 Some(Err(e)) => tracing::warn!(leaf = %ctx.leaf, error = %e, "tip stream error"),
                 None => break,
-            },
+            }; false },
+        };
+        if resume_now {
+            match bus
+                .tips_after(last_seq.saturating_sub(RESUME_OVERLAP))
+                .await
+            {
+                Ok(resumed) => {
+                    tracing::debug!(leaf = %ctx.leaf, after = last_seq, "tip stream resumed");
+                    tips = resumed;
+                    retry = None;
+                }
+                Err(e) => {
+                    tracing::warn!(leaf = %ctx.leaf, error = %e, "resuming the tip stream; trying again");
+                    retry = Some(tokio::time::Instant::now() + RESUME_RETRY);
+                }
+            }
         }
     }
     while pulls.join_next().await.is_some() {}

@@ -136,26 +136,41 @@ impl Turns {
             let mut connections = bus.connections();
             connections.borrow_and_update();
             let mut watching = true;
+            let mut retry: Option<tokio::time::Instant> = None;
             loop {
-                tokio::select! {
+                let resume_now = tokio::select! {
                     changed = connections.changed(), if watching => {
                         if changed.is_err() {
                             watching = false;
                             continue;
                         }
-                        match bus.turns_after(stream.last_seq()).await {
-                            Ok(resumed) => stream = resumed,
-                            Err(e) => tracing::warn!(error = %e, "resuming the turn stream"),
+                        true
+                    }
+                    _ = tokio::time::sleep_until(retry.unwrap_or_else(tokio::time::Instant::now)), if retry.is_some() => true,
+                    next = stream.next() => {
+                        match next {
+                            Some(Ok(msg)) => {
+                                q.lock().expect("turn queue lock").apply(msg);
+                                n.notify_waiters();
+                            }
+                            Some(Err(e)) => tracing::warn!(error = %e, "turn stream error"),
+                            None => break,
+                        }
+                        false
+                    }
+                };
+                if resume_now {
+                    match bus.turns_after(stream.last_seq()).await {
+                        Ok(resumed) => {
+                            stream = resumed;
+                            retry = None;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "resuming the turn stream; trying again");
+                            retry =
+                                Some(tokio::time::Instant::now() + crate::tip_sync::RESUME_RETRY);
                         }
                     }
-                    next = stream.next() => match next {
-                        Some(Ok(msg)) => {
-                            q.lock().expect("turn queue lock").apply(msg);
-                            n.notify_waiters();
-                        }
-                        Some(Err(e)) => tracing::warn!(error = %e, "turn stream error"),
-                        None => break,
-                    },
                 }
             }
         });
