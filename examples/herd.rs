@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     let exports = telemetry.shutdown();
     match outcome {
         Ok(mut outcome) => {
-            outcome.results.telemetry = Some(exports);
+            outcome.results.take_telemetry(exports);
             if let Err(e) = outcome.results.write(&outcome.out_dir) {
                 eprintln!(
                     "herd: rewriting results in {}: {e}",

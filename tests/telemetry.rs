@@ -1,6 +1,7 @@
 //! OTLP export end to end: a smoke trial's spans arrive at an in-test OTLP/HTTP receiver, the
 //! trace crosses leaf → hub, the summary equals an independent count of the exported spans,
-//! the pre-flight refuses an HTML page, and a collector dying mid-run is reported, not hidden.
+//! the pre-flight refuses an HTML page, and a collector dying mid-run is reported, not hidden:
+//! the run is INCONCLUSIVE (exit 3, I5).
 
 use std::collections::HashSet;
 mod common;
@@ -206,7 +207,7 @@ async fn preflight_refuses_an_html_page_and_no_trial_runs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_collector_dying_mid_run_is_reported_and_the_trial_completes() {
+async fn a_collector_dying_mid_run_makes_the_trial_inconclusive_exit_3() {
     let receiver = OtlpReceiver::start(Mode::Otlp).await.unwrap();
     let out = tempfile::tempdir().unwrap();
     let (endpoint, dir) = (
@@ -232,17 +233,29 @@ async fn a_collector_dying_mid_run_is_reported_and_the_trial_completes() {
     receiver.stop();
     let run = run.await.unwrap();
     let text = stdout(&run);
-    assert_eq!(
-        run.status.code(),
-        Some(0),
-        "the trial itself passes: {text}"
-    );
+    // The work itself completes; the trace does not, so the run cannot pass (I5): exit 3,
+    // INCONCLUSIVE, end to end through the example.
+    assert_eq!(run.status.code(), Some(3), "{text}");
+    assert!(text.contains("verdict:            INCONCLUSIVE"), "{text}");
     let r = results(out.path());
     assert_eq!(r["counters"]["hub_commits"], 18);
+    assert_eq!(r["passed"], false);
+    assert_eq!(r["history_check"]["verdict"], "inconclusive");
+    assert!(
+        r["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|g| g["passed"] == true)
+    );
     let failed = r["telemetry"]["spans_failed"].as_u64().unwrap();
     assert!(failed > 0, "failed exports must be counted: {text}");
     assert!(
         text.contains(&format!("spans failed:       {failed}")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("I5: {failed} spans never reached")),
         "{text}"
     );
 }

@@ -276,23 +276,31 @@ async fn connect_client(
 /// subscriber every 2 s.
 pub(crate) const PULL_MAX_EXPIRES: Duration = Duration::from_secs(2);
 
-/// Extra tries of a KV read that timed out or found no responder (backoff 200, 400, 800 ms).
-/// A request sent into a server that died is lost; the client reconnects to the restarted
-/// server within a second, but the request itself only times out. Reads are safe to repeat.
-pub(crate) const READ_RETRIES: u32 = 3;
+/// How long a KV operation keeps trying while it fails transiently ([`BusError::is_transient`]):
+/// a request sent into a server that died is lost (the client reconnects within a second, but
+/// the request only times out), and a cluster that lost a node answers "no stream found" until
+/// the stream's new leader is elected (seen: ~5–8 s). Reads are safe to repeat; writes settle.
+pub(crate) const TRANSIENT_PATIENCE: Duration = Duration::from_secs(15);
 
-/// Runs the read `op` again while it fails transiently ([`BusError::is_transient`]).
+/// The wait before try `attempt` (1, 2, …) of an operation that failed transiently: 200 ms,
+/// doubling, at most 1 s.
+fn backoff(attempt: u32) -> Duration {
+    Duration::from_millis((100u64 << attempt.min(4)).min(1000))
+}
+
+/// Runs the read `op` again while it fails transiently, for up to [`TRANSIENT_PATIENCE`].
 pub(crate) async fn read_retrying<T, F, Fut>(mut op: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
+    let started = tokio::time::Instant::now();
     let mut attempt = 0;
     loop {
         match op().await {
-            Err(e) if e.is_transient() && attempt < READ_RETRIES => {
+            Err(e) if e.is_transient() && started.elapsed() < TRANSIENT_PATIENCE => {
                 attempt += 1;
-                tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+                tokio::time::sleep(backoff(attempt)).await;
             }
             other => return other,
         }
@@ -322,6 +330,7 @@ where
     S: FnMut() -> SF,
     SF: std::future::Future<Output = Result<Settled<T>>>,
 {
+    let started = tokio::time::Instant::now();
     let mut attempt = 0;
     loop {
         let failed = match op().await {
@@ -331,11 +340,11 @@ where
         let transient = failed.is_transient();
         attempt += 1;
         if transient {
-            tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
+            tokio::time::sleep(backoff(attempt)).await;
         }
         match settle().await? {
             Settled::Done(v) => return Ok(v),
-            Settled::Again if transient && attempt <= READ_RETRIES => {}
+            Settled::Again if transient && started.elapsed() < TRANSIENT_PATIENCE => {}
             Settled::Again => return Err(failed),
             Settled::Lost(e) => return Err(e),
         }

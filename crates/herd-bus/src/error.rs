@@ -189,14 +189,22 @@ pub enum BusError {
 pub type Result<T, E = BusError> = std::result::Result<T, E>;
 
 impl BusError {
-    /// A failure that may pass if the same read is tried again: a request that timed out or
-    /// found no responder, as while the client reconnects to a restarted server. (async-nats
-    /// reports these through per-operation error kinds; their messages are what they share.)
+    /// A failure that may pass if the same request is tried again: a request that timed out
+    /// or found no responder (the client reconnecting to a restarted server), or a stream with
+    /// no leader yet (a cluster electing one after losing a node: "no stream found",
+    /// "temporarily unavailable"). async-nats reports these through per-operation error
+    /// kinds; their messages are what they share.
     pub fn is_transient(&self) -> bool {
+        const TRANSIENT: [&str; 4] = [
+            "timed out",
+            "no responders",
+            "no stream found",
+            "temporarily unavailable",
+        ];
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(self);
         while let Some(e) = cause {
             let text = e.to_string();
-            if text.contains("timed out") || text.contains("no responders") {
+            if TRANSIENT.iter().any(|t| text.contains(t)) {
                 return true;
             }
             cause = e.source();

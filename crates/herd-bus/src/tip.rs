@@ -154,6 +154,43 @@ impl Bus {
             })
     }
 
+    /// Publishes the broadcast stored `back` messages before the stream's newest again, as a
+    /// new message (its `Nats-Msg-Id` gets a `~replay-<copy>` suffix, so the stream keeps it):
+    /// a duplicated and, to a leaf that has moved on, reordered tip (fault F9). Returns the
+    /// new message's sequence, or `None` when there is no such broadcast.
+    pub async fn replay_tip(&self, back: u64, copy: u64) -> Result<Option<u64>> {
+        let err = |op, e: Box<dyn std::error::Error + Send + Sync>| BusError::Stream {
+            stream: TIP_STREAM,
+            op,
+            source: e,
+        };
+        let stream = self
+            .js
+            .get_stream(TIP_STREAM)
+            .await
+            .map_err(|e| err("bind", Box::new(e)))?;
+        let last = stream.cached_info().state.last_sequence;
+        let Some(seq) = last.checked_sub(back).filter(|s| *s > 0) else {
+            return Ok(None);
+        };
+        let Ok(message) = stream.get_raw_message(seq).await else {
+            return Ok(None);
+        };
+        let mut headers = message.headers.clone();
+        let id = headers
+            .get("Nats-Msg-Id")
+            .map_or_else(|| format!("seq-{seq}"), |v| v.as_str().to_string());
+        headers.insert("Nats-Msg-Id", format!("{id}~replay-{copy}").as_str());
+        let ack = self
+            .js
+            .publish_with_headers(TIP_SUBJECT, headers, message.payload)
+            .await
+            .map_err(|e| err("replay", Box::new(e)))?
+            .await
+            .map_err(|e| err("replay", Box::new(e)))?;
+        Ok(Some(ack.sequence))
+    }
+
     /// Broadcasts published after this call.
     pub async fn tips(&self) -> Result<TipStream> {
         self.tips_with(DeliverPolicy::New).await

@@ -147,6 +147,11 @@ struct SyncState {
     pending: Option<(u64, Oid)>,
     /// Newest broadcast seen (sequence, tip): what an on-demand leaf fetches up to.
     newest: Option<(u64, Oid)>,
+    /// The leaf's own push, reported as its view when its broadcast arrived before the push's
+    /// reply moved the view: (that commit, its parent = the view then). While the view is
+    /// still that parent, the push is the view reported — so a replay of the parent that
+    /// arrives next cannot read as the view moving backwards (found by fault F9).
+    ahead: Option<(String, String)>,
 }
 
 pub(crate) struct SyncContext {
@@ -468,7 +473,39 @@ async fn settle_old(ctx: &SyncContext, tip: &TipChanged, before: Option<String>)
         tracing::Span::current().record("tip.backwards", true);
         tracing::debug!(leaf = %ctx.leaf, oid = %tip.oid, seq = tip.seq, "broadcast moves backwards: ignored");
     }
-    ctx.report(tip, SyncOutcome::SkippedIdempotent, before.clone(), before);
+    // The view stays what was last reported (its own push, if that was announced ahead).
+    let view = {
+        let mut state = ctx.state.lock().expect("sync state lock");
+        reported_view(ctx, &mut state).or(before)
+    };
+    ctx.report(tip, SyncOutcome::SkippedIdempotent, view.clone(), view);
+}
+
+/// (view before, view after) to report for a broadcast of a commit the leaf holds: as
+/// [`held_view`], from the view last reported (its own push announced ahead of its reply, see
+/// `SyncState::ahead`, until the view moves).
+fn held_report(ctx: &SyncContext, tip: &TipChanged) -> (Option<String>, Option<String>) {
+    let mut state = ctx.state.lock().expect("sync state lock");
+    let reported = reported_view(ctx, &mut state);
+    let after = held_view(tip, &reported);
+    if after.as_deref() == Some(tip.oid.as_str()) && reported.as_deref() == Some(tip.prev.as_str())
+    {
+        state.ahead = Some((tip.oid.clone(), tip.prev.clone()));
+    }
+    (reported, after)
+}
+
+/// The view last reported: the leaf's own push announced ahead of its reply while the view is
+/// still its parent (`SyncState::ahead`), else the view.
+fn reported_view(ctx: &SyncContext, state: &mut SyncState) -> Option<String> {
+    let view = ctx.tip();
+    match &state.ahead {
+        Some((push, parent)) if view.as_deref() == Some(parent.as_str()) => Some(push.clone()),
+        _ => {
+            state.ahead = None;
+            view
+        }
+    }
 }
 
 /// The view to report after a broadcast of a commit the leaf holds: that tip when it is the
@@ -548,7 +585,7 @@ async fn on_payload(ctx: &SyncContext, event: TipEvent) {
     let before = ctx.tip();
     match novelty(ctx, &tip) {
         Novelty::Held => {
-            let after = held_view(&tip, &before);
+            let (before, after) = held_report(ctx, &tip);
             hold_seq(ctx, tip.seq);
             ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
             return;
@@ -603,7 +640,7 @@ fn on_demand(ctx: &SyncContext, event: TipEvent) {
     let tip = event.tip;
     let before = ctx.tip();
     if novelty(ctx, &tip) == Novelty::Held {
-        let after = held_view(&tip, &before);
+        let (before, after) = held_report(ctx, &tip);
         hold_seq(ctx, tip.seq);
         ctx.report(&tip, SyncOutcome::SkippedIdempotent, before, after);
         return;
@@ -621,7 +658,7 @@ fn on_fetch(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>, sp
     let tip = event.tip;
     let before = ctx.tip();
     let novelty = novelty(ctx, &tip);
-    let held_after = (novelty == Novelty::Held).then(|| held_view(&tip, &before));
+    let held = (novelty == Novelty::Held).then(|| held_report(ctx, &tip));
     let outcome = {
         let mut state = ctx.state.lock().expect("sync state lock");
         if novelty != Novelty::New {
@@ -644,7 +681,8 @@ fn on_fetch(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>, sp
     };
     match (outcome, novelty) {
         (SyncOutcome::SkippedIdempotent, Novelty::Held) => {
-            ctx.report(&tip, outcome, before, held_after.flatten());
+            let (before, after) = held.unwrap_or((before, None));
+            ctx.report(&tip, outcome, before, after);
         }
         (SyncOutcome::SkippedIdempotent, _) => {
             let ctx = ctx.clone();

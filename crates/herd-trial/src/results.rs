@@ -278,6 +278,26 @@ impl TrialResults {
         s
     }
 
+    /// Takes the exporter's totals once it has flushed. Spans that never reached the collector
+    /// leave the trace short of the ledger (I5), so nothing can be claimed about the trace: a
+    /// passing history check becomes INCONCLUSIVE (exit 3) — never a pass. (That the spans
+    /// which did arrive equal the ledger is checked against a real receiver in the
+    /// telemetry tests; the trial cannot read its collector back.)
+    pub fn take_telemetry(&mut self, exports: ExportTotals) {
+        if let Some(endpoint) = &exports.endpoint
+            && exports.spans_failed > 0
+            && self.history_check.verdict == herd_check::Verdict::Pass
+        {
+            self.history_check.verdict = herd_check::Verdict::Inconclusive;
+            self.history_check.missing.push(format!(
+                "I5: {} spans never reached {endpoint} (the trace cannot be checked against the ledger)",
+                exports.spans_failed
+            ));
+        }
+        self.telemetry = Some(exports);
+        self.passed = self.verdict().1 == 0;
+    }
+
     /// The verdict word and the exit code ([`crate::gates::verdict`]).
     pub fn verdict(&self) -> (&'static str, u8) {
         crate::gates::verdict(

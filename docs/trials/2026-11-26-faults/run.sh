@@ -14,6 +14,7 @@ run() { # name, then trial flags
 for i in 1 2 3; do
   run f1-direct-$i --faults 'bus-kill@commits=300+1s'
   run f2-direct-$i --faults 'bus-stop@commits=300+3s'
+  run f9-direct-$i --faults 'tip-replay@commits=300+3s'
 done
 for i in 1 2; do
   run f1-cluster3-node1-$i --bus cluster3 --faults 'bus-kill@commits=300+1s:node-1'

@@ -31,6 +31,8 @@ pub(crate) struct Planned {
     server: usize,
     /// Its name in reports (`bus`, `node-1`, `local-0`).
     server_name: String,
+    /// Seeds what the fault draws while it lasts (which broadcasts a replay repeats).
+    seed: u64,
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -56,6 +58,9 @@ pub struct FaultRecord {
     /// When the trial's own bus connection first noticed (a failed probe or a lost
     /// connection), if it did.
     pub probe_detected_s: Option<f64>,
+    /// Broadcasts published again (tip-replay).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub replayed: u64,
     /// Why an injection or heal failed.
     pub error: Option<String>,
 }
@@ -131,11 +136,18 @@ pub(crate) fn plan(
                 ));
             }
         };
+        if spec.kind == FaultKind::TipReplay && server != 0 {
+            return Err(bad(
+                spec,
+                "tip-replay publishes through the trial's bus: its target is bus".into(),
+            ));
+        }
         out.push(Planned {
             spec: *spec,
             trigger,
             server,
             server_name: names[server].clone(),
+            seed: rng.random(),
         });
     }
     Ok(out)
@@ -184,6 +196,24 @@ pub(crate) async fn run(
                 });
         };
         let injected = Instant::now();
+        if p.spec.kind == FaultKind::TipReplay {
+            log_line(Phase::Invoke, None);
+            record.injected_s = Some(secs(injected));
+            let (replayed, error) = replay(input.bus, p.spec.hold, p.seed).await;
+            record.replayed = replayed;
+            record.healed_s = Some(secs(Instant::now()));
+            record.error = error.map(|e| format!("replay: {e}"));
+            log_line(
+                if record.error.is_some() {
+                    Phase::Fail
+                } else {
+                    Phase::Ok
+                },
+                record.error.clone(),
+            );
+            out.push(record);
+            continue;
+        }
         if let Err(e) = inject(p.spec.kind, server) {
             record.error = Some(format!("inject: {e}"));
             log_line(Phase::Fail, record.error.clone());
@@ -233,11 +263,13 @@ fn inject(kind: FaultKind, server: &mut NatsServer) -> Result<(), String> {
     match kind {
         FaultKind::BusKill => server.kill().map_err(|e| e.to_string()),
         FaultKind::BusStop => signal(server, libc::SIGSTOP),
+        FaultKind::TipReplay => Ok(()),
     }
 }
 
 fn heal(kind: FaultKind, server: &mut NatsServer) -> Result<(), String> {
     match kind {
+        FaultKind::TipReplay => Ok(()),
         // Same store, same port; blocks until the server answers (other workers run on).
         FaultKind::BusKill => {
             tokio::task::block_in_place(|| server.restart()).map_err(|e| e.to_string())
@@ -253,6 +285,33 @@ fn signal(server: &NatsServer, sig: libc::c_int) -> Result<(), String> {
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error().to_string()),
     }
+}
+
+/// For `hold`, every 50 ms publishes one of the last 32 broadcasts again (a seeded pick, the
+/// newest most often: duplicates, and older ones arriving after newer — reordered). Returns
+/// how many were replayed and the first error, if any.
+async fn replay(bus: &Bus, hold: Duration, seed: u64) -> (u64, Option<String>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let until = Instant::now() + hold;
+    let (mut replayed, mut error) = (0, None);
+    while Instant::now() < until {
+        // Squaring a uniform draw favours small distances: mostly duplicates of recent tips.
+        let u: f64 = rng.random();
+        let back = (u * u * 32.0) as u64;
+        match bus.replay_tip(back, replayed).await {
+            Ok(Some(_)) => replayed += 1,
+            Ok(None) => {}
+            Err(e) => {
+                error.get_or_insert(e.to_string());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    (replayed, error)
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Holds the fault for `hold` while probing the trial's own bus connection every 50 ms (a

@@ -228,6 +228,7 @@ mod tests {
             injected_s: Some(injected),
             healed_s: Some(healed),
             probe_detected_s: Some(injected + 0.05),
+            replayed: 0,
             error: None,
         }
     }

@@ -4,7 +4,8 @@
 //! ([`FaultSla`]).
 //!
 //! - `KIND`: `bus-kill` (F1: the nats-server SIGKILLed, restarted on the same store and port
-//!   after HOLD) or `bus-stop` (F2: SIGSTOPped for HOLD, then SIGCONT).
+//!   after HOLD), `bus-stop` (F2: SIGSTOPped for HOLD, then SIGCONT) or `tip-replay` (F9: for
+//!   HOLD, old tip broadcasts published again — duplicated and out of order; target `bus`).
 //! - `WHEN`: `commits=N` (once the herd has N commits on the trunk) or a time since the work
 //!   started, `5s`, with an optional seeded jitter: `5s~2s` is somewhere in 5–7 s.
 //! - `HOLD`: how long the fault lasts (default 1 s), `500ms`, `8s`.
@@ -25,6 +26,9 @@ pub enum FaultKind {
     BusKill,
     /// F2: the bus server SIGSTOPped, then SIGCONTed.
     BusStop,
+    /// F9: tip broadcasts duplicated and reordered — for the hold, every 50 ms one of the
+    /// last 32 broadcasts (a seeded pick) is published again.
+    TipReplay,
 }
 
 impl FaultKind {
@@ -33,6 +37,7 @@ impl FaultKind {
         match self {
             FaultKind::BusKill => "bus-kill",
             FaultKind::BusStop => "bus-stop",
+            FaultKind::TipReplay => "tip-replay",
         }
     }
 
@@ -41,10 +46,11 @@ impl FaultKind {
         match self {
             FaultKind::BusKill => "F1",
             FaultKind::BusStop => "F2",
+            FaultKind::TipReplay => "F9",
         }
     }
 
-    const ALL: [FaultKind; 2] = [FaultKind::BusKill, FaultKind::BusStop];
+    const ALL: [FaultKind; 3] = [FaultKind::BusKill, FaultKind::BusStop, FaultKind::TipReplay];
 }
 
 /// When a fault starts.
@@ -128,7 +134,7 @@ impl FromStr for FaultSpec {
         let kind = FaultKind::ALL
             .into_iter()
             .find(|k| k.as_str() == kind.trim())
-            .ok_or_else(|| format!("unknown fault {kind:?} (bus-kill or bus-stop)"))?;
+            .ok_or_else(|| format!("unknown fault {kind:?} (bus-kill, bus-stop or tip-replay)"))?;
         let (rest, target) = match rest.split_once(':') {
             Some((r, t)) => (r, t.trim().parse::<Target>()?),
             None => (rest, Target::Bus),
@@ -310,6 +316,7 @@ mod tests {
             "bus-stop@5s~2s+8s:node-2",
             "bus-kill@2s+500ms:any",
             "bus-stop@commits=0+1s:local-3",
+            "tip-replay@commits=20+2s",
         ] {
             let spec: FaultSpec = line.parse().unwrap();
             assert_eq!(spec.to_string(), line);
