@@ -125,24 +125,23 @@ impl Bus {
         Ok(seqs)
     }
 
+    /// The tip stream, bound (its info fresh).
+    async fn tip_stream(&self) -> Result<async_nats::jetstream::stream::Stream> {
+        self.js
+            .get_stream(TIP_STREAM)
+            .await
+            .map_err(|e| stream_err("bind", Box::new(e)))
+    }
+
     /// The newest broadcast in the stream, if any (a hub starting up compares it with its
     /// trunk and re-publishes what is missing).
     pub async fn last_tip(&self) -> Result<Option<TipChanged>> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
-        let err = |op, e: Box<dyn std::error::Error + Send + Sync>| BusError::Stream {
-            stream: TIP_STREAM,
-            op,
-            source: e,
-        };
-        let stream = self
-            .js
-            .get_stream(TIP_STREAM)
-            .await
-            .map_err(|e| err("bind", Box::new(e)))?;
+        let stream = self.tip_stream().await?;
         let message = match stream.get_last_raw_message_by_subject(TIP_SUBJECT).await {
             Ok(m) => m,
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => return Ok(None),
-            Err(e) => return Err(err("read last message", Box::new(e))),
+            Err(e) => return Err(stream_err("read last message", Box::new(e))),
         };
         let body = &message.payload;
         let split = body.iter().position(|b| *b == b'\n').unwrap_or(body.len());
@@ -159,16 +158,7 @@ impl Bus {
     /// a duplicated and, to a leaf that has moved on, reordered tip (fault F9). Returns the
     /// new message's sequence, or `None` when there is no such broadcast.
     pub async fn replay_tip(&self, back: u64, copy: u64) -> Result<Option<u64>> {
-        let err = |op, e: Box<dyn std::error::Error + Send + Sync>| BusError::Stream {
-            stream: TIP_STREAM,
-            op,
-            source: e,
-        };
-        let stream = self
-            .js
-            .get_stream(TIP_STREAM)
-            .await
-            .map_err(|e| err("bind", Box::new(e)))?;
+        let stream = self.tip_stream().await?;
         let last = stream.cached_info().state.last_sequence;
         let Some(seq) = last.checked_sub(back).filter(|s| *s > 0) else {
             return Ok(None);
@@ -185,9 +175,9 @@ impl Bus {
             .js
             .publish_with_headers(TIP_SUBJECT, headers, message.payload)
             .await
-            .map_err(|e| err("replay", Box::new(e)))?
+            .map_err(|e| stream_err("replay", Box::new(e)))?
             .await
-            .map_err(|e| err("replay", Box::new(e)))?;
+            .map_err(|e| stream_err("replay", Box::new(e)))?;
         Ok(Some(ack.sequence))
     }
 
@@ -205,16 +195,7 @@ impl Bus {
     }
 
     async fn tips_with(&self, deliver_policy: DeliverPolicy) -> Result<TipStream> {
-        let err = |op, e: Box<dyn std::error::Error + Send + Sync>| BusError::Stream {
-            stream: TIP_STREAM,
-            op,
-            source: e,
-        };
-        let stream = self
-            .js
-            .get_stream(TIP_STREAM)
-            .await
-            .map_err(|e| err("bind", Box::new(e)))?;
+        let stream = self.tip_stream().await?;
         let consumer = stream
             .create_consumer(OrderedConfig {
                 filter_subject: TIP_SUBJECT.to_string(),
@@ -226,11 +207,11 @@ impl Bus {
                 ..Default::default()
             })
             .await
-            .map_err(|e| err("create ordered consumer", Box::new(e)))?;
+            .map_err(|e| stream_err("create ordered consumer", Box::new(e)))?;
         let messages = consumer
             .messages()
             .await
-            .map_err(|e| err("consume", Box::new(e)))?;
+            .map_err(|e| stream_err("consume", Box::new(e)))?;
         let inner = futures::StreamExt::map(messages, |m| {
             let m = m.map_err(|e| BusError::Stream {
                 stream: TIP_STREAM,
@@ -242,6 +223,14 @@ impl Bus {
         Ok(TipStream {
             inner: Box::pin(inner),
         })
+    }
+}
+
+fn stream_err(op: &'static str, source: crate::error::Cause) -> BusError {
+    BusError::Stream {
+        stream: TIP_STREAM,
+        op,
+        source,
     }
 }
 

@@ -8,23 +8,11 @@
 
 mod common;
 
+use common::record;
+
 use std::time::Duration;
 
-use herd_bus::{ClaimOutcome, TaskRecord, TaskState};
-
-fn record(id: &str) -> TaskRecord {
-    TaskRecord {
-        id: id.into(),
-        title: "write the thing".into(),
-        leaf: "leaf-0".into(),
-        slot: "slot-0".into(),
-        paths: vec!["slot-0/a.txt".into()],
-        state: TaskState::Open,
-        epoch: None,
-        commit: None,
-        updated: 1,
-    }
-}
+use herd_bus::{ClaimOutcome, TaskState};
 
 fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) on the fixture's own child process.

@@ -2,21 +2,9 @@
 
 mod common;
 
-use herd_bus::{BusError, TaskRecord, TaskState};
+use common::record;
 
-fn record(id: &str) -> TaskRecord {
-    TaskRecord {
-        id: id.into(),
-        title: "write the thing".into(),
-        leaf: "leaf-0".into(),
-        slot: "slot-0".into(),
-        paths: vec!["slot-0/a.txt".into()],
-        state: TaskState::Open,
-        epoch: None,
-        commit: None,
-        updated: 1,
-    }
-}
+use herd_bus::{BusError, TaskState};
 
 #[tokio::test]
 async fn update_at_revision_and_typed_conflict() {

@@ -39,6 +39,7 @@ pub mod leaf;
 mod lease;
 pub mod ledger;
 pub mod paths;
+mod resume;
 pub mod stats;
 pub mod tip_sync;
 pub mod turns;

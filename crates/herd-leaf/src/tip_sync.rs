@@ -326,9 +326,6 @@ impl TipSync {
 /// wrote its last messages may hand their sequence numbers to new ones. Replays are idempotent.
 const RESUME_OVERLAP: u64 = 64;
 
-/// The wait before trying a failed resume again.
-pub(crate) const RESUME_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
-
 async fn run(
     mut tips: TipStream,
     ctx: Arc<SyncContext>,
@@ -337,27 +334,15 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let mut pulls = JoinSet::new();
-    let mut connections = bus.connections();
-    connections.borrow_and_update();
-    let mut watching = true;
     let mut last_seq = 0u64;
-    // When a resume failed, the next try (the stream may have no leader for a while after a
-    // cluster node died: "no stream found", timeouts).
-    let mut retry: Option<tokio::time::Instant> = None;
+    let mut resume = crate::resume::Resume::new(&bus);
     loop {
         let resume_now = tokio::select! {
             _ = cancel.cancelled() => break,
             Some(_) = pulls.join_next(), if !pulls.is_empty() => false,
-            changed = connections.changed(), if watching => {
-                if changed.is_err() {
-                    watching = false;
-                    continue;
-                }
-                // Reconnected (perhaps to a restarted server that lost our consumer): take the
-                // stream up again from where this leaf was, at once.
-                true
-            }
-            _ = tokio::time::sleep_until(retry.unwrap_or_else(tokio::time::Instant::now)), if retry.is_some() => true,
+            // Reconnected (perhaps to a restarted server that lost our consumer), or a failed
+            // resume is due again: take the stream up again from where this leaf was.
+            () = resume.due() => true,
             next = tips.next() => { match next {
                 Some(Ok(event)) if policy == SyncPolicy::Payload => {
                     // Take whatever else already arrived: a leaf behind applies a run of
@@ -393,18 +378,17 @@ async fn run(
             }; false },
         };
         if resume_now {
-            match bus
+            let resumed = bus
                 .tips_after(last_seq.saturating_sub(RESUME_OVERLAP))
-                .await
-            {
+                .await;
+            resume.settled(&resumed);
+            match resumed {
                 Ok(resumed) => {
                     tracing::debug!(leaf = %ctx.leaf, after = last_seq, "tip stream resumed");
                     tips = resumed;
-                    retry = None;
                 }
                 Err(e) => {
                     tracing::warn!(leaf = %ctx.leaf, error = %e, "resuming the tip stream; trying again");
-                    retry = Some(tokio::time::Instant::now() + RESUME_RETRY);
                 }
             }
         }

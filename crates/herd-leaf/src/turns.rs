@@ -133,20 +133,10 @@ impl Turns {
         let changed = Arc::new(Notify::new());
         let (q, n) = (queue.clone(), changed.clone());
         let task = tokio::spawn(async move {
-            let mut connections = bus.connections();
-            connections.borrow_and_update();
-            let mut watching = true;
-            let mut retry: Option<tokio::time::Instant> = None;
+            let mut resume = crate::resume::Resume::new(&bus);
             loop {
                 let resume_now = tokio::select! {
-                    changed = connections.changed(), if watching => {
-                        if changed.is_err() {
-                            watching = false;
-                            continue;
-                        }
-                        true
-                    }
-                    _ = tokio::time::sleep_until(retry.unwrap_or_else(tokio::time::Instant::now)), if retry.is_some() => true,
+                    () = resume.due() => true,
                     next = stream.next() => {
                         match next {
                             Some(Ok(msg)) => {
@@ -160,15 +150,12 @@ impl Turns {
                     }
                 };
                 if resume_now {
-                    match bus.turns_after(stream.last_seq()).await {
-                        Ok(resumed) => {
-                            stream = resumed;
-                            retry = None;
-                        }
+                    let resumed = bus.turns_after(stream.last_seq()).await;
+                    resume.settled(&resumed);
+                    match resumed {
+                        Ok(resumed) => stream = resumed,
                         Err(e) => {
-                            tracing::warn!(error = %e, "resuming the turn stream; trying again");
-                            retry =
-                                Some(tokio::time::Instant::now() + crate::tip_sync::RESUME_RETRY);
+                            tracing::warn!(error = %e, "resuming the turn stream; trying again")
                         }
                     }
                 }
