@@ -182,6 +182,8 @@ fn sweep(base: TrialConfig, args: SweepArgs, tasks_per_agent: Option<u32>) -> Ex
         syncs: args.sync,
         hubs: args.hub,
         commits: args.commits,
+        rates: args.rate,
+        schedule_secs: args.schedule_secs,
         tasks_per_agent,
         default_think: args.default_think,
         floor_commits: args.floor_commits,

@@ -217,6 +217,15 @@ fn invalid_config_exits_2_naming_the_key() {
             vec![("HERD_PAYLOAD_MAX_BYTES", "lots")],
             "HERD_PAYLOAD_MAX_BYTES",
         ),
+        // The load model.
+        (vec!["--rate-per-agent", "0"], vec![], "rate_per_agent"),
+        (
+            vec![],
+            vec![("HERD_RATE_PER_AGENT", "often")],
+            "HERD_RATE_PER_AGENT",
+        ),
+        (vec!["--arrivals", "bursty"], vec![], "--arrivals"),
+        (vec![], vec![("HERD_ARRIVALS", "bursty")], "HERD_ARRIVALS"),
     ];
     for (args, env, key) in cases {
         let out = herd(&args, &env);
@@ -269,6 +278,8 @@ fn help_lists_every_knob() {
         "--seed",
         "--mode",
         "--pace-per-min",
+        "--rate-per-agent",
+        "--arrivals",
         "--claim-ttl-secs",
         "--drain-timeout-secs",
         "--out",

@@ -90,6 +90,7 @@ pub struct SweepArgs {
     /// Agent counts, comma-separated.
     #[arg(
         long = "grid-agents",
+        visible_alias = "agents",
         value_delimiter = ',',
         default_value = "4,16,64,256"
     )]
@@ -97,13 +98,31 @@ pub struct SweepArgs {
     /// Sync policies, comma-separated.
     #[arg(
         long = "grid-sync",
+        visible_alias = "sync",
         value_delimiter = ',',
         default_value = "payload,fetch"
     )]
     pub sync: Vec<herd_leaf::SyncPolicy>,
     /// Hub modes, comma-separated.
-    #[arg(long = "grid-hub", value_delimiter = ',', default_value = "race,queue")]
+    #[arg(
+        long = "grid-hub",
+        visible_alias = "hub",
+        value_delimiter = ',',
+        default_value = "race,queue"
+    )]
     pub hub: Vec<herd_hub::HubMode>,
+    /// Open-model cadences, tasks per minute per agent, comma-separated (one series each);
+    /// unset: closed loop. Arrivals come from the trial's --arrivals.
+    #[arg(
+        long = "grid-rate",
+        visible_alias = "rate",
+        value_delimiter = ',',
+        value_name = "PER_MIN"
+    )]
+    pub rate: Vec<f64>,
+    /// Open model: seconds of schedule per cell (tasks per agent = ⌈rate × secs ÷ 60⌉) unless --tasks-per-agent is given.
+    #[arg(long, default_value_t = 60)]
+    pub schedule_secs: u64,
     /// Commits each cell aims at (tasks per agent = ⌈commits ÷ agents⌉) unless --tasks-per-agent is given.
     #[arg(long, default_value_t = 480)]
     pub commits: u64,
@@ -173,9 +192,15 @@ pub struct TrialArgs {
     /// Leaves per leaf-node server with --bus leafnodes [default: 1; env HERD_LEAVES_PER_SERVER].
     #[arg(long, value_name = "K")]
     pub leaves_per_server: Option<u32>,
-    /// Cap on the herd's total commit rate, commits per minute [default: unpaced; env HERD_PACE_PER_MIN].
+    /// Cap on the herd's total commit rate, commits per minute: commit starts at least 60/PER_MIN s apart [default: unpaced; env HERD_PACE_PER_MIN].
     #[arg(long, value_name = "PER_MIN")]
     pub pace_per_min: Option<f64>,
+    /// Open model: tasks each agent starts per minute, on schedule whether or not its last task finished; latency counts from the due time [default: closed loop; env HERD_RATE_PER_AGENT].
+    #[arg(long, value_name = "PER_MIN")]
+    pub rate_per_agent: Option<f64>,
+    /// Open-model arrivals: fixed (every 60/R s after a seeded phase) or poisson (seeded exponential gaps) [default: fixed; env HERD_ARRIVALS].
+    #[arg(long, value_enum)]
+    pub arrivals: Option<crate::cadence::Arrivals>,
     /// Claim lease in seconds [default: 60; env HERD_CLAIM_TTL_SECS].
     #[arg(long)]
     pub claim_ttl_secs: Option<u64>,
@@ -225,6 +250,8 @@ impl TrialArgs {
             bus: self.bus,
             leaves_per_server: self.leaves_per_server,
             pace_per_min: self.pace_per_min,
+            rate_per_agent: self.rate_per_agent,
+            arrivals: self.arrivals,
             claim_ttl_secs: self.claim_ttl_secs,
             drain_timeout_secs: self.drain_timeout_secs,
             out: self.out.clone(),
@@ -283,7 +310,7 @@ mod tests {
 
         let cli = Cli::try_parse_from(["herd", "--gate", "phase2"]).unwrap();
         let config = resolve_config(&cli.trial, |_| None).unwrap();
-        assert_eq!((config.agents, config.pace_per_min), (4, Some(3.75)));
+        assert_eq!((config.agents, config.pace_per_min), (4, Some(4.0)));
     }
 
     #[test]

@@ -12,6 +12,7 @@ use herd_hub::HubMode;
 use herd_leaf::{Fairness, SyncPolicy};
 use serde::{Deserialize, Serialize};
 
+use crate::cadence::Arrivals;
 use crate::error::ConfigError;
 use crate::faults::{FaultSla, FaultSpec};
 use crate::span::Span;
@@ -155,8 +156,16 @@ pub struct TrialConfig {
     /// Leaves per leaf-node server (`leafnodes` layout). Default 1.
     #[serde(default = "default_leaves_per_server")]
     pub leaves_per_server: u32,
-    /// Total commit rate cap for the whole herd, commits per minute (none: unpaced).
+    /// Total commit rate cap for the whole herd, commits per minute (none: unpaced): commit
+    /// starts are spaced at least `60 / pace` seconds apart.
     pub pace_per_min: Option<f64>,
+    /// Open-model cadence: tasks each agent starts per minute, on schedule whether or not its
+    /// previous task finished (none: closed loop, each task starts when the last one ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_per_agent: Option<f64>,
+    /// How the open model spaces due times: `fixed` (default) or `poisson`.
+    #[serde(default)]
+    pub arrivals: Arrivals,
     /// Claim lease, seconds. Default 60.
     pub claim_ttl_secs: u64,
     /// How long the drain waits for the hub trunk to hold every reported commit, and how long
@@ -213,6 +222,8 @@ impl Default for TrialConfig {
             bus: BusKind::Direct,
             leaves_per_server: default_leaves_per_server(),
             pace_per_min: None,
+            rate_per_agent: None,
+            arrivals: Arrivals::Fixed,
             claim_ttl_secs: 60,
             drain_timeout_secs: 60,
             out: None,
@@ -246,6 +257,8 @@ pub struct ConfigLayer {
     pub bus: Option<BusKind>,
     pub leaves_per_server: Option<u32>,
     pub pace_per_min: Option<f64>,
+    pub rate_per_agent: Option<f64>,
+    pub arrivals: Option<Arrivals>,
     pub claim_ttl_secs: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
     pub out: Option<PathBuf>,
@@ -276,6 +289,8 @@ pub const ENV_KEYS: &[&str] = &[
     "HERD_BUS",
     "HERD_LEAVES_PER_SERVER",
     "HERD_PACE_PER_MIN",
+    "HERD_RATE_PER_AGENT",
+    "HERD_ARRIVALS",
     "HERD_CLAIM_TTL_SECS",
     "HERD_DRAIN_TIMEOUT_SECS",
     "HERD_OUT",
@@ -394,7 +409,11 @@ fn env_value(key: &str, raw: &str) -> Result<toml::Value, ConfigError> {
             "0" | "false" | "no" => false,
             _ => return Err(bad("true or false")),
         }),
-        "HERD_PACE_PER_MIN" | "HERD_MAX_COMMITS_PER_MIN" => {
+        "HERD_ARRIVALS" => {
+            let a: Arrivals = raw.parse().map_err(|_| bad("fixed or poisson"))?;
+            toml::Value::String(a.as_str().to_string())
+        }
+        "HERD_PACE_PER_MIN" | "HERD_MAX_COMMITS_PER_MIN" | "HERD_RATE_PER_AGENT" => {
             toml::Value::Float(raw.parse().map_err(|_| bad("a number"))?)
         }
         _ => toml::Value::Integer(raw.parse().map_err(|_| bad("a whole number"))?),
@@ -424,12 +443,16 @@ impl TrialConfig {
             leaf_silence_secs,
             bus,
             leaves_per_server,
+            arrivals,
             claim_ttl_secs,
             drain_timeout_secs,
             keep
         );
         if layer.pace_per_min.is_some() {
             self.pace_per_min = layer.pace_per_min;
+        }
+        if layer.rate_per_agent.is_some() {
+            self.rate_per_agent = layer.rate_per_agent;
         }
         if layer.out.is_some() {
             self.out = layer.out;
@@ -451,14 +474,15 @@ impl TrialConfig {
         }
     }
 
-    /// The phase2 preset's workload shape: 4 agents, 3 tasks each, paced to 3.75 commits/min in
-    /// total (16 s apart: under the gate's 4/min with room for commit-latency jitter).
+    /// The phase2 preset's workload shape: 4 agents, 3 tasks each, paced to the gate's own
+    /// 4 commits/min (commit starts at least 15 s apart; the gate counts commit starts, see
+    /// [`crate::gates`]).
     /// Applied before the file, environment and flags, so each can still change it.
     pub fn phase2_defaults() -> ConfigLayer {
         ConfigLayer {
             agents: Some(4),
             tasks_per_agent: Some(3),
-            pace_per_min: Some(3.75),
+            pace_per_min: Some(4.0),
             ..Default::default()
         }
     }
@@ -533,6 +557,7 @@ impl TrialConfig {
         }
         for (key, v) in [
             ("pace_per_min", self.pace_per_min),
+            ("rate_per_agent", self.rate_per_agent),
             ("max_commits_per_min", self.gates.max_commits_per_min),
         ] {
             if let Some(v) = v

@@ -68,6 +68,8 @@ pub async fn run(
         seed_commits,
         ..
     } = core;
+    // Claim revisions expire with their leases: follow the bucket so `herd check` sees them all.
+    let claims = bus.record_bucket(herd_bus::CLAIMS_BUCKET).await?;
     let join_path = out_dir.join("join.json");
     join.write(&join_path)?;
     // An empty history the leaves' histories are folded into at stop.
@@ -100,7 +102,7 @@ pub async fn run(
 
     stop.await;
 
-    dump_kv(&bus, &out_dir).await?;
+    dump_kv(&bus, &out_dir, claims.stop().await).await?;
     let stats = hub.stats();
     write_json(
         &out_dir.join("hub.json"),

@@ -101,6 +101,7 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
         log: log.clone(),
         pacer: Pacer::share(join.config.pace_per_min, slot as u32, join.config.agents),
         progress: progress.clone(),
+        zero: std::time::Instant::now(),
     });
     let ticker = controlled.then(|| {
         let (out, progress) = (out.clone(), progress.clone());
@@ -116,8 +117,10 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
 
     if controlled {
         out.progress(&progress).await;
-        out.say(&FromLeaf::Worked(WireReport::from_report(&report, zero)))
-            .await;
+        out.say(&FromLeaf::Worked(Box::new(WireReport::from_report(
+            &report, zero,
+        ))))
+        .await;
         while let Some(msg) = next(&mut input).await {
             match msg {
                 ToLeaf::Drain {

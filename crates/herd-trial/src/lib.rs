@@ -12,9 +12,14 @@
 //! flags ([`config`], [`cli`]). [`telemetry`] (used only by the binary) installs the OTLP
 //! exporter after a pre-flight and the span-counting layer.
 //!
+//! Load: a closed loop (each task after the last, `think_ms`) or an open model ([`cadence`]:
+//! tasks due on a seeded schedule, latency from the due time, backlog reported); [`pacer`]
+//! caps the herd's commit starts.
+//!
 //! Scale: [`scale`] relates a run to its think floor and counts hub work per commit;
 //! [`floor`] measures the one-pusher commit rate (the *floor*); [`sweep`] runs a grid of
-//! agents × sync × hub cells against the floor of the same run (`herd sweep`).
+//! agents × sync × hub (× cadence) cells against the floor of the same run (`herd sweep`)
+//! and names each series' [`knee`].
 //!
 //! [`diff`] is `herd diff OLD NEW`: a regression table between two runs or two sweeps.
 //!
@@ -30,6 +35,7 @@
 //!
 //! Calls: herd-bus, herd-hub, herd-leaf, herd-check. Nothing calls it but the `herd` example.
 
+pub mod cadence;
 pub mod cli;
 pub mod config;
 pub mod diff;
@@ -41,6 +47,7 @@ pub mod floor;
 pub mod gates;
 pub mod hub_cmd;
 pub mod join;
+pub mod knee;
 pub mod leaf_cmd;
 pub mod leaves;
 pub mod metrics;

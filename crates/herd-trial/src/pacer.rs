@@ -1,5 +1,7 @@
-//! `Pacer`: caps the herd's total commit rate (`pace_per_min`). Each task takes the next start
-//! slot, `60 / pace` seconds after the previous one, so the rate holds across all leaves.
+//! `Pacer`: caps the herd's total commit rate (`pace_per_min`). Each commit takes the next start
+//! slot, at least `60 / pace` seconds after the previous commit *actually* started (the next
+//! slot is set from the instant the waiter woke, not from the plan), so the starts the trial
+//! measures are never closer than the interval and the phase2 rate gate is exact.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,16 +47,17 @@ impl Pacer {
         }
     }
 
-    /// Waits for this caller's start slot.
-    pub async fn wait(&self) {
-        let Some(next) = &self.next else { return };
-        let at = {
-            let mut next = next.lock().await;
-            let at = (*next).max(Instant::now());
-            *next = at + self.interval;
-            at
+    /// Waits for this caller's start slot; returns the instant it started (callers queue in
+    /// arrival order, each holding the schedule until it wakes).
+    pub async fn wait(&self) -> std::time::Instant {
+        let Some(next) = &self.next else {
+            return std::time::Instant::now();
         };
-        tokio::time::sleep_until(at).await;
+        let mut next = next.lock().await;
+        tokio::time::sleep_until(*next).await;
+        let now = Instant::now();
+        *next = now + self.interval;
+        now.into_std()
     }
 }
 
@@ -66,10 +69,21 @@ mod tests {
     async fn slots_are_spaced_by_the_interval() {
         let pacer = Pacer::new(Some(60.0)); // one per second
         let start = Instant::now();
+        let mut starts = Vec::new();
         for _ in 0..3 {
-            pacer.wait().await;
+            starts.push(pacer.wait().await);
         }
         assert_eq!(start.elapsed(), Duration::from_secs(2));
+        // A caller that comes late starts a new interval from when it started.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let late = pacer.wait().await;
+        let next = pacer.wait().await;
+        assert_eq!(next - late, Duration::from_secs(1));
+        assert!(
+            starts
+                .windows(2)
+                .all(|w| w[1] - w[0] == Duration::from_secs(1))
+        );
         let unpaced = Pacer::new(None);
         let start = Instant::now();
         unpaced.wait().await;

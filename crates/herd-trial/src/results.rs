@@ -95,6 +95,10 @@ pub struct Latencies {
     pub commit_failed: Summary,
     /// One claim round trip.
     pub claim: Summary,
+    /// A closed task from when it was due (open model) or started (closed loop) to its close:
+    /// queueing behind a late slot counts.
+    #[serde(default)]
+    pub task: Summary,
     /// Hub accepted → another leaf has the tip (one sample per commit per other leaf).
     pub propagation: Summary,
 }
@@ -149,6 +153,9 @@ pub struct TrialResults {
     pub telemetry: Option<ExportTotals>,
     /// `true` when every gate passed and no work was lost.
     pub passed: bool,
+    /// The load model and how the herd kept to it.
+    #[serde(default)]
+    pub load: crate::cadence::Load,
     /// Each injected fault, measured against the SLA.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<crate::faults::FaultResult>,
@@ -237,6 +244,7 @@ impl TrialResults {
             "  P50/P99 claim ms:   {:.2} / {:.2}",
             self.latency.claim.p50_ms, self.latency.claim.p99_ms
         );
+        self.load_lines(&mut s);
         if let Some(t) = &self.telemetry {
             match &t.endpoint {
                 Some(url) => {
@@ -392,6 +400,44 @@ impl TrialResults {
         }
     }
 
+    fn load_lines(&self, s: &mut String) {
+        let (l, t) = (&self.load, &self.latency.task);
+        let from = if l.model == "open" { "due" } else { "start" };
+        let _ = writeln!(
+            s,
+            "  P50/P99 task ms:    {:.1} / {:.1} (from its {from} to its close)",
+            t.p50_ms, t.p99_ms
+        );
+        if let (Some(rate), Some(arrivals)) = (l.rate_per_agent, &l.arrivals) {
+            let _ = writeln!(
+                s,
+                "  open model:         {rate}/min per agent, {arrivals}: offered {:.1} tasks/min (last due at {:.1}s), closed {:.1}/min",
+                l.offered_per_min, l.schedule_secs, l.closed_per_min
+            );
+            let _ = writeln!(
+                s,
+                "  start lag ms:       p50 {:.1}, p99 {:.1}, max {:.1}; backlog max {}, at the last start {} ({})",
+                l.lag.p50_ms,
+                l.lag.p99_ms,
+                l.lag.max_ms,
+                l.backlog_max,
+                l.backlog_last,
+                if l.kept_up {
+                    "kept up"
+                } else {
+                    "FELL BEHIND: p99 lag over one interval"
+                }
+            );
+        }
+        if let Some(pace) = self.config.pace_per_min {
+            let _ = writeln!(
+                s,
+                "  commit starts:      at most {} in any 60 s window (paced to {pace}/min)",
+                l.commit_starts_max_per_min
+            );
+        }
+    }
+
     /// `report.md`: the summary block plus the configuration and environment, for humans.
     pub fn markdown(&self) -> String {
         let mut s = String::new();
@@ -420,6 +466,14 @@ impl TrialResults {
             "| pace per min | {} |",
             cfg.pace_per_min.map_or("unpaced".into(), |p| p.to_string())
         );
+        let _ = writeln!(
+            s,
+            "| load model | {} |",
+            cfg.rate_per_agent.map_or("closed loop".into(), |r| format!(
+                "open: {r} tasks/min per agent, {} arrivals",
+                cfg.arrivals.as_str()
+            ))
+        );
         let _ = writeln!(s, "| workload digest | `{}` |\n", self.workload_digest);
         let e = &self.environment;
         let _ = writeln!(s, "## Environment\n");
@@ -437,6 +491,8 @@ impl TrialResults {
             ("commit (failed)", &self.latency.commit_failed),
             ("claim", &self.latency.claim),
             ("propagation", &self.latency.propagation),
+            ("task (due or start → close)", &self.latency.task),
+            ("start lag (open model)", &self.load.lag),
         ] {
             let _ = writeln!(
                 s,

@@ -185,6 +185,8 @@ pub(crate) struct Rig {
 /// What the work phase produced.
 pub(crate) struct Work {
     pub(crate) reports: Vec<SlotReport>,
+    /// When the work began (due times count from here).
+    pub(crate) work_started: Instant,
     pub(crate) work_secs: f64,
     pub(crate) hub_before: HubStats,
     pub(crate) spans_before: Option<SpanTotals>,
@@ -302,11 +304,12 @@ impl Rig {
             log: self.log.clone(),
             pacer: Pacer::new(self.facts.config.pace_per_min),
             progress,
+            zero: Instant::now(),
         });
         self.ctx = Some(ctx.clone());
         let hub_before = self.core.hub.stats();
         let spans_before = self.facts.counts.as_ref().map(SpanCounts::totals);
-        let work_started = Instant::now();
+        let work_started = ctx.zero;
         let (done_tx, done) = tokio::sync::watch::channel(false);
         let driver = crate::faults::driver::run(
             std::mem::take(&mut self.faults),
@@ -329,6 +332,7 @@ impl Rig {
         reporter.finish().await;
         Work {
             reports,
+            work_started,
             work_secs,
             hub_before,
             spans_before,
@@ -371,7 +375,8 @@ impl Rig {
             .trunk_len()
             .saturating_sub(self.core.seed_commits);
         let leaf_stats = self.leaves.stats();
-        dump_kv(&self.core.bus, &self.facts.out_dir).await?;
+        let live_claims = self.observer.claims().await;
+        dump_kv(&self.core.bus, &self.facts.out_dir, live_claims).await?;
         write_json(
             &self.facts.out_dir.join("hub.json"),
             &HubFacts {

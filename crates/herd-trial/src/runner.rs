@@ -104,6 +104,7 @@ fn verdict(
     } = facts;
     let Work {
         reports,
+        work_started,
         work_secs,
         hub_before,
         spans_before,
@@ -131,13 +132,18 @@ fn verdict(
         commits_lost: reported.len() as u64 - on_trunk,
         ..Default::default()
     };
-    let (mut claim, mut commit, mut commit_failed) =
-        (Latency::default(), Latency::default(), Latency::default());
+    let (mut claim, mut commit, mut commit_failed, mut task) = (
+        Latency::default(),
+        Latency::default(),
+        Latency::default(),
+        Latency::default(),
+    );
     for r in &reports {
         add_slot(&mut counters, r);
         claim.merge(&r.claim);
         commit.merge(&r.commit);
         commit_failed.merge(&r.commit_failed);
+        task.merge(&r.task);
     }
     let span_totals = counts
         .as_ref()
@@ -178,6 +184,7 @@ fn verdict(
     });
     let commit_summary = commit.summary();
     let commits_per_min = commit_rate_per_min(&reports);
+    let load = crate::cadence::measure(&config, &workload, &reports, work_started, work_secs);
     let drained = on_trunk == reported.len() as u64 && settled;
     let faults = measure_faults(&faults, &reports, started, &out_dir, config.fault_sla);
     let gate_results = gates::evaluate(&GateInput {
@@ -185,6 +192,7 @@ fn verdict(
         counters: &counters,
         p99_commit_ms: commit_summary.p99_ms,
         commits_per_min,
+        commit_starts_max_per_min: load.commit_starts_max_per_min,
         drained,
         leaf_failures: &leaf_failures,
         faults: &faults,
@@ -201,6 +209,7 @@ fn verdict(
             commit: commit_summary,
             commit_failed: commit_failed.summary(),
             claim: claim.summary(),
+            task: task.summary(),
             propagation: propagation.summary(),
         },
         hub_commits_per_sec: if work_secs > 0.0 {
@@ -222,6 +231,7 @@ fn verdict(
         spans: span_totals,
         telemetry: None,
         passed,
+        load,
         faults,
         config,
     };
@@ -314,12 +324,22 @@ fn accepted_commits(reports: &[SlotReport], tips: &[Seen], leaf_ids: &[String]) 
     out
 }
 
-pub(crate) async fn dump_kv(bus: &Bus, out_dir: &Path) -> Result<(), TrialError> {
+/// Writes both buckets' histories: what is on the server now, joined for the claims with
+/// `live_claims` (every claim revision seen while the run went on, some expired since).
+pub(crate) async fn dump_kv(
+    bus: &Bus,
+    out_dir: &Path,
+    live_claims: Vec<herd_bus::KvRecord>,
+) -> Result<(), TrialError> {
+    let mut live_claims = Some(live_claims);
     for (bucket, file) in [
         (TASKS_BUCKET, "kv-tasks.jsonl"),
         (CLAIMS_BUCKET, "kv-claims.jsonl"),
     ] {
-        let records = bus.dump_bucket(bucket).await?;
+        let mut records = bus.dump_bucket(bucket).await?;
+        if bucket == CLAIMS_BUCKET {
+            records = herd_bus::dump::merge(live_claims.take().unwrap_or_default(), records);
+        }
         let mut text = String::new();
         for r in &records {
             text.push_str(&serde_json::to_string(r).unwrap_or_default());

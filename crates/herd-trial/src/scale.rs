@@ -52,12 +52,17 @@ pub struct Scale {
     pub rss_per_leaf_kib: u64,
 }
 
-/// The slowest leaf's summed think time.
+/// The slowest leaf's summed think time — in the open model, the time its last task would end
+/// if every task took only its think time and started when due.
 pub fn think_floor(workload: &Workload) -> Duration {
     workload
         .slots
         .iter()
-        .map(|s| s.tasks.iter().map(|t| t.think).sum::<Duration>())
+        .map(|s| {
+            s.tasks.iter().fold(Duration::ZERO, |end, t| {
+                end.max(t.due.unwrap_or_default()) + t.think
+            })
+        })
         .max()
         .unwrap_or_default()
 }

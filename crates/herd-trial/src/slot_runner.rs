@@ -1,5 +1,9 @@
 //! Running one leaf's tasks: open → claim → think → commit → close, each step written to the
 //! history before (`invoke`) and after (`ok`/`fail`), latencies measured around the calls.
+//!
+//! A task starts when the previous one ended (closed loop) or when it is due, if it is not
+//! late already (open model, [`crate::cadence`]): its task latency runs from the due time, and
+//! the tasks due but not started are sampled as the slot's backlog at every start.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -34,6 +38,14 @@ pub struct SlotReport {
     pub closed: u64,
     /// Tasks that ended without a close.
     pub failed: u64,
+    /// Due (or, closed loop, start) → closed, for closed tasks.
+    pub task: Latency,
+    /// Due → started (open model only): how late the slot began its tasks.
+    pub lag: Latency,
+    /// The slot's backlog at each task start (open model): (when, tasks due and not started).
+    pub backlog: Vec<(Instant, u32)>,
+    /// When each commit started (after the pacer's slot, if paced).
+    pub commit_starts: Vec<Instant>,
 }
 
 /// Shared by every slot runner.
@@ -44,6 +56,8 @@ pub struct SlotContext {
     pub pacer: Pacer,
     /// Progress counters.
     pub progress: Progress,
+    /// The start of the work: due times count from here.
+    pub zero: Instant,
 }
 
 /// Runs every task of `plan` on `leaf`.
@@ -52,11 +66,25 @@ pub async fn run_slot(leaf: Arc<Leaf>, plan: SlotPlan, ctx: Arc<SlotContext>) ->
         leaf: leaf.id().to_string(),
         ..Default::default()
     };
-    for task in &plan.tasks {
-        ctx.pacer.wait().await;
+    for (k, task) in plan.tasks.iter().enumerate() {
+        let begun = match task.due {
+            Some(due) => {
+                let due = ctx.zero + due;
+                tokio::time::sleep_until(tokio::time::Instant::from_std(due)).await;
+                let now = Instant::now();
+                report.lag.record(now - due);
+                let late = plan.tasks[k + 1..]
+                    .iter()
+                    .take_while(|t| t.due.is_some_and(|d| ctx.zero + d <= now))
+                    .count();
+                report.backlog.push((now, late as u32));
+                due
+            }
+            None => Instant::now(),
+        };
         let span = tracing::info_span!("herd.task", leaf = %leaf.id(), slot = %plan.slot_dir, index = task.index);
         tracing::Instrument::instrument(
-            run_task(&leaf, &plan.slot_dir, task, &ctx, &mut report),
+            run_task(&leaf, &plan.slot_dir, task, begun, &ctx, &mut report),
             span,
         )
         .await;
@@ -69,6 +97,7 @@ async fn run_task(
     leaf: &Leaf,
     slot: &str,
     spec: &TaskSpec,
+    begun: Instant,
     ctx: &SlotContext,
     report: &mut SlotReport,
 ) {
@@ -122,11 +151,12 @@ async fn run_task(
         .iter()
         .map(|f| (f.path.clone(), f.bytes.clone()))
         .collect();
+    let t = ctx.pacer.wait().await;
+    report.commit_starts.push(t);
     log.record(Op::Commit, Phase::Invoke, &id, slot, |ev| {
         ev.task = Some(task_id.clone());
         ev.claim_rev = Some(epoch);
     });
-    let t = Instant::now();
     match leaf.commit(&claim, files).await {
         Ok(outcome) => {
             let accepted = Instant::now();
@@ -182,6 +212,7 @@ async fn run_task(
     match leaf.close(claim).await {
         Ok(()) => {
             report.closed += 1;
+            report.task.record(begun.elapsed());
             log.record(Op::Close, Phase::Ok, &id, slot, |ev| {
                 ev.task = Some(task_id.clone())
             });

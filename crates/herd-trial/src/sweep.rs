@@ -6,7 +6,11 @@
 //! sweep writes `<out>/index.json` (the floor, every cell's row, the binary's git revision, the
 //! machine) and `<out>/index.md` (the same as a table). Cells run with a tight loop (think 0)
 //! unless the base configuration says otherwise; `--default-think` adds the default think time
-//! at N = 16 for each hub mode.
+//! at N = 16 for each hub mode. With `rates` each cell runs the open model at that per-agent
+//! cadence instead ([`crate::cadence`]), for `schedule_secs` of schedule.
+//!
+//! The index names each series' *knee* ([`crate::knee`]): the first agent count where the
+//! herd stops keeping up.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -38,6 +42,11 @@ pub struct SweepConfig {
     pub commits: u64,
     /// Tasks per agent for every cell, overriding `commits`.
     pub tasks_per_agent: Option<u32>,
+    /// Open-model cadences, tasks per minute per agent (empty: closed loop).
+    pub rates: Vec<f64>,
+    /// Open model: seconds of schedule per cell (tasks per agent = ⌈rate × secs ÷ 60⌉) unless
+    /// `tasks_per_agent` is given.
+    pub schedule_secs: u64,
     /// Add the default think time (10–100 ms) at N = 16, one cell per hub mode.
     pub default_think: bool,
     /// Commits of the floor run.
@@ -61,6 +70,27 @@ pub struct Row {
     pub sync: String,
     /// Hub mode.
     pub hub: String,
+    /// Open model: tasks per minute per agent (none: closed loop).
+    #[serde(default)]
+    pub rate_per_agent: Option<f64>,
+    /// Open model: tasks per minute offered to the herd.
+    #[serde(default)]
+    pub offered_per_min: f64,
+    /// Tasks per minute the herd closed.
+    #[serde(default)]
+    pub closed_per_min: f64,
+    /// Open model: due → start lag, ms: p99.
+    #[serde(default)]
+    pub lag_p99_ms: f64,
+    /// Open model: most tasks due and not started at once.
+    #[serde(default)]
+    pub backlog_max: u32,
+    /// Open model: the p99 lag stayed under one interval.
+    #[serde(default = "yes")]
+    pub kept_up: bool,
+    /// Task latency (due or start → close), ms: p99.
+    #[serde(default)]
+    pub task_p99_ms: f64,
     /// Hub commits per second over the work phase.
     pub commits_per_sec: f64,
     /// … ÷ the floor of the same run.
@@ -108,15 +138,49 @@ pub struct SweepIndex {
     pub floors: Vec<Floor>,
     /// One row per cell, in run order.
     pub rows: Vec<Row>,
+    /// Each series' knee (or that it had none), in series order.
+    #[serde(default)]
+    pub knees: Vec<crate::knee::Knee>,
 }
 
-fn cell_name(agents: u32, sync: SyncPolicy, hub: HubMode, think: &Span) -> String {
-    let think = if think.max == 0 {
-        String::new()
-    } else {
-        format!("-think{think}")
-    };
-    format!("n{agents}-{}-{}{think}", sync.as_str(), hub.as_str())
+fn yes() -> bool {
+    true
+}
+
+/// One cell of the grid.
+#[derive(Clone, Copy)]
+struct Cell {
+    agents: u32,
+    sync: SyncPolicy,
+    hub: HubMode,
+    think: Span,
+    rate: Option<f64>,
+}
+
+impl Cell {
+    fn name(&self) -> String {
+        let think = if self.think.max == 0 {
+            String::new()
+        } else {
+            format!("-think{}", self.think)
+        };
+        let rate = self.rate.map(|r| format!("-r{r}")).unwrap_or_default();
+        format!(
+            "n{}-{}-{}{think}{rate}",
+            self.agents,
+            self.sync.as_str(),
+            self.hub.as_str()
+        )
+    }
+
+    fn tasks_per_agent(&self, config: &SweepConfig) -> u32 {
+        let tasks = match (config.tasks_per_agent, self.rate) {
+            (Some(t), _) => u64::from(t),
+            (None, Some(rate)) => (rate * config.schedule_secs as f64 / 60.0).ceil() as u64,
+            (None, None) => config.commits.div_ceil(u64::from(self.agents)),
+        };
+        u32::try_from(tasks.max(1)).unwrap_or(u32::MAX)
+    }
 }
 
 /// Runs the sweep; returns its index (also written to `<out>/index.json` and `index.md`).
@@ -142,42 +206,61 @@ pub async fn run(config: SweepConfig, quiet: bool) -> Result<SweepIndex, TrialEr
             .find(|f| f.hub == hub)
             .map_or(0.0, |f| f.commits_per_sec)
     };
-    let mut cells: Vec<(u32, SyncPolicy, HubMode, Span)> = Vec::new();
-    for &agents in &config.agents {
-        for &sync in &config.syncs {
-            for &hub in &config.hubs {
-                cells.push((agents, sync, hub, config.base.think_ms));
+    let rates: Vec<Option<f64>> = if config.rates.is_empty() {
+        vec![config.base.rate_per_agent]
+    } else {
+        config.rates.iter().map(|r| Some(*r)).collect()
+    };
+    let mut cells: Vec<Cell> = Vec::new();
+    for &rate in &rates {
+        for &agents in &config.agents {
+            for &sync in &config.syncs {
+                for &hub in &config.hubs {
+                    cells.push(Cell {
+                        agents,
+                        sync,
+                        hub,
+                        think: config.base.think_ms,
+                        rate,
+                    });
+                }
             }
         }
     }
     if config.default_think {
         for &hub in &config.hubs {
-            cells.push((
-                16,
-                SyncPolicy::Payload,
+            cells.push(Cell {
+                agents: 16,
+                sync: SyncPolicy::Payload,
                 hub,
-                TrialConfig::default().think_ms,
-            ));
+                think: TrialConfig::default().think_ms,
+                rate: None,
+            });
         }
     }
+    // Every cell's configuration is checked before the first one runs.
+    let trials: Vec<(String, TrialConfig)> = cells
+        .iter()
+        .map(|cell| {
+            let name = cell.name();
+            let trial = TrialConfig {
+                agents: cell.agents,
+                tasks_per_agent: cell.tasks_per_agent(&config),
+                think_ms: cell.think,
+                sync: cell.sync,
+                hub: cell.hub,
+                rate_per_agent: cell.rate,
+                out: Some(config.out.join(&name)),
+                keep: false,
+                ..config.base.clone()
+            };
+            trial.validate().map(|()| (name, trial))
+        })
+        .collect::<Result<_, _>>()?;
     let mut rows = Vec::new();
     let mut environment = None;
-    for (agents, sync, hub, think) in cells {
-        let name = cell_name(agents, sync, hub, &think);
-        let tasks = config.tasks_per_agent.unwrap_or_else(|| {
-            u32::try_from(config.commits.div_ceil(u64::from(agents)).max(1)).unwrap_or(u32::MAX)
-        });
-        let trial = TrialConfig {
-            agents,
-            tasks_per_agent: tasks,
-            think_ms: think,
-            sync,
-            hub,
-            out: Some(config.out.join(&name)),
-            keep: false,
-            ..config.base.clone()
-        };
-        trial.validate()?;
+    for (name, trial) in trials {
+        let (agents, tasks, hub) = (trial.agents, trial.tasks_per_agent, trial.hub);
         if !quiet {
             eprintln!("herd sweep: {name} ({agents} × {tasks})");
         }
@@ -203,11 +286,18 @@ pub async fn run(config: SweepConfig, quiet: bool) -> Result<SweepIndex, TrialEr
         }
         rows.push(row);
     }
+    let knees = crate::knee::find(&rows, config.base.gates.max_p99_ms);
+    if !quiet {
+        for k in &knees {
+            eprintln!("herd sweep: {}", k.line());
+        }
+    }
     let index = SweepIndex {
         revision: crate::environment::REVISION.to_string(),
         environment: environment.unwrap_or_else(|| crate::environment::probe(String::new())),
         floors,
         rows,
+        knees,
     };
     let json = serde_json::to_string_pretty(&index).map_err(|e| output(&config.out, e.into()))?;
     let path = config.out.join("index.json");
@@ -228,6 +318,13 @@ fn row(cell: &str, r: &TrialResults, floor: f64) -> Row {
         think_ms: r.config.think_ms.to_string(),
         sync: r.config.sync.as_str().to_string(),
         hub: r.config.hub.as_str().to_string(),
+        rate_per_agent: r.config.rate_per_agent,
+        offered_per_min: r.load.offered_per_min,
+        closed_per_min: r.load.closed_per_min,
+        lag_p99_ms: r.load.lag.p99_ms,
+        backlog_max: r.load.backlog_max,
+        kept_up: r.load.kept_up,
+        task_p99_ms: r.latency.task.p99_ms,
         commits_per_sec: r.hub_commits_per_sec,
         ratio_to_floor: if floor > 0.0 {
             r.hub_commits_per_sec / floor
@@ -327,6 +424,46 @@ pub fn markdown(index: &SweepIndex) -> String {
                 format!("{} (gate FAIL)", r.history)
             },
         );
+    }
+    let open: Vec<&Row> = index
+        .rows
+        .iter()
+        .filter(|r| r.rate_per_agent.is_some())
+        .collect();
+    if !open.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Open model\n\nTask latency runs from when the task was due; lag is due → start.\n"
+        );
+        let _ = writeln!(
+            s,
+            "| cell | rate/agent/min | offered/min | closed/min | task p99 ms | lag p99 ms | backlog max | kept up |"
+        );
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
+        for r in open {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} |",
+                r.cell,
+                r.rate_per_agent.unwrap_or_default(),
+                r.offered_per_min,
+                r.closed_per_min,
+                r.task_p99_ms,
+                r.lag_p99_ms,
+                r.backlog_max,
+                if r.kept_up { "yes" } else { "**no**" }
+            );
+        }
+    }
+    if !index.knees.is_empty() {
+        let _ = writeln!(
+            s,
+            "\n## Knees\n\nThe first cell of each series that did not close every task, crossed the p99 gate, fell behind its schedule, or grew its throughput < {:.0} % for a doubling of N.\n",
+            (crate::knee::MIN_GROWTH_PER_DOUBLING - 1.0) * 100.0
+        );
+        for k in &index.knees {
+            let _ = writeln!(s, "- {}", k.line());
+        }
     }
     s
 }

@@ -34,6 +34,9 @@ pub struct TaskSpec {
     pub files: Vec<FileSpec>,
     /// Pause between claim and commit (the agent "thinking").
     pub think: Duration,
+    /// When the task is due, after the start of the work (open model only; see
+    /// [`crate::cadence`]). `None`: it starts when the slot's previous task ended.
+    pub due: Option<Duration>,
 }
 
 /// All tasks of one leaf.
@@ -74,6 +77,9 @@ impl Workload {
             for task in &slot.tasks {
                 h.update(task.title.as_bytes());
                 h.update(task.think.as_nanos().to_le_bytes());
+                if let Some(due) = task.due {
+                    h.update(due.as_nanos().to_le_bytes());
+                }
                 for f in &task.files {
                     h.update(f.path.as_bytes());
                     h.update((f.bytes.len() as u64).to_le_bytes());
@@ -98,6 +104,15 @@ fn plan_slot(config: &TrialConfig, slot: u32) -> SlotPlan {
         Mode::Shared => 0,
     };
     let slot_dir = slot_dir(dir_index);
+    let due = config.rate_per_agent.map(|rate| {
+        crate::cadence::schedule(
+            config.seed,
+            slot,
+            config.tasks_per_agent,
+            rate,
+            config.arrivals,
+        )
+    });
     let tasks = (0..config.tasks_per_agent)
         .map(|k| {
             let nfiles = draw(&mut rng, config.files_per_task);
@@ -118,6 +133,7 @@ fn plan_slot(config: &TrialConfig, slot: u32) -> SlotPlan {
                 title: format!("slot {slot} task {k}"),
                 files,
                 think,
+                due: due.as_ref().map(|d| d[k as usize]),
             }
         })
         .collect();

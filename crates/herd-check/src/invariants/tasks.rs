@@ -153,14 +153,16 @@ pub fn claim_intervals_disjoint(claims: &[KvRecord]) -> Vec<Violation> {
             if r.operation == "put" {
                 let holder = r.value["leaf"].as_str().unwrap_or("?").to_string();
                 let ttl_ms = r.value["ttl_secs"].as_u64().unwrap_or(0) * 1000;
-                // A renewal re-writes the same claim (its epoch is the claim's first revision):
-                // the interval goes on, under the same holder.
-                let renews = r.value["epoch"].as_u64();
-                if let Some((prev, rev, _)) = &open
-                    && renews == Some(*rev)
+                // A renewal re-writes the same claim and names its epoch (the claim's first
+                // revision): the interval goes on, under the same holder. Intervals are keyed by
+                // epoch, so a claim whose first write already expired from the bucket (each
+                // record carries the lease as its TTL) still reads as one interval.
+                let epoch = r.value["epoch"].as_u64().unwrap_or(r.revision);
+                if let Some((prev, open_epoch, _)) = &open
+                    && epoch == *open_epoch
                     && *prev == holder
                 {
-                    open = Some((holder, *rev, r.created_ms + ttl_ms));
+                    open = Some((holder, epoch, r.created_ms + ttl_ms));
                     continue;
                 }
                 if let Some((prev, rev, end)) = &open
@@ -171,7 +173,7 @@ pub fn claim_intervals_disjoint(claims: &[KvRecord]) -> Vec<Violation> {
                         format!("task {task}: claim rev {} by {holder} overlaps claim rev {rev} by {prev} (lease until {end} ms, new claim at {} ms)", r.revision, r.created_ms),
                     ));
                 }
-                open = Some((holder, r.revision, r.created_ms + ttl_ms));
+                open = Some((holder, epoch, r.created_ms + ttl_ms));
             } else {
                 open = None;
             }
@@ -254,6 +256,17 @@ mod tests {
             kv("t1", 3, "del", "", 15_000),
         ];
         assert!(claim_intervals_disjoint(&renewals).is_empty());
+        // The first write aged out of the bucket: two renewals of epoch 1 are still one claim.
+        let renewal = |rev: u64, at: u64| {
+            let mut r = kv("t1", rev, "put", "a", at);
+            r.value["epoch"] = json!(1);
+            r
+        };
+        let first_gone = [renewal(2, 9_000), renewal(4, 17_000)];
+        assert!(claim_intervals_disjoint(&first_gone).is_empty());
+        // ... while another leaf's claim inside that lease is still an overlap.
+        let stolen = [renewal(2, 9_000), kv("t1", 3, "put", "b", 12_000)];
+        assert_eq!(claim_intervals_disjoint(&stolen).len(), 1);
         let overlap = [kv("t1", 1, "put", "a", 1000), kv("t1", 3, "put", "b", 5000)];
         let v = claim_intervals_disjoint(&overlap);
         assert_eq!(v.len(), 1);

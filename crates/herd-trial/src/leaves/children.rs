@@ -191,7 +191,7 @@ impl Children {
         .into_iter()
         .flatten()
         .filter_map(|m| match m {
-            FromLeaf::Worked(report) => Some(WireReport::into_report(report, zero)),
+            FromLeaf::Worked(report) => Some(WireReport::into_report(*report, zero)),
             _ => None,
         })
         .collect()

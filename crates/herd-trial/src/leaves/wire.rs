@@ -24,7 +24,7 @@ pub enum FromLeaf {
         commits: u64,
     },
     /// Every task of the slot has run.
-    Worked(WireReport),
+    Worked(Box<WireReport>),
     /// The drain ended (`settled`: every broadcast handled); counters are final.
     Drained {
         /// Every expected broadcast handled, nothing in flight.
@@ -143,6 +143,18 @@ pub struct WireReport {
     pub closed: u64,
     /// Tasks failed.
     pub failed: u64,
+    /// Task latency histogram (due → closed).
+    #[serde(default)]
+    pub task: Vec<(u64, u64)>,
+    /// Start-lag histogram (open model).
+    #[serde(default)]
+    pub lag: Vec<(u64, u64)>,
+    /// Backlog samples: (ns since time zero, tasks due and not started).
+    #[serde(default)]
+    pub backlog: Vec<(u64, u32)>,
+    /// Commit starts, ns since time zero.
+    #[serde(default)]
+    pub commit_starts: Vec<u64>,
 }
 
 impl WireReport {
@@ -162,6 +174,18 @@ impl WireReport {
             opened: report.opened,
             closed: report.closed,
             failed: report.failed,
+            task: report.task.to_counts(),
+            lag: report.lag.to_counts(),
+            backlog: report
+                .backlog
+                .iter()
+                .map(|(t, n)| (since(zero, *t), *n))
+                .collect(),
+            commit_starts: report
+                .commit_starts
+                .iter()
+                .map(|t| since(zero, *t))
+                .collect(),
         }
     }
 
@@ -181,6 +205,18 @@ impl WireReport {
             opened: self.opened,
             closed: self.closed,
             failed: self.failed,
+            task: Latency::from_counts(&self.task),
+            lag: Latency::from_counts(&self.lag),
+            backlog: self
+                .backlog
+                .into_iter()
+                .map(|(ns, n)| (at(zero, ns), n))
+                .collect(),
+            commit_starts: self
+                .commit_starts
+                .into_iter()
+                .map(|ns| at(zero, ns))
+                .collect(),
         }
     }
 }
