@@ -71,4 +71,10 @@ fn an_open_model_sweep_writes_every_cell_and_names_its_knee() {
         "{md}"
     );
     assert!(stdout.contains("## Open model"), "{stdout}");
+    // The sweep's page: the curve with its knee, loaded in a real browser.
+    if let Some(dom) =
+        common::assert_report_renders(&dir.path().join("report.html"), &["throughput", "p99"])
+    {
+        assert!(dom.contains(r#"class="knee""#), "no knee drawn");
+    }
 }

@@ -155,3 +155,98 @@ pub fn wait_exit(
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// A headless browser to load reports in: `HERD_CHROMIUM`, else the first of chromium,
+/// chromium-browser, google-chrome on PATH. `None` (the caller skips, saying why) only when no
+/// browser exists and `HERD_REQUIRE_BROWSER` is unset — `.ci/run` installs one and sets it.
+pub fn browser() -> Option<PathBuf> {
+    let found = std::env::var_os("HERD_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let path = std::env::var_os("PATH")?;
+            ["chromium", "chromium-browser", "google-chrome"]
+                .iter()
+                .flat_map(|name| std::env::split_paths(&path).map(move |d| d.join(name)))
+                .find(|p| p.is_file())
+        });
+    if found.is_none() {
+        assert!(
+            std::env::var_os("HERD_REQUIRE_BROWSER").is_none(),
+            "HERD_REQUIRE_BROWSER is set but no chromium was found (set HERD_CHROMIUM)"
+        );
+    }
+    found
+}
+
+/// The DOM of `page` after its scripts ran, as headless chromium dumps it.
+pub fn rendered_dom(browser: &Path, page: &Path) -> String {
+    let profile = tempfile::tempdir().unwrap();
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--virtual-time-budget=10000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.path().display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", page.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{} failed: {}",
+        browser.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts a rendered report: the page's script finished (`data-rendered="ok"`), recorded no
+/// error, and drew marks in every chart, and the charts named in `charts` are there. Returns
+/// the DOM.
+pub fn assert_report_renders(page: &Path, charts: &[&str]) -> Option<String> {
+    let Some(browser) = browser() else {
+        eprintln!(
+            "skipped: no headless browser (chromium) on this machine; set HERD_CHROMIUM to one"
+        );
+        return None;
+    };
+    assert!(page.is_file(), "{} was not written", page.display());
+    let dom = rendered_dom(&browser, page);
+    let body = dom
+        .split("<body")
+        .nth(1)
+        .and_then(|b| b.split('>').next())
+        .unwrap_or_default();
+    assert!(!body.contains("data-errors"), "script errors: <body{body}>");
+    assert!(
+        body.contains(r#"data-rendered="ok""#),
+        "the page's script did not finish: <body{body}>"
+    );
+    let figures: Vec<&str> = dom
+        .split("<figure")
+        .skip(1)
+        .map(|f| f.split('>').next().unwrap_or_default())
+        .collect();
+    for chart in charts {
+        let tag = figures
+            .iter()
+            .find(|f| f.contains(&format!(r#"id="{chart}""#)))
+            .unwrap_or_else(|| panic!("no chart {chart} in {figures:?}"));
+        let points: u64 = tag
+            .split(r#"data-points=""#)
+            .nth(1)
+            .and_then(|p| p.split('"').next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        assert!(points > 0, "chart {chart} drew nothing: <figure{tag}>");
+    }
+    assert_eq!(figures.len(), charts.len(), "{figures:?}");
+    Some(dom)
+}

@@ -51,7 +51,8 @@ impl Knee {
     }
 }
 
-fn series_of(r: &Row) -> String {
+/// The series a row belongs to (its sync, hub, think time and cadence).
+pub fn series_of(r: &Row) -> String {
     let rate = r.rate_per_agent.map_or("closed loop".to_string(), |x| {
         format!("{x} tasks/min per agent")
     });

@@ -21,6 +21,10 @@
 //! agents × sync × hub (× cadence) cells against the floor of the same run (`herd sweep`)
 //! and names each series' [`knee`].
 //!
+//! [`html`] writes `report.html` beside every trial's and sweep's reports: a self-contained
+//! page of SVG charts (latency histogram and percentiles over time, per-agent timeline, fault
+//! windows, the open model's backlog; the sweep curve with its knees).
+//!
 //! [`diff`] is `herd diff OLD NEW`: a regression table between two runs or two sweeps.
 //!
 //! [`faults`] injects a seeded schedule of real faults beside the work (it may signal and
@@ -45,6 +49,7 @@ pub mod events;
 pub mod faults;
 pub mod floor;
 pub mod gates;
+pub mod html;
 pub mod hub_cmd;
 pub mod join;
 pub mod knee;

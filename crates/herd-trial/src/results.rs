@@ -179,11 +179,13 @@ impl Counters {
 }
 
 impl TrialResults {
-    /// Writes `results.json` and `report.md` into `dir`.
+    /// Writes `results.json`, `report.md` and `report.html` (which also reads the run's
+    /// `events.jsonl` from `dir`) into `dir`.
     pub fn write(&self, dir: &std::path::Path) -> std::io::Result<()> {
         let json = serde_json::to_string_pretty(self).map_err(std::io::Error::other)?;
         std::fs::write(dir.join("results.json"), json + "\n")?;
-        std::fs::write(dir.join("report.md"), self.markdown())
+        std::fs::write(dir.join("report.md"), self.markdown())?;
+        crate::html::write_trial(dir, self)
     }
 
     /// The stdout summary block (labels fixed by the design notes; extra lines below them).

@@ -304,6 +304,7 @@ pub async fn run(config: SweepConfig, quiet: bool) -> Result<SweepIndex, TrialEr
     std::fs::write(&path, json + "\n").map_err(|e| output(&path, e))?;
     let path = config.out.join("index.md");
     std::fs::write(&path, markdown(&index)).map_err(|e| output(&path, e))?;
+    crate::html::write_sweep(&config.out, &index).map_err(|e| output(&config.out, e))?;
     Ok(index)
 }
 
