@@ -41,7 +41,7 @@ fn main() -> ExitCode {
         return sweep(config, args, cli.trial.tasks_per_agent);
     }
     // Before the runtime: the pre-flight and the batch exporter use blocking HTTP.
-    let telemetry = match Telemetry::install(&TelemetryConfig::from_env()) {
+    let telemetry = match TelemetryConfig::from_env().and_then(|c| Telemetry::install(&c)) {
         Ok(t) => t,
         Err(e) => return fail(&e),
     };
@@ -161,7 +161,9 @@ fn leaf(args: LeafArgs) -> ExitCode {
 /// The exporter (after its pre-flight; before the runtime, as it uses blocking HTTP) and a
 /// runtime, or the exit code of the failure.
 fn telemetry_and_runtime() -> Result<(Telemetry, tokio::runtime::Runtime), ExitCode> {
-    let telemetry = Telemetry::install(&TelemetryConfig::from_env()).map_err(|e| fail(&e))?;
+    let telemetry = TelemetryConfig::from_env()
+        .and_then(|c| Telemetry::install(&c))
+        .map_err(|e| fail(&e))?;
     let runtime = tokio::runtime::Runtime::new().map_err(|e| fail(&e))?;
     Ok((telemetry, runtime))
 }

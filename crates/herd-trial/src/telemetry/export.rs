@@ -92,3 +92,55 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
         self.inner.set_resource(resource);
     }
 }
+
+/// Runs an exporter's calls on a tokio runtime: the batch processor exports from its own thread
+/// with a plain executor, where tonic (OTLP/gRPC) finds no reactor. Each export is spawned on
+/// `handle` and awaited through its join handle, which any executor can poll.
+#[derive(Debug)]
+pub struct OnRuntime<E> {
+    inner: Arc<E>,
+    handle: tokio::runtime::Handle,
+}
+
+impl<E> OnRuntime<E> {
+    /// `inner`, exporting on `handle`'s runtime.
+    pub fn new(inner: E, handle: tokio::runtime::Handle) -> Self {
+        OnRuntime {
+            inner: Arc::new(inner),
+            handle,
+        }
+    }
+}
+
+impl<E: SpanExporter + Send + Sync + 'static> SpanExporter for OnRuntime<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let inner = self.inner.clone();
+        match self
+            .handle
+            .spawn(async move { inner.export(batch).await })
+            .await
+        {
+            Ok(result) => result,
+            Err(e) => Err(opentelemetry_sdk::error::OTelSdkError::InternalFailure(
+                format!("export task: {e}"),
+            )),
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let _runtime = self.handle.enter();
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        let _runtime = self.handle.enter();
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        // Called while the provider is built, before any export holds a clone.
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.set_resource(resource);
+        }
+    }
+}

@@ -2,14 +2,16 @@
 //!
 //! Libraries only emit `tracing` spans; this module (called from the example, never from a
 //! library) installs the subscriber: the [`SpanCounts`] layer (always — the trial's counters come
-//! from it), an OpenTelemetry layer exporting over OTLP/HTTP-protobuf with a batch processor when
-//! an endpoint is configured, and a `RUST_LOG` fmt layer on stderr. The endpoint must pass the
+//! from it), an OpenTelemetry layer exporting over OTLP (HTTP/protobuf, or gRPC on a runtime of
+//! its own, by `OTEL_EXPORTER_OTLP_PROTOCOL`) with a batch processor when an endpoint is
+//! configured, and a `RUST_LOG` fmt layer on stderr. The endpoint must pass the
 //! [`preflight`] first. [`Telemetry::shutdown`] flushes with a timeout and returns the export
 //! counters, which the summary prints.
 
 pub mod context;
 pub mod endpoint;
 pub mod export;
+pub mod grpc_receiver;
 pub mod preflight;
 pub mod receiver;
 pub mod span_counts;
@@ -45,6 +47,9 @@ pub enum TelemetryError {
         /// Why.
         reason: String,
     },
+    /// The OTLP environment names something herd cannot do.
+    #[error("OTLP configuration: {0}")]
+    Config(String),
     /// A global subscriber was already installed.
     #[error("a tracing subscriber is already installed: {0}")]
     AlreadyInstalled(String),
@@ -53,6 +58,8 @@ pub enum TelemetryError {
 /// The installed telemetry.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
+    /// The gRPC exporter's runtime (OTLP/gRPC only); outlives the provider.
+    runtime: Option<tokio::runtime::Runtime>,
     endpoint: Option<String>,
     /// The trial's counters, from spans.
     pub counts: SpanCounts,
@@ -65,18 +72,22 @@ pub struct Telemetry {
 pub struct TelemetryConfig {
     /// Traces URL (`None`: no exporter).
     pub endpoint: Option<String>,
+    /// How spans travel.
+    pub protocol: endpoint::OtlpProtocol,
     /// `service.name`.
     pub service_name: String,
 }
 
 impl TelemetryConfig {
-    /// From the standard OTLP environment.
-    pub fn from_env() -> TelemetryConfig {
+    /// From the standard OTLP environment; an unsupported protocol is an error.
+    pub fn from_env() -> Result<TelemetryConfig, TelemetryError> {
         let get = |k: &str| std::env::var(k).ok();
-        TelemetryConfig {
-            endpoint: endpoint::traces_endpoint(get),
+        let protocol = endpoint::protocol(get).map_err(TelemetryError::Config)?;
+        Ok(TelemetryConfig {
+            endpoint: endpoint::traces_endpoint(get, protocol),
+            protocol,
             service_name: endpoint::service_name(get),
-        }
+        })
     }
 }
 
@@ -85,12 +96,37 @@ impl Telemetry {
     pub fn install(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         let counts = SpanCounts::default();
         let exports = ExportCounters::default();
-        let provider = match &config.endpoint {
-            Some(url) => {
+        let mut runtime = None;
+        let provider = match (&config.endpoint, config.protocol) {
+            (Some(url), endpoint::OtlpProtocol::HttpProtobuf) => {
                 preflight::check(url, EXPORT_TIMEOUT)?;
-                Some(provider(url, &config.service_name, exports.clone())?)
+                Some(provider(
+                    http_exporter(url)?,
+                    &config.service_name,
+                    exports.clone(),
+                ))
             }
-            None => None,
+            (Some(url), endpoint::OtlpProtocol::Grpc) => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .thread_name("otlp-grpc")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| TelemetryError::Exporter {
+                        url: url.clone(),
+                        reason: format!("starting the gRPC exporter's runtime: {e}"),
+                    })?;
+                preflight::check_grpc(url, EXPORT_TIMEOUT, &rt)?;
+                let exporter = {
+                    let _inside = rt.enter();
+                    grpc_exporter(url)?
+                };
+                let exporter = export::OnRuntime::new(exporter, rt.handle().clone());
+                let provider = provider(exporter, &config.service_name, exports.clone());
+                runtime = Some(rt);
+                Some(provider)
+            }
+            (None, _) => None,
         };
         let otel = provider
             .as_ref()
@@ -111,6 +147,7 @@ impl Telemetry {
         }
         Ok(Telemetry {
             provider,
+            runtime,
             endpoint: config.endpoint.clone(),
             counts,
             exports,
@@ -123,6 +160,9 @@ impl Telemetry {
             let _ = provider.force_flush();
             let _ = provider.shutdown_with_timeout(EXPORT_TIMEOUT);
         }
+        if let Some(runtime) = self.runtime {
+            runtime.shutdown_timeout(Duration::from_secs(1));
+        }
         self.exports.totals(self.endpoint.clone())
     }
 
@@ -132,12 +172,8 @@ impl Telemetry {
     }
 }
 
-fn provider(
-    url: &str,
-    service_name: &str,
-    counters: ExportCounters,
-) -> Result<SdkTracerProvider, TelemetryError> {
-    let exporter = opentelemetry_otlp::SpanExporter::builder()
+fn http_exporter(url: &str) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_protocol(Protocol::HttpBinary)
         .with_endpoint(url)
@@ -146,7 +182,27 @@ fn provider(
         .map_err(|e| TelemetryError::Exporter {
             url: url.to_string(),
             reason: e.to_string(),
-        })?;
+        })
+}
+
+/// Built inside the gRPC runtime (tonic binds its channel to the current one).
+fn grpc_exporter(url: &str) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(url)
+        .with_timeout(EXPORT_TIMEOUT)
+        .build()
+        .map_err(|e| TelemetryError::Exporter {
+            url: url.to_string(),
+            reason: e.to_string(),
+        })
+}
+
+fn provider<E: opentelemetry_sdk::trace::SpanExporter + 'static>(
+    exporter: E,
+    service_name: &str,
+    counters: ExportCounters,
+) -> SdkTracerProvider {
     let batch = BatchSpanProcessor::builder(export::CountingExporter::new(exporter, counters))
         .with_batch_config(
             BatchConfigBuilder::default()
@@ -159,8 +215,8 @@ fn provider(
     let resource = Resource::builder()
         .with_service_name(service_name.to_string())
         .build();
-    Ok(SdkTracerProvider::builder()
+    SdkTracerProvider::builder()
         .with_span_processor(batch)
         .with_resource(resource)
-        .build())
+        .build()
 }

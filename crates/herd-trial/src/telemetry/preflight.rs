@@ -22,6 +22,14 @@ pub enum PreflightError {
         /// The transport error.
         reason: String,
     },
+    /// A gRPC endpoint whose `TraceService/Export` call failed.
+    #[error("OTLP/gRPC endpoint {url} does not answer like an OTLP collector: {reason}")]
+    NotOtlpGrpc {
+        /// The endpoint.
+        url: String,
+        /// The gRPC status or what was wrong.
+        reason: String,
+    },
     /// An answer, but not an OTLP one.
     #[error(
         "OTLP endpoint {url} does not answer like an OTLP collector: status {status}, content-type {content_type:?}: {reason}"
@@ -36,6 +44,49 @@ pub enum PreflightError {
         /// What was wrong.
         reason: String,
     },
+}
+
+/// The gRPC pre-flight: one `TraceService/Export` call with an empty request on `runtime`,
+/// which must succeed without rejected spans (a port that speaks anything but OTLP/gRPC fails
+/// the call). Blocking; at most about `timeout`.
+pub fn check_grpc(
+    url: &str,
+    timeout: Duration,
+    runtime: &tokio::runtime::Runtime,
+) -> Result<(), PreflightError> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let unreachable = |reason: String| PreflightError::Unreachable {
+        url: url.to_string(),
+        reason,
+    };
+    let not_otlp = |reason: String| PreflightError::NotOtlpGrpc {
+        url: url.to_string(),
+        reason,
+    };
+    runtime.block_on(async {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+            .map_err(|e| unreachable(e.to_string()))?
+            .connect_timeout(timeout)
+            .timeout(timeout);
+        let channel = endpoint
+            .connect()
+            .await
+            .map_err(|e| unreachable(format!("{e}: {e:?}")))?;
+        let response = TraceServiceClient::new(channel)
+            .export(ExportTraceServiceRequest::default())
+            .await
+            .map_err(|status| not_otlp(format!("{}: {}", status.code(), status.message())))?;
+        if let Some(partial) = response.into_inner().partial_success
+            && partial.rejected_spans > 0
+        {
+            return Err(not_otlp(format!(
+                "collector rejected spans: {}",
+                partial.error_message
+            )));
+        }
+        Ok(())
+    })
 }
 
 /// Runs the pre-flight (blocking; at most `timeout`).
