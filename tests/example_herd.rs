@@ -226,6 +226,10 @@ fn invalid_config_exits_2_naming_the_key() {
         ),
         (vec!["--arrivals", "bursty"], vec![], "--arrivals"),
         (vec![], vec![("HERD_ARRIVALS", "bursty")], "HERD_ARRIVALS"),
+        // A soak needs a cadence; its duration must read as one.
+        (vec!["--duration", "5m"], vec![], "duration"),
+        (vec![], vec![("HERD_DURATION", "soon")], "HERD_DURATION"),
+        (vec!["--duration", "soon"], vec![], "--duration"),
     ];
     for (args, env, key) in cases {
         let out = herd(&args, &env);
@@ -280,6 +284,8 @@ fn help_lists_every_knob() {
         "--pace-per-min",
         "--rate-per-agent",
         "--arrivals",
+        "--duration",
+        "--sample-secs",
         "--claim-ttl-secs",
         "--drain-timeout-secs",
         "--out",

@@ -48,7 +48,11 @@ async fn spans_arrive_over_grpc_and_the_summary_equals_their_count() {
     assert_eq!(commits, r["counters"]["hub_commits"].as_u64().unwrap());
     assert_eq!(commits, 12);
     let t = &r["telemetry"];
-    assert_eq!(t["spans_exported"].as_u64(), Some(spans.len() as u64), "{t}");
+    assert_eq!(
+        t["spans_exported"].as_u64(),
+        Some(spans.len() as u64),
+        "{t}"
+    );
     assert_eq!(t["spans_failed"].as_u64(), Some(0), "{t}");
     assert_eq!(t["endpoint"].as_str(), Some(receiver.endpoint().as_str()));
     assert!(
@@ -73,5 +77,8 @@ async fn grpc_preflight_refuses_an_http_only_collector_and_unknown_protocols_exi
     let run = herd_grpc(http.endpoint(), dir, "http/json").await;
     let t = text(&run);
     assert_eq!(run.status.code(), Some(2), "{t}");
-    assert!(t.contains("OTEL_EXPORTER_OTLP_PROTOCOL"), "names the variable: {t}");
+    assert!(
+        t.contains("OTEL_EXPORTER_OTLP_PROTOCOL"),
+        "names the variable: {t}"
+    );
 }

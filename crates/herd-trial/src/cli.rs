@@ -201,6 +201,12 @@ pub struct TrialArgs {
     /// Open-model arrivals: fixed (every 60/R s after a seeded phase) or poisson (seeded exponential gaps) [default: fixed; env HERD_ARRIVALS].
     #[arg(long, value_enum)]
     pub arrivals: Option<crate::cadence::Arrivals>,
+    /// Soak: run the open model this long, e.g. 30m (tasks per agent = ⌈rate × minutes⌉); RSS, open fds and threads are sampled and gated on growth, coordination time on its variation [default: off; env HERD_DURATION].
+    #[arg(long, value_name = "DURATION")]
+    pub duration: Option<crate::soak::Period>,
+    /// Soak: seconds between process samples [default: 10; env HERD_SAMPLE_SECS].
+    #[arg(long, value_name = "SECS")]
+    pub sample_secs: Option<u64>,
     /// Claim lease in seconds [default: 60; env HERD_CLAIM_TTL_SECS].
     #[arg(long)]
     pub claim_ttl_secs: Option<u64>,
@@ -252,6 +258,8 @@ impl TrialArgs {
             pace_per_min: self.pace_per_min,
             rate_per_agent: self.rate_per_agent,
             arrivals: self.arrivals,
+            duration: self.duration,
+            sample_secs: self.sample_secs,
             claim_ttl_secs: self.claim_ttl_secs,
             drain_timeout_secs: self.drain_timeout_secs,
             out: self.out.clone(),
@@ -286,6 +294,7 @@ pub fn resolve_config(
     config.apply(file);
     config.apply(env);
     config.apply(flags);
+    config.settle();
     config.validate()?;
     Ok(config)
 }

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::cadence::Arrivals;
 use crate::error::ConfigError;
 use crate::faults::{FaultSla, FaultSpec};
+use crate::soak::Period;
 use crate::span::Span;
 
 /// How slots are assigned to leaves.
@@ -166,6 +167,13 @@ pub struct TrialConfig {
     /// How the open model spaces due times: `fixed` (default) or `poisson`.
     #[serde(default)]
     pub arrivals: Arrivals,
+    /// Soak: run the open model this long (`30m`); tasks per agent become
+    /// ⌈rate_per_agent × minutes⌉, and processes are sampled for growth (see [`crate::soak`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<Period>,
+    /// Soak: seconds between samples of RSS, open fds and threads. Default 10.
+    #[serde(default = "default_sample_secs")]
+    pub sample_secs: u64,
     /// Claim lease, seconds. Default 60.
     pub claim_ttl_secs: u64,
     /// How long the drain waits for the hub trunk to hold every reported commit, and how long
@@ -184,6 +192,10 @@ pub struct TrialConfig {
     /// What each fault must meet; a miss fails the trial.
     #[serde(default)]
     pub fault_sla: FaultSla,
+}
+
+fn default_sample_secs() -> u64 {
+    10
 }
 
 fn default_turn_after() -> u32 {
@@ -224,6 +236,8 @@ impl Default for TrialConfig {
             pace_per_min: None,
             rate_per_agent: None,
             arrivals: Arrivals::Fixed,
+            duration: None,
+            sample_secs: default_sample_secs(),
             claim_ttl_secs: 60,
             drain_timeout_secs: 60,
             out: None,
@@ -259,6 +273,8 @@ pub struct ConfigLayer {
     pub pace_per_min: Option<f64>,
     pub rate_per_agent: Option<f64>,
     pub arrivals: Option<Arrivals>,
+    pub duration: Option<Period>,
+    pub sample_secs: Option<u64>,
     pub claim_ttl_secs: Option<u64>,
     pub drain_timeout_secs: Option<u64>,
     pub out: Option<PathBuf>,
@@ -291,6 +307,8 @@ pub const ENV_KEYS: &[&str] = &[
     "HERD_PACE_PER_MIN",
     "HERD_RATE_PER_AGENT",
     "HERD_ARRIVALS",
+    "HERD_DURATION",
+    "HERD_SAMPLE_SECS",
     "HERD_CLAIM_TTL_SECS",
     "HERD_DRAIN_TIMEOUT_SECS",
     "HERD_OUT",
@@ -409,6 +427,11 @@ fn env_value(key: &str, raw: &str) -> Result<toml::Value, ConfigError> {
             "0" | "false" | "no" => false,
             _ => return Err(bad("true or false")),
         }),
+        "HERD_DURATION" => {
+            raw.parse::<Period>()
+                .map_err(|e| bad(&format!("a duration like 30m ({e})")))?;
+            text()
+        }
         "HERD_ARRIVALS" => {
             let a: Arrivals = raw.parse().map_err(|_| bad("fixed or poisson"))?;
             toml::Value::String(a.as_str().to_string())
@@ -444,6 +467,7 @@ impl TrialConfig {
             bus,
             leaves_per_server,
             arrivals,
+            sample_secs,
             claim_ttl_secs,
             drain_timeout_secs,
             keep
@@ -453,6 +477,9 @@ impl TrialConfig {
         }
         if layer.rate_per_agent.is_some() {
             self.rate_per_agent = layer.rate_per_agent;
+        }
+        if layer.duration.is_some() {
+            self.duration = layer.duration;
         }
         if layer.out.is_some() {
             self.out = layer.out;
@@ -546,6 +573,18 @@ impl TrialConfig {
                 "must be at most 1032192 (the tip stream's 1 MiB message limit, less room for the record)",
             );
         }
+        if let Some(d) = self.duration {
+            if self.rate_per_agent.is_none() {
+                return bad(
+                    "duration",
+                    d.to_string(),
+                    "a soak runs the open model: give rate_per_agent too",
+                );
+            }
+            if self.sample_secs == 0 {
+                return bad("sample_secs", "0".into(), "must be at least 1");
+            }
+        }
         if self.turn_after == 0 {
             return bad("turn_after", "0".into(), "must be at least 1");
         }
@@ -567,6 +606,15 @@ impl TrialConfig {
             }
         }
         Ok(())
+    }
+
+    /// Settles what one knob decides for another: a soak's `duration` at `rate_per_agent`
+    /// sets the tasks per agent (⌈rate × minutes⌉).
+    pub fn settle(&mut self) {
+        if let (Some(d), Some(rate)) = (self.duration, self.rate_per_agent) {
+            let tasks = (rate * d.0.as_secs_f64() / 60.0).ceil();
+            self.tasks_per_agent = (tasks as u32).max(1);
+        }
     }
 
     /// Total tasks in the trial.

@@ -39,6 +39,8 @@ pub struct GateInput<'a> {
     pub leaf_failures: &'a [crate::leaves::LeafFailure],
     /// Injected faults, measured.
     pub faults: &'a [crate::faults::FaultResult],
+    /// Soak measurements, when the run was a soak.
+    pub soak: Option<&'a crate::soak::Soak>,
 }
 
 /// The trial's verdict word and exit code: `PASS` 0 (every gate passed, history PASS), `FAIL`
@@ -138,6 +140,38 @@ pub fn evaluate(input: &GateInput<'_>) -> Vec<GateResult> {
             },
         );
     }
+    if let Some(soak) = input.soak {
+        gate(
+            "soak.cv",
+            soak.cv <= crate::soak::MAX_CV,
+            format!(
+                "coordination-time CV {:.2} over {} windows (max {})",
+                soak.cv,
+                soak.windows.len(),
+                crate::soak::MAX_CV
+            ),
+        );
+        for g in &soak.growth {
+            gate(
+                &format!("soak.growth.{}", g.process),
+                g.exceeded.is_empty(),
+                if g.exceeded.is_empty() {
+                    format!(
+                        "{}: RSS {} → {} KiB, fds {} → {}, threads {} → {}",
+                        g.process,
+                        g.rss_mid_kib,
+                        g.rss_last_kib,
+                        g.fds.0,
+                        g.fds.1,
+                        g.threads.0,
+                        g.threads.1
+                    )
+                } else {
+                    format!("{} grew: {}", g.process, g.exceeded.join("; "))
+                },
+            );
+        }
+    }
     if input.config.gates.preset == Some(GatePreset::Phase2) {
         gate(
             "phase2.agents",
@@ -213,6 +247,7 @@ mod tests {
             drained: true,
             leaf_failures: &[],
             faults: &[],
+            soak: None,
         })
     }
 
@@ -239,6 +274,7 @@ mod tests {
                 drained: true,
                 leaf_failures: &[],
                 faults,
+                soak: None,
             })
         };
         let met = gates(&faults);

@@ -14,7 +14,8 @@
 //!
 //! Load: a closed loop (each task after the last, `think_ms`) or an open model ([`cadence`]:
 //! tasks due on a seeded schedule, latency from the due time, backlog reported); [`pacer`]
-//! caps the herd's commit starts.
+//! caps the herd's commit starts; [`soak`] runs the open model for a `duration` and samples
+//! the processes for growth.
 //!
 //! Scale: [`scale`] relates a run to its think floor and counts hub work per commit;
 //! [`floor`] measures the one-pusher commit rate (the *floor*); [`sweep`] runs a grid of
@@ -65,6 +66,7 @@ mod rig;
 pub mod runner;
 pub mod scale;
 pub mod slot_runner;
+pub mod soak;
 pub mod span;
 pub mod sweep;
 pub mod sync_log;

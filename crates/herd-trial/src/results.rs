@@ -156,6 +156,9 @@ pub struct TrialResults {
     /// The load model and how the herd kept to it.
     #[serde(default)]
     pub load: crate::cadence::Load,
+    /// Soak (`duration`): process samples, growth and coordination-time variation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<crate::soak::Soak>,
     /// Each injected fault, measured against the SLA.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub faults: Vec<crate::faults::FaultResult>,
@@ -247,6 +250,30 @@ impl TrialResults {
             self.latency.claim.p50_ms, self.latency.claim.p99_ms
         );
         self.load_lines(&mut s);
+        if let Some(soak) = &self.soak {
+            let _ = writeln!(
+                s,
+                "  soak:               {} sampled every {} s ({} samples); coordination CV {:.2} over {} windows",
+                soak.duration,
+                soak.sample_secs,
+                soak.samples.len(),
+                soak.cv,
+                soak.windows.len()
+            );
+            for g in &soak.growth {
+                let _ = writeln!(
+                    s,
+                    "    {:<8} RSS {} → {} KiB, fds {} → {}, threads {} → {} (middle → last third)",
+                    g.process,
+                    g.rss_mid_kib,
+                    g.rss_last_kib,
+                    g.fds.0,
+                    g.fds.1,
+                    g.threads.0,
+                    g.threads.1
+                );
+            }
+        }
         if let Some(t) = &self.telemetry {
             match &t.endpoint {
                 Some(url) => {

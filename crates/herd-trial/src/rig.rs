@@ -192,6 +192,8 @@ pub(crate) struct Work {
     pub(crate) spans_before: Option<SpanTotals>,
     /// What the fault driver did.
     pub(crate) faults: Vec<crate::faults::FaultRecord>,
+    /// Soak: process samples taken during the work.
+    pub(crate) samples: Vec<crate::soak::Sample>,
 }
 
 /// What the drain found.
@@ -311,6 +313,22 @@ impl Rig {
         let spans_before = self.facts.counts.as_ref().map(SpanCounts::totals);
         let work_started = ctx.zero;
         let (done_tx, done) = tokio::sync::watch::channel(false);
+        // Soak: this process (hub, in-process leaves) and every bus server it started.
+        let sampler = self.facts.config.duration.map(|_| {
+            let mut processes = vec![("herd".to_string(), std::process::id())];
+            processes.extend(
+                crate::faults::driver::servers(&mut self.core.server)
+                    .into_iter()
+                    .filter_map(|(name, s)| s.pid().map(|pid| (name, pid))),
+            );
+            let every = Duration::from_secs(self.facts.config.sample_secs);
+            tokio::spawn(crate::soak::sample(
+                processes,
+                every,
+                work_started,
+                done.clone(),
+            ))
+        });
         let driver = crate::faults::driver::run(
             std::mem::take(&mut self.faults),
             &mut self.core.server,
@@ -329,6 +347,10 @@ impl Rig {
             (reports, work_started.elapsed().as_secs_f64())
         };
         let ((reports, work_secs), faults) = tokio::join!(work, driver);
+        let samples = match sampler {
+            Some(task) => task.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
         reporter.finish().await;
         Work {
             reports,
@@ -337,6 +359,7 @@ impl Rig {
             hub_before,
             spans_before,
             faults,
+            samples,
         }
     }
 

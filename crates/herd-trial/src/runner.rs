@@ -109,6 +109,7 @@ fn verdict(
         hub_before,
         spans_before,
         faults,
+        samples,
     } = work;
     let Drain {
         reported,
@@ -187,6 +188,13 @@ fn verdict(
     let load = crate::cadence::measure(&config, &workload, &reports, work_started, work_secs);
     let drained = on_trunk == reported.len() as u64 && settled;
     let faults = measure_faults(&faults, &reports, started, &out_dir, config.fault_sla);
+    let soak = config.duration.map(|d| {
+        let since_work = work_started
+            .saturating_duration_since(started)
+            .as_secs_f64();
+        let commits = commit_latencies(&out_dir, since_work);
+        crate::soak::analyse(d, config.sample_secs, samples, &commits)
+    });
     let gate_results = gates::evaluate(&GateInput {
         config: &config,
         counters: &counters,
@@ -196,6 +204,7 @@ fn verdict(
         drained,
         leaf_failures: &leaf_failures,
         faults: &faults,
+        soak: soak.as_ref(),
     });
     // Inconclusive is never a pass: nothing could be claimed about the history.
     let passed =
@@ -232,6 +241,7 @@ fn verdict(
         telemetry: None,
         passed,
         load,
+        soak,
         faults,
         config,
     };
@@ -271,6 +281,35 @@ fn measure_faults(
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
     crate::faults::measure(records, &events, &commits, sla)
+}
+
+/// Every landed commit of the history as (accepted, s since the work began; latency, ms).
+fn commit_latencies(out_dir: &Path, work_offset_s: f64) -> Vec<(f64, f64)> {
+    let text = std::fs::read_to_string(out_dir.join("events.jsonl")).unwrap_or_default();
+    let mut started: std::collections::HashMap<(String, String), f64> = Default::default();
+    let mut out = Vec::new();
+    for e in text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<herd_check::HistoryEvent>(l).ok())
+    {
+        if e.op != herd_check::history::Op::Commit {
+            continue;
+        }
+        let key = (e.leaf.clone(), e.task.clone().unwrap_or_default());
+        let t = e.t_ns as f64 / 1e9;
+        match e.phase {
+            herd_check::history::Phase::Invoke => {
+                started.insert(key, t);
+            }
+            herd_check::history::Phase::Ok => {
+                if let Some(from) = started.get(&key) {
+                    out.push((t - work_offset_s, (t - from) * 1000.0));
+                }
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 /// The herd's commit rate between its first and last accepted commit: n commits span n − 1

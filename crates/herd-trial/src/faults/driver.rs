@@ -66,7 +66,7 @@ pub struct FaultRecord {
 }
 
 /// The servers of `bus` that faults can hit, in target order, with their names.
-fn servers(bus: &mut BusServer) -> Vec<(String, &mut NatsServer)> {
+pub(crate) fn servers(bus: &mut BusServer) -> Vec<(String, &mut NatsServer)> {
     match bus {
         BusServer::External { .. } => Vec::new(),
         BusServer::Fixture(s) => vec![("bus".to_string(), s)],

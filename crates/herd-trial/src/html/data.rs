@@ -43,6 +43,12 @@ pub struct TrialPage {
     pub faults: Vec<(f64, f64, String)>,
     /// Open model backlog over time: (s since the start of the work, tasks).
     pub backlog: Vec<(f64, u32)>,
+    /// Soak: RSS per process over time, (process, [(s, MiB)]).
+    pub soak_rss: Vec<(String, Vec<(f64, f64)>)>,
+    /// Soak: mean commit latency per window, (window start s, ms, commits).
+    pub soak_windows: Vec<(f64, f64, u64)>,
+    /// Soak: the windows' coefficient of variation.
+    pub soak_cv: f64,
 }
 
 impl TrialPage {
@@ -119,6 +125,19 @@ impl TrialPage {
             })
             .collect();
         page.backlog = results.load.backlog.clone();
+        if let Some(soak) = &results.soak {
+            for g in &soak.growth {
+                let series = soak
+                    .samples
+                    .iter()
+                    .filter(|x| x.process == g.process)
+                    .map(|x| (x.t_s, x.rss_kib as f64 / 1024.0))
+                    .collect();
+                page.soak_rss.push((g.process.clone(), series));
+            }
+            page.soak_windows = soak.windows.clone();
+            page.soak_cv = soak.cv;
+        }
         page.summary = summary(results);
         page
     }

@@ -236,6 +236,36 @@
     }
   }
 
+  function soak() {
+    var rss = data.soak_rss || [];
+    if (rss.length) {
+      var pts = [];
+      rss.forEach(function (s) { pts = pts.concat(s[1]); });
+      var c = figure("rss", "Soak: resident memory per process (MiB)",
+        { lo: 0, hi: Math.max.apply(null, pts.map(function (p) { return p[0]; }).concat([1])) },
+        { lo: 0, hi: Math.max.apply(null, pts.map(function (p) { return p[1]; }).concat([1])) * 1.15 },
+        "seconds since the start of the work", "MiB");
+      rss.forEach(function (s, k) {
+        var d = s[1].map(function (p, i) { return (i ? "L" : "M") + c.sx(p[0]) + "," + c.sy(p[1]); }).join(" ");
+        el("path", { d: d, "class": "line", stroke: COLORS[k % COLORS.length] }, c.plot);
+      });
+      legend(c.fig, rss.map(function (s, k) { return [s[0], COLORS[k % COLORS.length]]; }));
+      done(c, pts.length);
+    }
+    var w = data.soak_windows || [];
+    if (w.length) {
+      var c2 = figure("coordination", "Soak: mean commit latency per window (coordination time), CV " + data.soak_cv.toFixed(2) +
+        " (first window is warm-up)",
+        { lo: 0, hi: Math.max(w[w.length - 1][0], 1) },
+        { lo: 0, hi: Math.max.apply(null, w.map(function (p) { return p[1]; }).concat([1])) * 1.15 },
+        "seconds since the start of the work", "ms");
+      var d2 = w.map(function (p, i) { return (i ? "L" : "M") + c2.sx(p[0]) + "," + c2.sy(p[1]); }).join(" ");
+      el("path", { d: d2, "class": "line", stroke: COLORS[0] }, c2.plot);
+      w.forEach(function (p) { el("circle", { cx: c2.sx(p[0]), cy: c2.sy(p[1]), r: 2.5, fill: COLORS[0] }, c2.plot); });
+      done(c2, w.length);
+    }
+  }
+
   function sweep() {
     summary(data.summary);
     var all = [];
@@ -275,6 +305,6 @@
     });
   }
 
-  if (kind === "sweep") sweep(); else trial();
+  if (kind === "sweep") sweep(); else { trial(); soak(); }
   document.body.setAttribute("data-rendered", "ok");
 })();
