@@ -30,6 +30,7 @@ fn main() -> ExitCode {
             new,
             threshold,
         }) => return diff(&old, &new, threshold),
+        Some(Command::Scenarios { file }) => return scenarios(&file, cli.trial.out.clone()),
         Some(Command::Trial(args)) => cli.trial = args,
         other => cli.command = other,
     }
@@ -204,6 +205,30 @@ fn sweep(base: TrialConfig, args: SweepArgs, tasks_per_agent: Option<u32>) -> Ex
             } else {
                 1
             })
+        }
+        Err(e) => fail(&e),
+    }
+}
+
+fn scenarios(file: &std::path::Path, out: Option<std::path::PathBuf>) -> ExitCode {
+    let out = out.unwrap_or_else(|| {
+        std::path::PathBuf::from("target")
+            .join("herd-scenarios")
+            .join(herd::trial::runner::timestamp())
+    });
+    let list = match herd::trial::scenarios::load(file, &out) {
+        Ok(list) => list,
+        Err(e) => return fail(&e),
+    };
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(&e),
+    };
+    match runtime.block_on(herd::trial::scenarios::run(list, &out, false)) {
+        Ok((rows, exit)) => {
+            print!("{}", herd::trial::scenarios::markdown(&rows));
+            println!("\noutput: {}", out.display());
+            ExitCode::from(exit)
         }
         Err(e) => fail(&e),
     }

@@ -54,6 +54,13 @@ pub enum Command {
     /// writes every cell's results.json and an index (exit 0 when every cell passed, 1 if one
     /// failed). Other knobs (seed, sizes, ...) are taken from the trial flags.
     Sweep(SweepArgs),
+    /// Run the named trials of a TOML file (`[[scenario]]` tables: `name` plus any trial key)
+    /// back to back: one summary table, one exit code (1 if any failed, else 3 if any was
+    /// inconclusive, else 0; 2 for a bad file, before anything runs). `--out` sets the directory.
+    Scenarios {
+        /// The scenarios file.
+        file: PathBuf,
+    },
 }
 
 /// `herd hub` options: where it listens, plus the trial knobs that shape the workload.

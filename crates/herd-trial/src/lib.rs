@@ -26,6 +26,9 @@
 //! page of SVG charts (latency histogram and percentiles over time, per-agent timeline, fault
 //! windows, the open model's backlog; the sweep curve with its knees).
 //!
+//! [`scenarios`] is `herd scenarios FILE`: named trials from one TOML file, one table, one
+//! exit code.
+//!
 //! [`diff`] is `herd diff OLD NEW`: a regression table between two runs or two sweeps.
 //!
 //! [`faults`] injects a seeded schedule of real faults beside the work (it may signal and
@@ -65,6 +68,7 @@ pub mod results;
 mod rig;
 pub mod runner;
 pub mod scale;
+pub mod scenarios;
 pub mod slot_runner;
 pub mod soak;
 pub mod span;
