@@ -32,8 +32,23 @@ pub struct HubFacts {
 /// checker's expected task set, so a history that lost tasks (or is empty) cannot pass.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
-    /// Tasks each leaf was to open (and close), by leaf id.
+    /// Tasks each opener was to open (and see closed), by id: each leaf its own, or a shared
+    /// board's opener all of them.
     pub tasks_per_leaf: std::collections::BTreeMap<String, u64>,
+    /// The run's leaves (empty in older plans: then the openers are the leaves).
+    #[serde(default)]
+    pub leaves: Vec<String>,
+}
+
+impl Plan {
+    /// Whether `id` is one of this run's leaves.
+    pub fn has_leaf(&self, id: &str) -> bool {
+        if self.leaves.is_empty() {
+            self.tasks_per_leaf.contains_key(id)
+        } else {
+            self.leaves.iter().any(|l| l == id)
+        }
+    }
 }
 
 /// Paths of every artifact the checker reads.

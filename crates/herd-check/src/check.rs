@@ -91,9 +91,7 @@ pub fn check(a: &Artifacts) -> CheckReport {
     // unreadable one is already a violation above).
     let owners: BTreeMap<String, String> = ledger::final_kv_owners(&loaded.kv_tasks)
         .into_iter()
-        .filter(|(_, leaf)| {
-            loaded.plan.tasks_per_leaf.contains_key(leaf) && !unreadable.contains(leaf)
-        })
+        .filter(|(_, leaf)| loaded.plan.has_leaf(leaf) && !unreadable.contains(leaf))
         .collect();
     v.extend(ledger::bus_tasks_in_ledgers(&owners, &ledgers));
     CheckReport {

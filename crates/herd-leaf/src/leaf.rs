@@ -505,6 +505,14 @@ impl Leaf {
         .await
     }
 
+    /// The task's state on the bus (`None`: no such task) — what a leaf picking work from a
+    /// shared board reads before it tries to claim.
+    pub async fn task_state(&self, task: &TaskId) -> Result<Option<TaskState>, LeafError> {
+        let id = task.0.as_str();
+        let record = self.bus.task(id).await.map_err(|e| LeafError::bus(id, e))?;
+        Ok(record.map(|(r, _)| r.state))
+    }
+
     /// Stops renewing `claim`'s lease without giving it back: the leaf behaves as one that
     /// stalled (a long pause, a stopped process) while holding it, so the claim lapses after
     /// `claim_ttl` and another leaf may take the task. For fault trials and tests.

@@ -208,6 +208,9 @@ pub struct TrialArgs {
     /// Open-model arrivals: fixed (every 60/R s after a seeded phase) or poisson (seeded exponential gaps) [default: fixed; env HERD_ARRIVALS].
     #[arg(long, value_enum)]
     pub arrivals: Option<crate::cadence::Arrivals>,
+    /// Task board: own (each leaf opens and claims its own tasks) or shared (one pool opened by the trial; leaves compete to claim every task, so claims lost are measured) [default: own; env HERD_BOARD].
+    #[arg(long, value_enum)]
+    pub board: Option<crate::board::Board>,
     /// Soak: run the open model this long, e.g. 30m (tasks per agent = ⌈rate × minutes⌉); RSS, open fds and threads are sampled and gated on growth, coordination time on its variation [default: off; env HERD_DURATION].
     #[arg(long, value_name = "DURATION")]
     pub duration: Option<crate::soak::Period>,
@@ -265,6 +268,7 @@ impl TrialArgs {
             pace_per_min: self.pace_per_min,
             rate_per_agent: self.rate_per_agent,
             arrivals: self.arrivals,
+            board: self.board,
             duration: self.duration,
             sample_secs: self.sample_secs,
             claim_ttl_secs: self.claim_ttl_secs,

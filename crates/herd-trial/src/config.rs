@@ -12,6 +12,7 @@ use herd_hub::HubMode;
 use herd_leaf::{Fairness, SyncPolicy};
 use serde::{Deserialize, Serialize};
 
+use crate::board::Board;
 use crate::cadence::Arrivals;
 use crate::error::ConfigError;
 use crate::faults::{FaultSla, FaultSpec};
@@ -167,6 +168,10 @@ pub struct TrialConfig {
     /// How the open model spaces due times: `fixed` (default) or `poisson`.
     #[serde(default)]
     pub arrivals: Arrivals,
+    /// Who opens tasks and who may take them: `own` (default; each leaf its own) or `shared`
+    /// (one pool, leaves compete for every task; see [`crate::board`]).
+    #[serde(default)]
+    pub board: Board,
     /// Soak: run the open model this long (`30m`); tasks per agent become
     /// ⌈rate_per_agent × minutes⌉, and processes are sampled for growth (see [`crate::soak`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -236,6 +241,7 @@ impl Default for TrialConfig {
             pace_per_min: None,
             rate_per_agent: None,
             arrivals: Arrivals::Fixed,
+            board: Board::Own,
             duration: None,
             sample_secs: default_sample_secs(),
             claim_ttl_secs: 60,
@@ -273,6 +279,7 @@ pub struct ConfigLayer {
     pub pace_per_min: Option<f64>,
     pub rate_per_agent: Option<f64>,
     pub arrivals: Option<Arrivals>,
+    pub board: Option<Board>,
     pub duration: Option<Period>,
     pub sample_secs: Option<u64>,
     pub claim_ttl_secs: Option<u64>,
@@ -307,6 +314,7 @@ pub const ENV_KEYS: &[&str] = &[
     "HERD_PACE_PER_MIN",
     "HERD_RATE_PER_AGENT",
     "HERD_ARRIVALS",
+    "HERD_BOARD",
     "HERD_DURATION",
     "HERD_SAMPLE_SECS",
     "HERD_CLAIM_TTL_SECS",
@@ -427,6 +435,10 @@ fn env_value(key: &str, raw: &str) -> Result<toml::Value, ConfigError> {
             "0" | "false" | "no" => false,
             _ => return Err(bad("true or false")),
         }),
+        "HERD_BOARD" => {
+            let b: Board = raw.parse().map_err(|_| bad("own or shared"))?;
+            toml::Value::String(b.as_str().to_string())
+        }
         "HERD_DURATION" => {
             raw.parse::<Period>()
                 .map_err(|e| bad(&format!("a duration like 30m ({e})")))?;
@@ -467,6 +479,7 @@ impl TrialConfig {
             bus,
             leaves_per_server,
             arrivals,
+            board,
             sample_secs,
             claim_ttl_secs,
             drain_timeout_secs,
@@ -572,6 +585,22 @@ impl TrialConfig {
                 self.payload_max_bytes.to_string(),
                 "must be at most 1032192 (the tip stream's 1 MiB message limit, less room for the record)",
             );
+        }
+        if self.board == Board::Shared {
+            let clash = if self.mode == Mode::Shared {
+                Some("mode shared (one slot for all) and a shared board do not combine")
+            } else if self.rate_per_agent.is_some() {
+                Some(
+                    "a shared board runs a closed loop (the open model paces each agent's own tasks)",
+                )
+            } else if self.leaves == Placement::Process {
+                Some("a shared board runs with in-process leaves")
+            } else {
+                None
+            };
+            if let Some(reason) = clash {
+                return bad("board", "shared".into(), reason);
+            }
         }
         if let Some(d) = self.duration {
             if self.rate_per_agent.is_none() {

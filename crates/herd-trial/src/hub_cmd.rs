@@ -60,7 +60,7 @@ pub async fn run(
     };
     let dirs = (out_dir.clone(), work_dir.clone());
     let join = core.join_spec(&config, &workload, hub_url.clone(), dirs, unix_ns());
-    core.write_plan(&workload, &out_dir)?;
+    core.write_plan(&workload, config.board, &out_dir)?;
     let Core {
         mut server,
         bus,

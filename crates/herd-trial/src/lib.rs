@@ -12,6 +12,8 @@
 //! flags ([`config`], [`cli`]). [`telemetry`] (used only by the binary) installs the OTLP
 //! exporter after a pre-flight and the span-counting layer.
 //!
+//! Work: each leaf its own tasks, or a shared [`board`] whose tasks every leaf competes for.
+//!
 //! Load: a closed loop (each task after the last, `think_ms`) or an open model ([`cadence`]:
 //! tasks due on a seeded schedule, latency from the due time, backlog reported); [`pacer`]
 //! caps the herd's commit starts; [`soak`] runs the open model for a `duration` and samples
@@ -43,6 +45,7 @@
 //!
 //! Calls: herd-bus, herd-hub, herd-leaf, herd-check. Nothing calls it but the `herd` example.
 
+pub mod board;
 pub mod cadence;
 pub mod cli;
 pub mod config;

@@ -93,8 +93,11 @@ pub struct Latencies {
     /// refused): their own row, never dropped.
     #[serde(default)]
     pub commit_failed: Summary,
-    /// One claim round trip.
+    /// One claim round trip (won).
     pub claim: Summary,
+    /// A claim lost to another leaf (shared board): the round trip that found the task taken.
+    #[serde(default)]
+    pub claim_lost: Summary,
     /// A closed task from when it was due (open model) or started (closed loop) to its close:
     /// queueing behind a late slot counts.
     #[serde(default)]
@@ -249,6 +252,14 @@ impl TrialResults {
             "  P50/P99 claim ms:   {:.2} / {:.2}",
             self.latency.claim.p50_ms, self.latency.claim.p99_ms
         );
+        if self.config.board == crate::board::Board::Shared {
+            let l = &self.latency.claim_lost;
+            let _ = writeln!(
+                s,
+                "  shared board:       {} claims lost to another leaf (P50/P99 {:.2} / {:.2} ms)",
+                l.count, l.p50_ms, l.p99_ms
+            );
+        }
         self.load_lines(&mut s);
         if let Some(soak) = &self.soak {
             let _ = writeln!(
@@ -519,6 +530,7 @@ impl TrialResults {
             ("commit", &self.latency.commit),
             ("commit (failed)", &self.latency.commit_failed),
             ("claim", &self.latency.claim),
+            ("claim (lost)", &self.latency.claim_lost),
             ("propagation", &self.latency.propagation),
             ("task (due or start → close)", &self.latency.task),
             ("start lag (open model)", &self.load.lag),

@@ -104,17 +104,31 @@ impl Core {
     pub(crate) fn write_plan(
         &self,
         workload: &Workload,
+        board: crate::board::Board,
         out_dir: &std::path::Path,
     ) -> Result<(), TrialError> {
-        let plan = herd_check::Plan {
-            tasks_per_leaf: workload
-                .slots
+        let leaves: Vec<String> = workload
+            .slots
+            .iter()
+            .map(|p| crate::leaves::leaf_id(&self.tag, p.slot))
+            .collect();
+        // Who opens what: each leaf its slot's tasks, or the board all of them.
+        let tasks_per_leaf = match board {
+            crate::board::Board::Own => leaves
                 .iter()
-                .map(|p| {
-                    let id = crate::leaves::leaf_id(&self.tag, p.slot);
-                    (id, p.tasks.len() as u64)
-                })
+                .zip(&workload.slots)
+                .map(|(id, p)| (id.clone(), p.tasks.len() as u64))
                 .collect(),
+            crate::board::Board::Shared => [(
+                crate::board::opener(&self.tag),
+                workload.total_tasks() as u64,
+            )]
+            .into_iter()
+            .collect(),
+        };
+        let plan = herd_check::Plan {
+            tasks_per_leaf,
+            leaves,
         };
         write_json(&out_dir.join("plan.json"), &plan)
     }
@@ -194,6 +208,8 @@ pub(crate) struct Work {
     pub(crate) faults: Vec<crate::faults::FaultRecord>,
     /// Soak: process samples taken during the work.
     pub(crate) samples: Vec<crate::soak::Sample>,
+    /// Tasks the shared board opened (0 when leaves open their own).
+    pub(crate) board_opened: u64,
 }
 
 /// What the drain found.
@@ -251,7 +267,7 @@ impl Rig {
         let (rss_before_leaves_kib, _) = crate::scale::rss_kib();
         let dirs = (absolute(&out_dir)?, absolute(&work_dir)?);
         let join = core.join_spec(&config, &workload, core.hub.url(), dirs, zero_unix_ns);
-        core.write_plan(&workload, &out_dir)?;
+        core.write_plan(&workload, config.board, &out_dir)?;
         let leaves = LeafSet::open(
             config.leaves,
             LeafSetup {
@@ -300,6 +316,14 @@ impl Rig {
 
     /// Runs every slot's tasks.
     pub(crate) async fn work(&mut self, quiet: bool) -> Work {
+        // A shared board: the trial opens every task into one pool before any leaf starts.
+        let (board, board_opened) = if self.facts.config.board == crate::board::Board::Shared {
+            let pool = crate::board::pool(&self.facts.workload, &self.core.tag);
+            let opened = crate::board::open(&self.core.bus, &pool, &self.log, &self.core.tag).await;
+            (Some(Arc::new(pool)), opened as u64)
+        } else {
+            (None, 0)
+        };
         let progress = Progress::default();
         let reporter = progress.report(self.facts.config.total_tasks(), quiet);
         let ctx = Arc::new(SlotContext {
@@ -342,7 +366,10 @@ impl Rig {
             },
         );
         let work = async {
-            let reports = self.leaves.work(&self.facts.workload, ctx.clone()).await;
+            let reports = self
+                .leaves
+                .work(&self.facts.workload, board, ctx.clone())
+                .await;
             let _ = done_tx.send(true);
             (reports, work_started.elapsed().as_secs_f64())
         };
@@ -360,6 +387,7 @@ impl Rig {
             spans_before,
             faults,
             samples,
+            board_opened,
         }
     }
 

@@ -110,6 +110,7 @@ fn verdict(
         spans_before,
         faults,
         samples,
+        board_opened,
     } = work;
     let Drain {
         reported,
@@ -133,15 +134,18 @@ fn verdict(
         commits_lost: reported.len() as u64 - on_trunk,
         ..Default::default()
     };
-    let (mut claim, mut commit, mut commit_failed, mut task) = (
+    let (mut claim, mut claim_lost, mut commit, mut commit_failed, mut task) = (
+        Latency::default(),
         Latency::default(),
         Latency::default(),
         Latency::default(),
         Latency::default(),
     );
+    counters.tasks_opened += board_opened;
     for r in &reports {
         add_slot(&mut counters, r);
         claim.merge(&r.claim);
+        claim_lost.merge(&r.claim_lost);
         commit.merge(&r.commit);
         commit_failed.merge(&r.commit_failed);
         task.merge(&r.task);
@@ -218,6 +222,7 @@ fn verdict(
             commit: commit_summary,
             commit_failed: commit_failed.summary(),
             claim: claim.summary(),
+            claim_lost: claim_lost.summary(),
             task: task.summary(),
             propagation: propagation.summary(),
         },

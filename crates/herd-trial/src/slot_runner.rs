@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use herd_check::history::{Op, Phase};
-use herd_leaf::Leaf;
+use herd_leaf::{Leaf, TaskId};
 
 use crate::events::EventLog;
 use crate::metrics::Latency;
@@ -22,8 +22,10 @@ use crate::workload::{SlotPlan, TaskSpec};
 pub struct SlotReport {
     /// The leaf that ran the slot.
     pub leaf: String,
-    /// Claim round trips.
+    /// Claim round trips (won).
     pub claim: Latency,
+    /// Claim round trips lost to another leaf (shared board).
+    pub claim_lost: Latency,
     /// Start of commit → hub accepted.
     pub commit: Latency,
     /// Start of commit → failure, for commits that did not land.
@@ -93,6 +95,47 @@ pub async fn run_slot(leaf: Arc<Leaf>, plan: SlotPlan, ctx: Arc<SlotContext>) ->
     report
 }
 
+/// Runs a shared board on `leaf`: walks the pool in order, takes every task it finds open and
+/// wins the claim of, and skips the rest (see [`crate::board`]).
+pub async fn run_board(
+    leaf: Arc<Leaf>,
+    slot_dir: String,
+    pool: Arc<Vec<crate::board::PoolTask>>,
+    ctx: Arc<SlotContext>,
+) -> SlotReport {
+    let mut report = SlotReport {
+        leaf: leaf.id().to_string(),
+        ..Default::default()
+    };
+    for (n, pooled) in pool.iter().enumerate() {
+        let task = TaskId(pooled.id.clone());
+        // Only open tasks are worth a claim; a failed read is a skip (someone else's task).
+        if !matches!(
+            leaf.task_state(&task).await,
+            Ok(Some(herd_bus::TaskState::Open))
+        ) {
+            continue;
+        }
+        let work = Work {
+            task: &task,
+            files: crate::board::files(pooled, n, &slot_dir),
+            think: pooled.spec.think,
+            begun: Instant::now(),
+            contended: true,
+        };
+        let span = tracing::info_span!("herd.task", leaf = %leaf.id(), slot = %slot_dir, index = n);
+        let took = tracing::Instrument::instrument(
+            work_task(&leaf, &slot_dir, work, &ctx, &mut report),
+            span,
+        )
+        .await;
+        if took {
+            ctx.progress.task_done();
+        }
+    }
+    report
+}
+
 async fn run_task(
     leaf: &Leaf,
     slot: &str,
@@ -121,20 +164,66 @@ async fn run_task(
     log.record(Op::Open, Phase::Ok, &id, slot, |ev| {
         ev.task = Some(task_id.clone())
     });
+    let files = spec
+        .files
+        .iter()
+        .map(|f| (f.path.clone(), f.bytes.clone()))
+        .collect();
+    let work = Work {
+        task: &task,
+        files,
+        think: spec.think,
+        begun,
+        contended: false,
+    };
+    work_task(leaf, slot, work, ctx, report).await;
+}
 
+/// What [`work_task`] does with one task.
+struct Work<'a> {
+    task: &'a TaskId,
+    files: Vec<(String, Vec<u8>)>,
+    think: std::time::Duration,
+    /// When it was due or started (task latency counts from here).
+    begun: Instant,
+    /// Other leaves may claim it too (shared board): a lost claim is not a failure.
+    contended: bool,
+}
+
+/// Claim → think → commit → close. `false` when the claim went to another leaf (or the task
+/// was finished meanwhile) on a contended task.
+async fn work_task(
+    leaf: &Leaf,
+    slot: &str,
+    work: Work<'_>,
+    ctx: &SlotContext,
+    report: &mut SlotReport,
+) -> bool {
+    let id = leaf.id().to_string();
+    let log = &ctx.log;
+    let task = work.task;
+    let task_id = task.to_string();
     log.record(Op::Claim, Phase::Invoke, &id, slot, |ev| {
         ev.task = Some(task_id.clone())
     });
     let t = Instant::now();
-    let claim = match leaf.claim(&task).await {
+    let claim = match leaf.claim(task).await {
         Ok(claim) => claim,
         Err(e) => {
             log.record(Op::Claim, Phase::Fail, &id, slot, |ev| {
                 ev.task = Some(task_id.clone());
                 ev.error = Some(e.to_string());
             });
+            let taken = matches!(
+                e,
+                herd_leaf::LeafError::AlreadyClaimed { .. } | herd_leaf::LeafError::Done { .. }
+            );
+            if work.contended && taken {
+                report.claim_lost.record(t.elapsed());
+                return false;
+            }
             report.failed += 1;
-            return;
+            return true;
         }
     };
     report.claim.record(t.elapsed());
@@ -144,13 +233,9 @@ async fn run_task(
         ev.claim_rev = Some(epoch);
     });
 
-    tokio::time::sleep(spec.think).await;
+    tokio::time::sleep(work.think).await;
 
-    let files: Vec<(String, Vec<u8>)> = spec
-        .files
-        .iter()
-        .map(|f| (f.path.clone(), f.bytes.clone()))
-        .collect();
+    let files = work.files;
     let t = ctx.pacer.wait().await;
     report.commit_starts.push(t);
     log.record(Op::Commit, Phase::Invoke, &id, slot, |ev| {
@@ -202,7 +287,7 @@ async fn run_task(
                 ev.error = Some(e.to_string());
             });
             report.failed += 1;
-            return;
+            return true;
         }
     }
 
@@ -212,7 +297,7 @@ async fn run_task(
     match leaf.close(claim).await {
         Ok(()) => {
             report.closed += 1;
-            report.task.record(begun.elapsed());
+            report.task.record(work.begun.elapsed());
             log.record(Op::Close, Phase::Ok, &id, slot, |ev| {
                 ev.task = Some(task_id.clone())
             });
@@ -225,4 +310,5 @@ async fn run_task(
             });
         }
     }
+    true
 }

@@ -285,8 +285,8 @@ mod tests {
     fn steady_processes_pass_and_growing_ones_are_named() {
         let d = Period(Duration::from_secs(300));
         let mut samples = series("herd", |_| 40_000, |_| 50);
-        // +2 MiB a sample: ~60 MiB more by the end; and one fd leaked per sample.
-        samples.extend(series("bus", |k| 20_000 + k * 2048, |k| 30 + k));
+        // +4 MiB a sample (~120 MiB more by the end) and two fds leaked per sample.
+        samples.extend(series("bus", |k| 20_000 + k * 4096, |k| 30 + 2 * k));
         let s = analyse(d, 10, samples, &[(1.0, 5.0), (100.0, 5.0), (200.0, 5.0)]);
         let herd = s.growth.iter().find(|g| g.process == "herd").unwrap();
         assert!(herd.exceeded.is_empty(), "{herd:?}");

@@ -19,7 +19,7 @@ use crate::error::TrialError;
 use crate::events::EventLog;
 use crate::join::JoinSpec;
 use crate::propagation::Holding;
-use crate::slot_runner::{SlotContext, SlotReport, run_slot};
+use crate::slot_runner::{SlotContext, SlotReport, run_board, run_slot};
 use crate::workload::{SlotPlan, Workload};
 
 pub use children::LeafFailure;
@@ -139,16 +139,33 @@ impl LeafSet {
     }
 
     /// Runs every slot; returns the reports of the leaves that finished.
-    pub async fn work(&mut self, workload: &Workload, ctx: Arc<SlotContext>) -> Vec<SlotReport> {
+    /// With `board`, every leaf works the shared pool instead of its own slot's tasks.
+    pub async fn work(
+        &mut self,
+        workload: &Workload,
+        board: Option<Arc<Vec<crate::board::PoolTask>>>,
+        ctx: Arc<SlotContext>,
+    ) -> Vec<SlotReport> {
         match self {
             LeafSet::InProcess(leaves) => {
                 let mut set = JoinSet::new();
                 for (leaf, plan) in leaves.iter().zip(workload.slots.iter()) {
-                    let slot = run_slot(leaf.clone(), plan.clone(), ctx.clone());
-                    set.spawn(tracing::Instrument::instrument(
-                        slot,
-                        tracing::Span::current(),
-                    ));
+                    let span = tracing::Span::current();
+                    match &board {
+                        Some(pool) => set.spawn(tracing::Instrument::instrument(
+                            run_board(
+                                leaf.clone(),
+                                plan.slot_dir.clone(),
+                                pool.clone(),
+                                ctx.clone(),
+                            ),
+                            span,
+                        )),
+                        None => set.spawn(tracing::Instrument::instrument(
+                            run_slot(leaf.clone(), plan.clone(), ctx.clone()),
+                            span,
+                        )),
+                    };
                 }
                 let mut reports = Vec::new();
                 while let Some(joined) = set.join_next().await {

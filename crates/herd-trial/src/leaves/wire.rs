@@ -143,6 +143,9 @@ pub struct WireReport {
     pub closed: u64,
     /// Tasks failed.
     pub failed: u64,
+    /// Lost-claim latency histogram (shared board).
+    #[serde(default)]
+    pub claim_lost: Vec<(u64, u64)>,
     /// Task latency histogram (due → closed).
     #[serde(default)]
     pub task: Vec<(u64, u64)>,
@@ -174,6 +177,7 @@ impl WireReport {
             opened: report.opened,
             closed: report.closed,
             failed: report.failed,
+            claim_lost: report.claim_lost.to_counts(),
             task: report.task.to_counts(),
             lag: report.lag.to_counts(),
             backlog: report
@@ -205,6 +209,7 @@ impl WireReport {
             opened: self.opened,
             closed: self.closed,
             failed: self.failed,
+            claim_lost: Latency::from_counts(&self.claim_lost),
             task: Latency::from_counts(&self.task),
             lag: Latency::from_counts(&self.lag),
             backlog: self
