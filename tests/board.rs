@@ -8,33 +8,17 @@ use common::herd;
 
 #[test]
 fn leaves_compete_for_one_pool_and_every_task_closes_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = herd(
-        &[
-            "--agents",
-            "6",
-            "--tasks-per-agent",
-            "5",
-            "--think-ms",
-            "0-30",
-            "--board",
-            "shared",
-            "--out",
-            dir.path().to_str().unwrap(),
-            "--keep",
-        ],
-        &[],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
-            .unwrap();
+    let (dir, r, stdout) = common::trial_ok(&[
+        "--agents",
+        "6",
+        "--tasks-per-agent",
+        "5",
+        "--think-ms",
+        "0-30",
+        "--board",
+        "shared",
+        "--keep",
+    ]);
     let c = &r["counters"];
     let n = |k: &str| c[k].as_u64().unwrap();
     assert_eq!(n("tasks_opened"), 30);
@@ -52,7 +36,10 @@ fn leaves_compete_for_one_pool_and_every_task_closes_once() {
         .filter(|e| e["op"] == "claim" && e["phase"] == "fail")
         .count() as u64;
     assert_eq!(n("claims_lost"), lost_events);
-    assert_eq!(r["latency"]["claim_lost"]["count"].as_u64(), Some(lost_events));
+    assert_eq!(
+        r["latency"]["claim_lost"]["count"].as_u64(),
+        Some(lost_events)
+    );
     // The board opened every task; leaves opened none.
     let opens: Vec<&str> = events
         .iter()
@@ -72,20 +59,34 @@ fn leaves_compete_for_one_pool_and_every_task_closes_once() {
     assert!(stdout.contains("shared board:"), "{stdout}");
     // `herd check` on the kept run agrees (every invariant over the same artifacts).
     let check = herd(&["check", dir.path().to_str().unwrap()], &[]);
-    assert_eq!(check.status.code(), Some(0), "{}", String::from_utf8_lossy(&check.stdout));
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stdout)
+    );
 }
 
 #[test]
 fn a_shared_board_refuses_what_it_cannot_mean() {
     for (args, reason) in [
         (vec!["--board", "shared", "--mode", "shared"], "mode shared"),
-        (vec!["--board", "shared", "--rate-per-agent", "6"], "closed loop"),
-        (vec!["--board", "shared", "--leaves", "process"], "in-process"),
+        (
+            vec!["--board", "shared", "--rate-per-agent", "6"],
+            "closed loop",
+        ),
+        (
+            vec!["--board", "shared", "--leaves", "process"],
+            "in-process",
+        ),
     ] {
         let out = herd(&args, &[]);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
-        assert!(stderr.contains("board") && stderr.contains(reason), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("board") && stderr.contains(reason),
+            "{args:?}: {stderr}"
+        );
     }
     let out = herd(&[], &[("HERD_BOARD", "commons")]);
     assert_eq!(out.status.code(), Some(2));

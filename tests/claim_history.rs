@@ -3,35 +3,20 @@
 
 mod common;
 
-use common::herd;
-
 #[test]
 fn claim_writes_that_expired_before_the_dump_are_still_in_the_history() {
-    let dir = tempfile::tempdir().unwrap();
     // A 2 s lease renewed every ~0.7 s while each task thinks 3 s: every task's first claim
     // write has expired from the server long before the run ends.
-    let out = herd(
-        &[
-            "--agents",
-            "1",
-            "--tasks-per-agent",
-            "2",
-            "--think-ms",
-            "3000",
-            "--claim-ttl-secs",
-            "2",
-            "--out",
-            dir.path().to_str().unwrap(),
-        ],
-        &[],
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (dir, _, stdout) = common::trial_ok(&[
+        "--agents",
+        "1",
+        "--tasks-per-agent",
+        "2",
+        "--think-ms",
+        "3000",
+        "--claim-ttl-secs",
+        "2",
+    ]);
     let records: Vec<serde_json::Value> =
         std::fs::read_to_string(dir.path().join("kv-claims.jsonl"))
             .unwrap()

@@ -4,18 +4,9 @@
 
 mod common;
 
-use common::herd;
-
 fn run(args: &[&str]) -> (serde_json::Value, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut all: Vec<&str> = args.to_vec();
-    all.extend(["--out", dir.path().to_str().unwrap()]);
-    let out = herd(&all, &[]);
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    let results = std::fs::read_to_string(dir.path().join("results.json")).unwrap();
-    (serde_json::from_str(&results).unwrap(), stdout)
+    let (_dir, results, stdout) = common::trial_ok(args);
+    (results, stdout)
 }
 
 #[test]

@@ -4,21 +4,10 @@
 
 mod common;
 
-use common::{assert_report_renders, herd};
+use common::assert_report_renders;
 
 fn trial(args: &[&str]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let mut all = args.to_vec();
-    all.extend(["--out", dir.path().to_str().unwrap()]);
-    let out = herd(&all, &[]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    dir
+    common::trial_ok(args).0
 }
 
 #[test]

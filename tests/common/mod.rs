@@ -250,3 +250,21 @@ pub fn assert_report_renders(page: &Path, charts: &[&str]) -> Option<String> {
     assert_eq!(figures.len(), charts.len(), "{figures:?}");
     Some(dom)
 }
+
+/// Runs a trial with `args` into a fresh directory (`--out` added), requires exit 0, and
+/// returns the directory, its results.json and stdout.
+pub fn trial_ok(args: &[&str]) -> (tempfile::TempDir, serde_json::Value, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut all = args.to_vec();
+    all.extend(["--out", dir.path().to_str().unwrap()]);
+    let out = herd(&all, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{args:?}\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let results = std::fs::read_to_string(dir.path().join("results.json")).unwrap();
+    (dir, serde_json::from_str(&results).unwrap(), stdout)
+}

@@ -156,16 +156,7 @@ pub fn evaluate(input: &GateInput<'_>) -> Vec<GateResult> {
                 &format!("soak.growth.{}", g.process),
                 g.exceeded.is_empty(),
                 if g.exceeded.is_empty() {
-                    format!(
-                        "{}: RSS {} → {} KiB, fds {} → {}, threads {} → {}",
-                        g.process,
-                        g.rss_mid_kib,
-                        g.rss_last_kib,
-                        g.fds.0,
-                        g.fds.1,
-                        g.threads.0,
-                        g.threads.1
-                    )
+                    g.describe()
                 } else {
                     format!("{} grew: {}", g.process, g.exceeded.join("; "))
                 },

@@ -272,17 +272,7 @@ impl TrialResults {
                 soak.windows.len()
             );
             for g in &soak.growth {
-                let _ = writeln!(
-                    s,
-                    "    {:<8} RSS {} → {} KiB, fds {} → {}, threads {} → {} (middle → last third)",
-                    g.process,
-                    g.rss_mid_kib,
-                    g.rss_last_kib,
-                    g.fds.0,
-                    g.fds.1,
-                    g.threads.0,
-                    g.threads.1
-                );
+                let _ = writeln!(s, "    {} (middle → last third)", g.describe());
             }
         }
         if let Some(t) = &self.telemetry {

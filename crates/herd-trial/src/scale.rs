@@ -72,15 +72,20 @@ pub fn rss_kib() -> (u64, u64) {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return (0, 0);
     };
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    (
+        status_field(&status, "VmRSS:"),
+        status_field(&status, "VmHWM:"),
+    )
+}
+
+/// The number after `name` (e.g. `VmRSS:`) in a `/proc/<pid>/status` text; 0 when absent.
+pub fn status_field(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Inputs of [`Scale::new`].

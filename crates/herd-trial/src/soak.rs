@@ -81,14 +81,7 @@ pub struct Sample {
 /// Reads `pid`'s RSS, open fds and threads; `None` once it is gone.
 pub fn read(pid: u32) -> Option<(u64, u64, u64)> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|rest| rest.split_whitespace().next())
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0)
-    };
+    let field = |name| crate::scale::status_field(&status, name);
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
     Some((field("VmRSS:"), fds, field("Threads:")))
 }
@@ -142,6 +135,22 @@ pub struct Growth {
     pub threads: (u64, u64),
     /// What grew past its bound (empty: nothing).
     pub exceeded: Vec<String>,
+}
+
+impl Growth {
+    /// `herd: RSS 1 → 2 KiB, fds 3 → 4, threads 5 → 6` (middle → last third).
+    pub fn describe(&self) -> String {
+        format!(
+            "{}: RSS {} → {} KiB, fds {} → {}, threads {} → {}",
+            self.process,
+            self.rss_mid_kib,
+            self.rss_last_kib,
+            self.fds.0,
+            self.fds.1,
+            self.threads.0,
+            self.threads.1
+        )
+    }
 }
 
 /// What the soak measured.
