@@ -88,6 +88,10 @@ fn a_shared_board_refuses_what_it_cannot_mean() {
             "{args:?}: {stderr}"
         );
     }
+    let out = herd(&["hub", "--board", "shared"], &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "herd hub: {stderr}");
+    assert!(stderr.contains("board"), "herd hub: {stderr}");
     let out = herd(&[], &[("HERD_BOARD", "commons")]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("HERD_BOARD"));

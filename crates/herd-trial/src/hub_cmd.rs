@@ -34,6 +34,15 @@ pub async fn run(
     stop: impl std::future::Future<Output = ()>,
 ) -> Result<PathBuf, TrialError> {
     config.validate()?;
+    if config.board == crate::board::Board::Shared {
+        // The pool is opened by a trial's rig; hand-started leaves work their own slots.
+        return Err(crate::error::ConfigError::Invalid {
+            key: "board".into(),
+            value: "shared".into(),
+            reason: "a shared board runs in a trial; herd hub serves leaves their own tasks".into(),
+        }
+        .into());
+    }
     let workload = Workload::generate(&config);
     let out_dir = std::path::absolute(config.out.clone().unwrap_or_else(|| {
         PathBuf::from("target")
