@@ -73,3 +73,47 @@ fn a_short_soak_samples_every_process_and_gates_growth() {
         ],
     );
 }
+
+#[test]
+fn a_soak_with_process_leaves_samples_each_leaf_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = herd(
+        &[
+            "--agents",
+            "2",
+            "--leaves",
+            "process",
+            "--duration",
+            "6s",
+            "--rate-per-agent",
+            "60",
+            "--sample-secs",
+            "1",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("results.json")).unwrap())
+            .unwrap();
+    assert_eq!(r["counters"]["tasks_closed"].as_u64(), Some(12));
+    let samples = r["soak"]["samples"].as_array().unwrap();
+    for process in ["herd", "bus", "leaf-0", "leaf-1"] {
+        let n = samples.iter().filter(|s| s["process"] == process).count();
+        assert!(n >= 4, "{n} samples of {process}");
+    }
+    let growth: Vec<&str> = r["soak"]["growth"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|g| g["process"].as_str())
+        .collect();
+    assert_eq!(growth, ["bus", "herd", "leaf-0", "leaf-1"]);
+}

@@ -337,9 +337,10 @@ impl Rig {
         let spans_before = self.facts.counts.as_ref().map(SpanCounts::totals);
         let work_started = ctx.zero;
         let (done_tx, done) = tokio::sync::watch::channel(false);
-        // Soak: this process (hub, in-process leaves) and every bus server it started.
+        // Soak: this process (hub, in-process leaves), each leaf process, every bus server.
         let sampler = self.facts.config.duration.map(|_| {
             let mut processes = vec![("herd".to_string(), std::process::id())];
+            processes.extend(self.leaves.pids());
             processes.extend(
                 crate::faults::driver::servers(&mut self.core.server)
                     .into_iter()

@@ -3,7 +3,8 @@
 //! coordination time that drifts.
 //!
 //! While the work runs, a sampler reads `/proc/<pid>/{status,fd}` every `sample_secs` for the
-//! trial's own process (hub and in-process leaves) and every nats-server it started. After the
+//! trial's own process (hub and in-process leaves), every leaf process (`--leaves process`)
+//! and every nats-server it started. After the
 //! run, [`analyse`] splits each process's samples into thirds by time, treats the first as
 //! warm-up, and compares the last with the middle: RSS may grow at most
 //! [`MAX_RSS_GROWTH`] (plus [`RSS_SLACK_KIB`]), open fds at most [`MAX_FD_GROWTH`], threads at
@@ -68,7 +69,8 @@ impl<'de> Deserialize<'de> for Period {
 pub struct Sample {
     /// Seconds since the start of the work.
     pub t_s: f64,
-    /// `herd` (the trial: hub and in-process leaves) or a bus server (`bus`, `node-1`, ...).
+    /// `herd` (the trial: hub and in-process leaves), a leaf process (`leaf-3`) or a bus server
+    /// (`bus`, `node-1`, ...).
     pub process: String,
     /// Resident memory, KiB.
     pub rss_kib: u64,

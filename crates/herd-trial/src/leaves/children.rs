@@ -74,6 +74,14 @@ pub struct Children {
 }
 
 impl Children {
+    /// Each running child's leaf id and process id (what a soak samples).
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        self.kids
+            .iter()
+            .filter_map(|k| k.child.id().map(|pid| (k.id.clone(), pid)))
+            .collect()
+    }
+
     /// Writes the join file, spawns one child per slot and waits until every one is ready.
     pub async fn spawn(setup: LeafSetup<'_>) -> Result<Children, TrialError> {
         let exe = setup.leaf_exe.ok_or_else(|| TrialError::LeafProcess {

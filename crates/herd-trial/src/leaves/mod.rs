@@ -196,6 +196,14 @@ impl LeafSet {
         }
     }
 
+    /// Leaf processes (id, pid); none for in-process leaves, which are this process.
+    pub fn pids(&self) -> Vec<(String, u32)> {
+        match self {
+            LeafSet::InProcess(_) => Vec::new(),
+            LeafSet::Processes(c) => c.pids(),
+        }
+    }
+
     /// Resource use per leaf process (`None` for in-process leaves, which share one).
     pub fn usage(&self) -> Option<wire::UsageSummary> {
         match self {
