@@ -141,3 +141,83 @@ pub fn merge(into: &Path, parts: &[PathBuf]) -> std::io::Result<u64> {
     out.flush()?;
     Ok(events.len() as u64)
 }
+
+/// The history in `path`, line by line; an unreadable line is skipped here (the checker
+/// reports it) and a missing file reads as empty.
+pub fn read(path: &Path) -> Vec<HistoryEvent> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// One landed commit as the history tells it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Landed<'a> {
+    /// The committing leaf.
+    pub leaf: &'a str,
+    /// When the hub accepted it, seconds since the trial started.
+    pub t_s: f64,
+    /// Its latency (commit invoke → ok), ms.
+    pub ms: f64,
+    /// Rebase-and-retry rounds it took.
+    pub fork_retries: u32,
+}
+
+/// Every `commit ok` of `events`, paired with its leaf's `commit invoke` of the same task.
+pub fn landed_commits(events: &[HistoryEvent]) -> Vec<Landed<'_>> {
+    let mut started: std::collections::HashMap<(&str, &str), u64> = Default::default();
+    let mut out = Vec::new();
+    for e in events.iter().filter(|e| e.op == Op::Commit) {
+        let key = (e.leaf.as_str(), e.task.as_deref().unwrap_or(""));
+        match e.phase {
+            Phase::Invoke => {
+                started.insert(key, e.t_ns);
+            }
+            Phase::Ok => {
+                let from = started.get(&key).copied().unwrap_or(e.t_ns);
+                out.push(Landed {
+                    leaf: &e.leaf,
+                    t_s: e.t_ns as f64 / 1e9,
+                    ms: e.t_ns.saturating_sub(from) as f64 / 1e6,
+                    fork_retries: e.fork_retries.unwrap_or(0),
+                });
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(op: Op, phase: Phase, leaf: &str, task: &str, t_ms: u64) -> HistoryEvent {
+        let mut e = HistoryEvent::new(op, phase, leaf, "slot", t_ms * 1_000_000);
+        e.task = Some(task.into());
+        e
+    }
+
+    #[test]
+    fn landed_commits_pair_each_ok_with_its_own_invoke() {
+        let mut ok = ev(Op::Commit, Phase::Ok, "leaf-1", "t1", 130);
+        ok.fork_retries = Some(2);
+        let events = [
+            ev(Op::Commit, Phase::Invoke, "leaf-0", "t0", 100),
+            ev(Op::Commit, Phase::Invoke, "leaf-1", "t1", 110),
+            ev(Op::Commit, Phase::Ok, "leaf-0", "t0", 105),
+            ev(Op::Claim, Phase::Ok, "leaf-0", "t2", 106),
+            ev(Op::Commit, Phase::Invoke, "leaf-0", "t2", 107),
+            ev(Op::Commit, Phase::Fail, "leaf-0", "t2", 120),
+            ok,
+        ];
+        let landed = landed_commits(&events);
+        assert_eq!(landed.len(), 2);
+        assert_eq!((landed[0].leaf, landed[0].ms), ("leaf-0", 5.0));
+        assert_eq!((landed[1].leaf, landed[1].ms), ("leaf-1", 20.0));
+        assert_eq!(landed[1].fork_retries, 2);
+        assert!((landed[1].t_s - 0.130).abs() < 1e-9);
+    }
+}

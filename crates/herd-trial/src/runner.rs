@@ -191,12 +191,21 @@ fn verdict(
     let commits_per_min = commit_rate_per_min(&reports);
     let load = crate::cadence::measure(&config, &workload, &reports, work_started, work_secs);
     let drained = on_trunk == reported.len() as u64 && settled;
-    let faults = measure_faults(&faults, &reports, started, &out_dir, config.fault_sla);
+    // The history is whole by now (teardown merged it); read once for what needs it.
+    let history = if faults.is_empty() && config.duration.is_none() {
+        Vec::new()
+    } else {
+        crate::events::read(&out_dir.join("events.jsonl"))
+    };
+    let faults = measure_faults(&faults, &reports, started, &history, config.fault_sla);
     let soak = config.duration.map(|d| {
         let since_work = work_started
             .saturating_duration_since(started)
             .as_secs_f64();
-        let commits = commit_latencies(&out_dir, since_work);
+        let commits: Vec<(f64, f64)> = crate::events::landed_commits(&history)
+            .iter()
+            .map(|c| (c.t_s - since_work, c.ms))
+            .collect();
         crate::soak::analyse(d, config.sample_secs, samples, &commits)
     });
     let gate_results = gates::evaluate(&GateInput {
@@ -266,7 +275,7 @@ fn measure_faults(
     records: &[crate::faults::FaultRecord],
     reports: &[SlotReport],
     started: Instant,
-    out_dir: &Path,
+    history: &[herd_check::HistoryEvent],
     sla: crate::faults::FaultSla,
 ) -> Vec<crate::faults::FaultResult> {
     if records.is_empty() {
@@ -277,44 +286,7 @@ fn measure_faults(
         .flat_map(|r| r.commits.iter())
         .map(|(_, at)| at.saturating_duration_since(started).as_secs_f64())
         .collect();
-    // The history is whole by now (teardown merged it); an unreadable line is skipped here
-    // and reported by the checker.
-    let events: Vec<herd_check::HistoryEvent> =
-        std::fs::read_to_string(out_dir.join("events.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
-    crate::faults::measure(records, &events, &commits, sla)
-}
-
-/// Every landed commit of the history as (accepted, s since the work began; latency, ms).
-fn commit_latencies(out_dir: &Path, work_offset_s: f64) -> Vec<(f64, f64)> {
-    let text = std::fs::read_to_string(out_dir.join("events.jsonl")).unwrap_or_default();
-    let mut started: std::collections::HashMap<(String, String), f64> = Default::default();
-    let mut out = Vec::new();
-    for e in text
-        .lines()
-        .filter_map(|l| serde_json::from_str::<herd_check::HistoryEvent>(l).ok())
-    {
-        if e.op != herd_check::history::Op::Commit {
-            continue;
-        }
-        let key = (e.leaf.clone(), e.task.clone().unwrap_or_default());
-        let t = e.t_ns as f64 / 1e9;
-        match e.phase {
-            herd_check::history::Phase::Invoke => {
-                started.insert(key, t);
-            }
-            herd_check::history::Phase::Ok => {
-                if let Some(from) = started.get(&key) {
-                    out.push((t - work_offset_s, (t - from) * 1000.0));
-                }
-            }
-            _ => {}
-        }
-    }
-    out
+    crate::faults::measure(records, history, &commits, sla)
 }
 
 /// The herd's commit rate between its first and last accepted commit: n commits span n − 1

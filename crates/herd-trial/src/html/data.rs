@@ -52,21 +52,18 @@ pub struct TrialPage {
 }
 
 impl TrialPage {
-    /// The page of `results`, with `events` the run's `events.jsonl`.
-    pub fn new(results: &crate::TrialResults, events: &str) -> TrialPage {
-        let events: Vec<HistoryEvent> = events
-            .lines()
-            .filter_map(|l| serde_json::from_str(l).ok())
-            .collect();
+    /// The page of `results`, with `events` the run's history.
+    pub fn new(results: &crate::TrialResults, events: &[HistoryEvent]) -> TrialPage {
+        // The agents are whoever claimed, committed or handled a broadcast (not the board
+        // that opened a shared pool, not the fault driver), in slot order.
         let mut agents: Vec<String> = events
             .iter()
-            .filter(|e| e.leaf.starts_with("leaf-"))
+            .filter(|e| matches!(e.op, Op::Claim | Op::Commit | Op::Pull))
             .map(|e| e.leaf.clone())
             .collect();
         agents.sort_by_key(|a| {
-            a.trim_start_matches("leaf-")
-                .parse::<u64>()
-                .unwrap_or(u64::MAX)
+            let n = a.rsplit('-').next().and_then(|n| n.parse::<u64>().ok());
+            (n.unwrap_or(u64::MAX), a.clone())
         });
         agents.dedup();
         let index: HashMap<&str, usize> = agents
@@ -76,29 +73,22 @@ impl TrialPage {
             .collect();
         let secs = |e: &HistoryEvent| e.t_ns as f64 / 1e9;
         let mut page = TrialPage::default();
-        let mut started: HashMap<(&str, &str), f64> = HashMap::new();
         let mut pulls = Vec::new();
-        for e in &events {
+        for e in events {
             let Some(&i) = index.get(e.leaf.as_str()) else {
                 continue;
             };
-            let task = e.task.as_deref().unwrap_or("");
             match (e.op, e.phase) {
                 (Op::Claim, Phase::Ok) => page.claims.push((i, secs(e))),
-                (Op::Commit, Phase::Invoke) => {
-                    started.insert((e.leaf.as_str(), task), secs(e));
-                }
-                (Op::Commit, Phase::Ok) => {
-                    let from = started.get(&(e.leaf.as_str(), task)).copied();
-                    let ms = from.map_or(0.0, |f| (secs(e) - f) * 1000.0);
-                    page.commits
-                        .push((i, secs(e), ms, e.fork_retries.unwrap_or(0)));
-                }
                 (Op::Commit, Phase::Fail | Phase::Info) => page.failed.push((i, secs(e))),
                 (Op::Pull, Phase::Ok) => pulls.push((i, secs(e))),
                 _ => {}
             }
         }
+        page.commits = crate::events::landed_commits(events)
+            .iter()
+            .filter_map(|c| Some((*index.get(c.leaf)?, c.t_s, c.ms, c.fork_retries)))
+            .collect();
         page.pulls_total = pulls.len();
         let stride = pulls.len().div_ceil(MAX_PULL_MARKS).max(1);
         page.pulls = pulls.into_iter().step_by(stride).collect();

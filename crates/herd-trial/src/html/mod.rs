@@ -22,7 +22,7 @@ const STYLE: &str = include_str!("report.css");
 
 /// Writes `<dir>/report.html` for the trial whose artifacts are in `dir`.
 pub fn write_trial(dir: &Path, results: &crate::TrialResults) -> std::io::Result<()> {
-    let events = std::fs::read_to_string(dir.join("events.jsonl")).unwrap_or_default();
+    let events = crate::events::read(&dir.join("events.jsonl"));
     let page = TrialPage::new(results, &events);
     let title = format!(
         "herd trial — {} — {} agents × {} tasks",
