@@ -76,6 +76,9 @@ pub struct RepoState {
     /// the flush splices them instead of compressing them again.
     applied: Vec<(bytes::Bytes, Vec<(Oid, pack::Stored)>)>,
     built: Option<Built>,
+    /// Packs this leaf flushed since it opened the repository, oldest first: (name, bytes).
+    /// Merged geometrically after each flush ([`crate::compact`]).
+    flushed: Vec<(String, u64)>,
 }
 
 /// The repository as a job sees it.
@@ -192,6 +195,7 @@ impl RepoState {
             pending: Vec::new(),
             applied: Vec::new(),
             built: None,
+            flushed: Vec::new(),
         };
         Ok((repo, state))
     }
@@ -287,14 +291,26 @@ impl<'r> Repo<'r> {
             for oid in std::mem::take(&mut self.st.pending) {
                 whole(&mut out, oid)?;
             }
-            out.finish_indexed()
+            let indexed = out.finish_indexed();
+            indexed
                 .install(&self.git.path().join("objects"))
                 .map_err(|e| git2::Error::from_str(&format!("writing leaf pack: {e}")))?;
+            self.st
+                .flushed
+                .push((indexed.name.clone(), indexed.pack.len() as u64));
             odb.refresh()?;
             self.writes.reset()?;
             self.st.unflushed = 0;
         }
         self.save_refs()
+    }
+
+    /// Merges this leaf's newest packs when they are due ([`crate::compact`]). Returns whether
+    /// packs were merged: the caller must then reopen the repository so libgit2 closes the
+    /// removed files.
+    pub fn compact(&mut self) -> Result<bool, herd_hub::pack::merge::MergeError> {
+        let dir = self.git.path().join("objects").join("pack");
+        crate::compact::settle(&dir, &mut self.st.flushed)
     }
 
     /// Records the trees and commit a commit creation wrote (everything new under `parent`).

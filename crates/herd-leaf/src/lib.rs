@@ -7,7 +7,9 @@
 //!
 //! - One owner per repository: a dedicated thread owns the `git2::Repository` ([`worker`]);
 //!   the committer and the tip subscriber both send it jobs, so they never touch the
-//!   repository at once. Objects go to a memory backend and reach disk as one pack per flush.
+//!   repository at once. Objects go to a memory backend and reach disk as one pack per flush;
+//!   the leaf's packs are merged geometrically and the repository reopened ([`compact`]), so
+//!   its open files stay about log2(trunk) however long it runs.
 //! - A push ([`git_ops`]) is one receive-pack request carrying only the commit's new objects, to
 //!   the trunk (race hub: compare-and-swap) or the merge queue (queue hub, which answers with the
 //!   oid the commit landed as). A push that loses the race is a *fork*: the leaf waits for the
@@ -33,6 +35,7 @@
 //! Calls: herd-bus (claims, task records, tip stream, turns) and herd-hub (its client transport,
 //! pack reader/writer, memory backend, tree diff). Called by: herd-trial.
 
+pub mod compact;
 pub mod error;
 pub mod git_ops;
 pub mod leaf;

@@ -8,7 +8,9 @@
 //! than [`FLUSH_BYTES`] unflushed, and when the thread stops, they are written as one pack with
 //! its index (applied payload entries spliced as they arrived, no recompression, no delta
 //! search: [`herd_hub::pack::Writer`]) and then the refs are saved ([`Repo::flush`]), so refs on
-//! disk never name an object that exists only in memory.
+//! disk never name an object that exists only in memory. After a flush the newest packs may be
+//! merged ([`crate::compact`]); the thread then reopens the repository, so the files libgit2
+//! held for the merged packs are closed.
 
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -101,7 +103,8 @@ fn serve(
     rx: mpsc::Receiver<Job>,
     ready: mpsc::Sender<Result<(), git2::Error>>,
 ) {
-    let writes = match MemObjects::attach(&repo) {
+    let mut repo = repo;
+    let mut writes = match MemObjects::attach(&repo) {
         Ok(w) => w,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -112,15 +115,37 @@ fn serve(
     while let Ok(Job::Run(job)) = rx.recv() {
         let mut r = Repo::new(&repo, &writes, &mut state);
         job(&mut r);
-        if r.unflushed() > FLUSH_BYTES
-            && let Err(e) = r.flush()
-        {
+        if r.unflushed() <= FLUSH_BYTES {
+            continue;
+        }
+        if let Err(e) = r.flush() {
             tracing::warn!(error = %e.message(), "flushing leaf objects");
+            continue;
+        }
+        match r.compact() {
+            Ok(true) => match reopen(&repo) {
+                // Memory is empty right after a flush: nothing is lost with the old backend.
+                Ok((new_repo, new_writes)) => {
+                    writes = new_writes;
+                    repo = new_repo;
+                }
+                Err(e) => tracing::warn!(error = %e.message(), "reopening after a pack merge"),
+            },
+            Ok(false) => {}
+            Err(e) => tracing::warn!(error = %e, "merging leaf packs"),
         }
     }
     if let Err(e) = Repo::new(&repo, &writes, &mut state).flush() {
         tracing::warn!(error = %e.message(), "flushing leaf objects at stop");
     }
+}
+
+/// Opens `repo` again with a fresh memory backend; dropping the old handles closes the packs a
+/// merge removed (libgit2 never forgets a pack while its object database lives).
+fn reopen(repo: &Repository) -> Result<(Repository, MemObjects), git2::Error> {
+    let again = Repository::open(repo.path())?;
+    let writes = MemObjects::attach(&again)?;
+    Ok((again, writes))
 }
 
 impl WorkerThread {

@@ -37,6 +37,7 @@ pub struct Writer {
 }
 
 /// A finished pack with its index (`.idx`, version 2), ready to install.
+#[derive(Debug)]
 pub struct Indexed {
     /// The `.pack` bytes.
     pub pack: Vec<u8>,
@@ -102,6 +103,18 @@ impl Writer {
             None => header(&mut self.out, stored.code, stored.size),
         }
         self.out.extend_from_slice(&pack[stored.zlib.clone()]);
+        self.entered(oid, start);
+        true
+    }
+
+    /// Adds an entry copied whole from another pack this writer's kind wrote (a whole object,
+    /// or a delta by id whose base the new pack also holds); `false` when `oid` is already in.
+    pub fn entry(&mut self, oid: Oid, bytes: &[u8]) -> bool {
+        if !self.seen.insert(oid) {
+            return false;
+        }
+        let start = self.out.len();
+        self.out.extend_from_slice(bytes);
         self.entered(oid, start);
         true
     }
