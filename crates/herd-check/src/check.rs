@@ -3,13 +3,13 @@
 use std::collections::BTreeMap;
 
 use crate::artifacts::{Artifacts, load};
-use crate::invariants::{commits, fencing, hygiene, ledger, tasks, tips, violation};
+use crate::invariants::{commits, fencing, hygiene, ledger, tasks, tips, updates, violation};
 use crate::report::{CheckReport, Verdict};
 use crate::trunk;
 
 /// The invariants `check` evaluates, in order.
 pub const INVARIANTS: &[&str] = &[
-    "I1", "I1b", "I2", "I3", "I4", "I4b", "I6", "I7", "I8", "I9", "I11",
+    "I1", "I1b", "I2", "I3", "I4", "I4b", "I6", "I7", "I8", "I9", "I11", "I12",
 ];
 
 /// Checks a run's artifacts.
@@ -49,13 +49,19 @@ pub fn check(a: &Artifacts) -> CheckReport {
     let seed = loaded.hub.seed_commits;
 
     let mut v = tasks::planned_tasks_opened(&loaded.events, &loaded.plan);
-    v.extend(tasks::each_opened_task_closed_once(&loaded.events));
+    let ended = tasks::failed_by_rule(&loaded.events);
+    v.extend(tasks::each_opened_task_closed_once(&loaded.events, &ended));
     v.extend(tasks::claim_intervals_disjoint(&loaded.kv_claims));
     v.extend(commits::trunk_shape(&loaded.repo, &trunk, &loaded.hub));
     v.extend(commits::commits_stay_in_slot(&trunk, seed, &slots));
     v.extend(commits::commits_accounted(&loaded.events, &trunk, seed));
-    v.extend(tasks::no_task_stuck(&loaded.events, &loaded.kv_tasks));
+    v.extend(tasks::no_task_stuck(
+        &loaded.events,
+        &loaded.kv_tasks,
+        &ended,
+    ));
     v.extend(fencing::pushes_fenced(&loaded.events, &trunk, seed));
+    v.extend(updates::no_lost_update(&trunk));
     let roots =
         std::iter::once(a.hub_repo.as_path()).chain(loaded.leaf_dirs.iter().map(|p| p.as_path()));
     v.extend(hygiene::no_leftovers(roots));

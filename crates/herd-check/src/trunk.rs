@@ -18,6 +18,8 @@ pub struct TrunkCommit {
     pub task: Option<String>,
     /// The claim epoch that trailer names.
     pub epoch: Option<u64>,
+    /// The trunk tip the commit's work was written against (`Herd-Base: <oid>` trailer).
+    pub base: Option<Oid>,
 }
 
 /// The trunk, oldest first.
@@ -51,6 +53,7 @@ pub fn read(repo: &Repository) -> Result<Vec<TrunkCommit>, git2::Error> {
             paths,
             task: claim_trailer(message),
             epoch: claim_epoch(message),
+            base: base_trailer(message),
         });
     }
     Ok(out)
@@ -65,6 +68,14 @@ pub fn claim_trailer(message: &str) -> Option<String> {
                 .map_or(rest, |(task, _)| task)
                 .to_string(),
         )
+    })
+}
+
+/// The oid of a `Herd-Base: <oid>` trailer.
+pub fn base_trailer(message: &str) -> Option<Oid> {
+    message.lines().rev().find_map(|l| {
+        let rest = l.trim().strip_prefix("Herd-Base:")?.trim();
+        Oid::from_str(rest).ok()
     })
 }
 

@@ -305,7 +305,7 @@ fn a_valid_history_passes_every_invariant() {
     let report = check(&run.write());
     assert_eq!(report.violations, vec![]);
     assert_eq!(report.verdict, Verdict::Pass);
-    assert_eq!(report.summary_line(), "history check: PASS (11 invariants)");
+    assert_eq!(report.summary_line(), "history check: PASS (12 invariants)");
 }
 
 #[test]

@@ -35,13 +35,18 @@ pub enum LeafError {
         /// Its state (`committed` or `closed`).
         state: &'static str,
     },
-    /// The rebase after a fork hit a real content conflict; the claim was released.
-    #[error("task {task}: unrecoverable fork, content conflict in {paths:?}; claim released")]
+    /// The rebase after a fork hit a real content conflict once more than the conflict budget
+    /// allows redoing the task; it failed by rule and the claim was released.
+    #[error(
+        "task {task}: unrecoverable fork, content conflict in {paths:?} after {redos} redos; claim released"
+    )]
     Conflict {
         /// The task.
         task: String,
         /// Conflicting paths.
         paths: Vec<String>,
+        /// Times the task was redone on a newer tip before this conflict.
+        redos: u32,
     },
     /// The push kept losing the race until the retry budget ran out (a fork unrecoverable by
     /// starvation); the claim was released.

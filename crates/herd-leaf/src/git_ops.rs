@@ -79,6 +79,8 @@ pub struct RepoState {
     /// Packs this leaf flushed since it opened the repository, oldest first: (name, bytes).
     /// Merged geometrically after each flush ([`crate::compact`]).
     flushed: Vec<(String, u64)>,
+    /// Mutation switch ([`crate::LeafConfig::blind_rebase`]).
+    blind_rebase: bool,
 }
 
 /// The repository as a job sees it.
@@ -196,8 +198,15 @@ impl RepoState {
             applied: Vec::new(),
             built: None,
             flushed: Vec::new(),
+            blind_rebase: false,
         };
         Ok((repo, state))
+    }
+
+    /// Sets the mutation switch [`crate::LeafConfig::blind_rebase`].
+    pub fn blind_rebase(mut self, on: bool) -> RepoState {
+        self.blind_rebase = on;
+        self
     }
 
     /// A receiver that sees every change of the remote-tracking tip.
@@ -350,6 +359,8 @@ impl<'r> Repo<'r> {
     }
 
     /// Writes `files` into the worktree and commits them on top of the trunk tip the leaf holds.
+    /// The message gains a `Herd-Base: <tip>` trailer: the trunk the work was written against,
+    /// which the checker's I12 (no lost update) reads.
     pub fn commit_files(
         &mut self,
         files: &[(String, Vec<u8>)],
@@ -375,7 +386,9 @@ impl<'r> Repo<'r> {
             });
         }
         let sig = git2::Signature::now(author, &format!("{author}@herd"))?;
-        let commit = self.commit_onto(base, &changes, &sig, &sig, message)?;
+        let sep = if message.ends_with('\n') { "" } else { "\n" };
+        let message = format!("{message}{sep}Herd-Base: {base}\n");
+        let commit = self.commit_onto(base, &changes, &sig, &sig, &message)?;
         self.st.built = Some(Built {
             commit,
             base,
@@ -430,7 +443,10 @@ impl<'r> Repo<'r> {
         } else {
             let onto_commit = self.git.find_commit(onto)?;
             let index = self.git.cherrypick_commit(&local, &onto_commit, 0, None)?;
-            if index.has_conflicts() {
+            if index.has_conflicts() && self.st.blind_rebase {
+                let changes = built.changes.clone();
+                self.commit_onto(onto, &changes, &author, &committer, &message)?
+            } else if index.has_conflicts() {
                 let paths = index
                     .conflicts()?
                     .filter_map(|c| c.ok())
@@ -438,14 +454,15 @@ impl<'r> Repo<'r> {
                     .map(|e| String::from_utf8_lossy(&e.path).into_owned())
                     .collect();
                 return Ok(Rebased::Conflict(paths));
+            } else {
+                let mut index = index;
+                let tree = self.git.find_tree(index.write_tree_to(self.git)?)?;
+                let commit =
+                    self.git
+                        .commit(None, &author, &committer, &message, &tree, &[&onto_commit])?;
+                self.track_commit(&onto_tree, commit)?;
+                commit
             }
-            let mut index = index;
-            let tree = self.git.find_tree(index.write_tree_to(self.git)?)?;
-            let commit =
-                self.git
-                    .commit(None, &author, &committer, &message, &tree, &[&onto_commit])?;
-            self.track_commit(&onto_tree, commit)?;
-            commit
         };
         self.st.built = Some(Built {
             commit,

@@ -94,6 +94,14 @@ pub struct LeafConfig {
     /// The hub token bound to this leaf's slot, sent with every push (`Authorization: Bearer`).
     /// `None` for an open hub.
     pub hub_token: Option<String>,
+    /// Content conflicts a task may meet and be redone on the newer tip (its files written
+    /// again over what the trunk holds now, with that tip as its `Herd-Base`); one more and the
+    /// task fails by rule ([`LeafError::Conflict`]). 0: fail at the first conflict.
+    pub conflict_redos: u32,
+    /// **Mutation switch, for testing the checker only**: a conflicting rebase keeps the
+    /// leaf's version of each path (a blind overwrite of changes it never read) instead of
+    /// failing or redoing. The checker's I12 (no lost update) must catch it.
+    pub blind_rebase: bool,
 }
 
 impl LeafConfig {
@@ -116,6 +124,8 @@ impl LeafConfig {
             turn_lease: Duration::from_secs(2),
             tip_wait: Duration::from_secs(2),
             hub_token: None,
+            conflict_redos: 0,
+            blind_rebase: false,
         }
     }
 }
@@ -187,6 +197,7 @@ pub struct Leaf {
     held: Arc<Mutex<Held>>,
     next_task: AtomicU64,
     leases: crate::lease::Leases,
+    conflict_redos: u32,
 }
 
 fn now_ms() -> u64 {
@@ -249,16 +260,18 @@ impl Leaf {
         })?;
         let ledger = Arc::new(Ledger::open(&config.dir)?);
         let (url, repo_dir) = (config.hub_url.clone(), config.dir.join("repo"));
-        let (repo, state) =
-            tokio::task::spawn_blocking(move || RepoState::open_or_clone(&url, &repo_dir))
-                .await
-                .map_err(|_| LeafError::WorkerGone)?
-                .map_err(|e| LeafError::Hub {
-                    task: String::new(),
-                    reason: format!("cloning {}: {}", config.hub_url, e.message()),
-                    unknown: false,
-                    pushed: None,
-                })?;
+        let blind = config.blind_rebase;
+        let (repo, state) = tokio::task::spawn_blocking(move || {
+            RepoState::open_or_clone(&url, &repo_dir).map(|(r, s)| (r, s.blind_rebase(blind)))
+        })
+        .await
+        .map_err(|_| LeafError::WorkerGone)?
+        .map_err(|e| LeafError::Hub {
+            task: String::new(),
+            reason: format!("cloning {}: {}", config.hub_url, e.message()),
+            unknown: false,
+            pushed: None,
+        })?;
         let held = state.held.clone();
         let tip_rx = state.watch_tip();
         let counters = Arc::new(Counters::default());
@@ -323,6 +336,7 @@ impl Leaf {
             counters,
             held,
             leases: crate::lease::Leases::default(),
+            conflict_redos: config.conflict_redos,
         })
     }
 

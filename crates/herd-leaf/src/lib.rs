@@ -15,7 +15,9 @@
 //!   oid the commit landed as). A push that loses the race is a *fork*: the leaf waits for the
 //!   named tip (or fetches), rebases and retries — bounded. After K lost races it asks for a
 //!   turn ([`turns`], [`Fairness`]), so no leaf starves. A real content conflict is
-//!   [`LeafError::Conflict`] (fork unrecoverable) and releases the claim; a lapsed or stolen
+//!   redone on the newer tip while `conflict_redos` lasts (every commit names the tip its work
+//!   was written against in a `Herd-Base` trailer), then is [`LeafError::Conflict`] (fork
+//!   unrecoverable, the task fails by rule) and releases the claim; a lapsed or stolen
 //!   claim is [`LeafError::EpochStale`] and nothing is pushed; a policy refusal is
 //!   [`LeafError::Refused`] (never retried).
 //! - The tip subscriber ([`tip_sync`]) follows the trunk by one [`SyncPolicy`]: apply the

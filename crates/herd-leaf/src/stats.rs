@@ -30,6 +30,10 @@ pub struct LeafStats {
     pub fork_retries: u64,
     /// Forks that could not be rebased.
     pub fork_unrecoverable: u64,
+    /// Content conflicts found rebasing onto a newer tip (each is then redone or fails).
+    pub conflicts: u64,
+    /// Of the conflicts: tasks redone on the newer tip (within the conflict budget).
+    pub conflict_redos: u64,
     /// Pushes the hub refused on policy (the task failed at once).
     pub policy_refusals: u64,
     /// Turns asked for after lost races (race mode with turns).
@@ -56,6 +60,8 @@ pub(crate) struct Counters {
     pub pull_failures: AtomicU64,
     pub fork_retries: AtomicU64,
     pub fork_unrecoverable: AtomicU64,
+    pub conflicts: AtomicU64,
+    pub conflict_redos: AtomicU64,
     pub policy_refusals: AtomicU64,
     pub turns_requested: AtomicU64,
     pub claims_won: AtomicU64,
@@ -83,6 +89,8 @@ impl Counters {
             pull_failures: g(&self.pull_failures),
             fork_retries: g(&self.fork_retries),
             fork_unrecoverable: g(&self.fork_unrecoverable),
+            conflicts: g(&self.conflicts),
+            conflict_redos: g(&self.conflict_redos),
             policy_refusals: g(&self.policy_refusals),
             turns_requested: g(&self.turns_requested),
             claims_won: g(&self.claims_won),

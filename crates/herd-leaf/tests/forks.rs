@@ -1,5 +1,6 @@
 //! Forks: a leaf committing from a stale tip is rejected, rebases and lands (no commit lost);
-//! two leaves writing the same path end with exactly one Conflict.
+//! two leaves writing the same path end with exactly one Conflict — or, with a conflict budget,
+//! the loser redone on the newer tip; a blind overwrite (mutation) is caught by the checker's I12.
 
 mod common;
 
@@ -63,13 +64,15 @@ async fn the_same_path_written_twice_is_exactly_one_conflict() {
         .await
         .unwrap_err();
     match &err {
-        LeafError::Conflict { task, paths } => {
+        LeafError::Conflict { task, paths, redos } => {
             assert_eq!(task, &id.0);
+            assert_eq!(*redos, 0, "the default budget redoes nothing");
             assert_eq!(paths, &vec!["slot-s/shared.txt".to_string()]);
         }
         other => panic!("expected Conflict, got {other:?}"),
     }
     assert_eq!(b.stats().fork_unrecoverable, 1);
+    assert_eq!((b.stats().conflicts, b.stats().conflict_redos), (1, 0));
     assert_eq!(a.stats().fork_unrecoverable, 0);
     assert_eq!(
         common::trunk(&h.hub)
@@ -166,4 +169,92 @@ async fn a_commit_already_on_the_trunk_is_not_replayed() {
     .unwrap();
     assert!(matches!(outcome, Rebased::Landed), "{outcome:?}");
     assert_eq!(h.hub.trunk_len(), 2);
+}
+
+/// b (deaf: its base is the clone-time tip) writes the path a already changed.
+async fn b_writes_what_a_changed(
+    h: &common::Herd,
+    b: &herd_leaf::Leaf,
+) -> Result<herd_leaf::CommitOutcome, LeafError> {
+    let a = h.leaf("leaf-a", "slot-s").await;
+    common::task(&a, "shared", "written by a\n").await.unwrap();
+    let path = "slot-s/shared.txt".to_string();
+    let id = b.open_task("shared", vec![path.clone()]).await.unwrap();
+    let claim = b.claim(&id).await.unwrap();
+    let out = b
+        .commit(&claim, vec![(path, b"written by b\n".to_vec())])
+        .await;
+    if out.is_ok() {
+        b.close(claim).await.unwrap();
+    }
+    out
+}
+
+fn deaf_with(h: &common::Herd, conflict_redos: u32, blind_rebase: bool) -> herd_leaf::LeafConfig {
+    herd_leaf::LeafConfig {
+        subscribe: false,
+        sync: herd_leaf::SyncPolicy::OnDemand,
+        conflict_redos,
+        blind_rebase,
+        ..h.config("leaf-b", "slot-s")
+    }
+}
+
+fn trunk_commits(h: &common::Herd) -> Vec<herd_check::trunk::TrunkCommit> {
+    let repo = git2::Repository::open_bare(h.hub.dir()).unwrap();
+    herd_check::trunk::read(&repo).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_within_the_budget_is_redone_on_the_newer_tip_and_lands() {
+    let h = common::herd().await;
+    let b = herd_leaf::Leaf::open(deaf_with(&h, 1, false))
+        .await
+        .unwrap();
+    let landed = b_writes_what_a_changed(&h, &b).await.unwrap();
+    let s = b.stats();
+    assert_eq!(
+        (s.conflicts, s.conflict_redos, s.fork_unrecoverable),
+        (1, 1, 0)
+    );
+    let trunk = trunk_commits(&h);
+    let last = trunk.last().unwrap();
+    assert_eq!(last.oid.to_string(), landed.oid);
+    // Redone on a's commit: its base is the commit it overwrote, so no update was lost.
+    assert_eq!(last.base, Some(trunk[trunk.len() - 2].oid));
+    assert_eq!(
+        herd_check::invariants::updates::no_lost_update(&trunk),
+        vec![]
+    );
+    let repo = git2::Repository::open_bare(h.hub.dir()).unwrap();
+    let blob = repo
+        .find_commit(last.oid)
+        .unwrap()
+        .tree()
+        .unwrap()
+        .get_path(std::path::Path::new("slot-s/shared.txt"))
+        .unwrap()
+        .to_object(&repo)
+        .unwrap();
+    assert_eq!(blob.as_blob().unwrap().content(), b"written by b\n");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutation_a_blind_rebase_lands_a_lost_update_that_i12_names() {
+    let h = common::herd().await;
+    let b = herd_leaf::Leaf::open(deaf_with(&h, 0, true)).await.unwrap();
+    b_writes_what_a_changed(&h, &b).await.unwrap();
+    assert_eq!(
+        b.stats().conflicts,
+        0,
+        "the mutation hides the conflict from the leaf"
+    );
+    let v = herd_check::invariants::updates::no_lost_update(&trunk_commits(&h));
+    assert_eq!(v.len(), 1, "{v:?}");
+    assert_eq!(v[0].invariant, "I12");
+    assert!(
+        v[0].message.contains("slot-s/shared.txt"),
+        "{}",
+        v[0].message
+    );
 }

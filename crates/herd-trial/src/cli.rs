@@ -187,6 +187,9 @@ pub struct TrialArgs {
     /// Lost races before a leaf asks for a turn [default: 1; env HERD_TURN_AFTER].
     #[arg(long, value_name = "K")]
     pub turn_after: Option<u32>,
+    /// Content conflicts a task may meet and be redone on the newer tip before it fails by rule (shared mode) [default: 8; env HERD_CONFLICT_REDOS].
+    #[arg(long, value_name = "N")]
+    pub conflict_redos: Option<u32>,
     /// Where leaves run: in-process (tasks of this process) or process (`herd leaf` children of this binary) [default: in-process; env HERD_LEAVES].
     #[arg(long, value_enum, value_name = "WHERE")]
     pub leaves: Option<crate::config::Placement>,
@@ -261,6 +264,7 @@ impl TrialArgs {
             payload_max_bytes: self.payload_max_bytes,
             fairness: self.fairness,
             turn_after: self.turn_after,
+            conflict_redos: self.conflict_redos,
             leaves: self.leaves,
             leaf_silence_secs: self.leaf_silence_secs,
             bus: self.bus,

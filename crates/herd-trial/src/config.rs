@@ -145,6 +145,10 @@ pub struct TrialConfig {
     /// Lost races before a leaf asks for a turn. Default 1.
     #[serde(default = "default_turn_after")]
     pub turn_after: u32,
+    /// Content conflicts a task may meet and be redone on the newer tip before it fails by
+    /// rule (shared mode's conflict rule). Default 8.
+    #[serde(default = "default_conflict_redos")]
+    pub conflict_redos: u32,
     /// Where leaves run: in the trial's process (default) or as `herd leaf` child processes.
     #[serde(default)]
     pub leaves: Placement,
@@ -207,6 +211,10 @@ fn default_turn_after() -> u32 {
     1
 }
 
+fn default_conflict_redos() -> u32 {
+    8
+}
+
 fn default_leaves_per_server() -> u32 {
     1
 }
@@ -234,6 +242,7 @@ impl Default for TrialConfig {
             payload_max_bytes: default_payload_max_bytes(),
             fairness: Fairness::default(),
             turn_after: default_turn_after(),
+            conflict_redos: default_conflict_redos(),
             leaves: Placement::InProcess,
             leaf_silence_secs: default_leaf_silence_secs(),
             bus: BusKind::Direct,
@@ -272,6 +281,7 @@ pub struct ConfigLayer {
     pub payload_max_bytes: Option<u64>,
     pub fairness: Option<Fairness>,
     pub turn_after: Option<u32>,
+    pub conflict_redos: Option<u32>,
     pub leaves: Option<Placement>,
     pub leaf_silence_secs: Option<u64>,
     pub bus: Option<BusKind>,
@@ -307,6 +317,7 @@ pub const ENV_KEYS: &[&str] = &[
     "HERD_PAYLOAD_MAX_BYTES",
     "HERD_FAIRNESS",
     "HERD_TURN_AFTER",
+    "HERD_CONFLICT_REDOS",
     "HERD_LEAVES",
     "HERD_LEAF_SILENCE_SECS",
     "HERD_BUS",
@@ -474,6 +485,7 @@ impl TrialConfig {
             payload_max_bytes,
             fairness,
             turn_after,
+            conflict_redos,
             leaves,
             leaf_silence_secs,
             bus,

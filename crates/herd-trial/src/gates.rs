@@ -66,11 +66,32 @@ pub fn evaluate(input: &GateInput<'_>) -> Vec<GateResult> {
             detail,
         })
     };
-    gate(
-        "completion",
-        c.tasks_closed == c.tasks_total,
-        format!("{} of {} tasks closed", c.tasks_closed, c.tasks_total),
-    );
+    if input.config.mode == Mode::Shared {
+        // Shared mode's rule: a task that meets one conflict more than its redo budget fails
+        // (ended, not lost); every other task must close.
+        gate(
+            "completion",
+            c.tasks_closed + c.tasks_failed_by_rule == c.tasks_total,
+            format!(
+                "{} of {} tasks closed, {} failed by the conflict rule",
+                c.tasks_closed, c.tasks_total, c.tasks_failed_by_rule
+            ),
+        );
+        gate(
+            "conflicts",
+            c.conflicts == c.conflict_redos + c.tasks_failed_by_rule,
+            format!(
+                "{} conflicts detected: {} redone, {} failed by rule",
+                c.conflicts, c.conflict_redos, c.tasks_failed_by_rule
+            ),
+        );
+    } else {
+        gate(
+            "completion",
+            c.tasks_closed == c.tasks_total,
+            format!("{} of {} tasks closed", c.tasks_closed, c.tasks_total),
+        );
+    }
     gate(
         "lost_commits",
         c.commits_lost == 0,
@@ -303,6 +324,41 @@ mod tests {
                 .iter()
                 .any(|g| g.name == "completion" && !g.passed)
         );
+    }
+
+    #[test]
+    fn shared_mode_accepts_tasks_failed_by_rule_and_checks_the_conflict_accounting() {
+        let config = TrialConfig {
+            mode: Mode::Shared,
+            ..Default::default()
+        };
+        let failing = |c: &Counters| -> Vec<String> {
+            run(&config, c, 10.0, 60.0)
+                .into_iter()
+                .filter(|g| !g.passed)
+                .map(|g| g.name)
+                .collect()
+        };
+        let by_rule = Counters {
+            tasks_closed: 3,
+            tasks_failed_by_rule: 1,
+            conflicts: 3,
+            conflict_redos: 2,
+            ..clean()
+        };
+        assert_eq!(failing(&by_rule), Vec::<String>::new());
+        // A conflict neither redone nor failed by rule: unaccounted.
+        let unaccounted = Counters {
+            conflicts: 4,
+            ..by_rule.clone()
+        };
+        assert_eq!(failing(&unaccounted), vec!["conflicts"]);
+        // A task that ended otherwise (starved, an error) is not excused.
+        let open = Counters {
+            tasks_closed: 2,
+            ..by_rule
+        };
+        assert_eq!(failing(&open), vec!["completion"]);
     }
 
     #[test]

@@ -42,6 +42,16 @@ pub struct Counters {
     /// Pushes the hub refused on policy (the task failed at once).
     #[serde(default)]
     pub commits_refused: u64,
+    /// Content conflicts leaves found rebasing (each then redone or failed by rule).
+    #[serde(default)]
+    pub conflicts: u64,
+    /// Of the conflicts: tasks redone on the newer tip.
+    #[serde(default)]
+    pub conflict_redos: u64,
+    /// Tasks that failed by the conflict rule (a conflict past the redo budget): ended, not
+    /// lost; in `tasks_failed` too.
+    #[serde(default)]
+    pub tasks_failed_by_rule: u64,
     /// Claims won.
     pub claims_won: u64,
     /// Claims lost to another holder.
@@ -399,6 +409,13 @@ impl TrialResults {
             "  tasks starved:      {} (refused on policy: {})",
             c.tasks_starved, c.commits_refused
         );
+        if cfg.mode == crate::config::Mode::Shared || c.conflicts > 0 {
+            let _ = writeln!(
+                s,
+                "  conflicts:          {} detected, {} redone, {} failed by rule (budget {} redos)",
+                c.conflicts, c.conflict_redos, c.tasks_failed_by_rule, cfg.conflict_redos
+            );
+        }
         if self.latency.commit_failed.count > 0 {
             let f = &self.latency.commit_failed;
             let _ = writeln!(

@@ -178,6 +178,8 @@ fn verdict(
     drop(holdings);
 
     counters.commit_fetches = leaf_stats.iter().map(|s| s.commit_fetches).sum();
+    counters.conflicts = leaf_stats.iter().map(|s| s.conflicts).sum();
+    counters.conflict_redos = leaf_stats.iter().map(|s| s.conflict_redos).sum();
     let scale = crate::scale::Scale::new(&crate::scale::ScaleInput {
         hub_before: &hub_before,
         hub_after: &hub_stats,
@@ -312,6 +314,7 @@ fn add_slot(c: &mut Counters, r: &SlotReport) {
     c.tasks_closed += r.closed;
     c.tasks_failed += r.failed;
     c.tasks_starved += r.starved;
+    c.tasks_failed_by_rule += r.failed_by_rule;
 }
 
 /// Landed commits with the pushing leaf's slot number and the earlier of the two times the

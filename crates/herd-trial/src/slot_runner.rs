@@ -32,6 +32,8 @@ pub struct SlotReport {
     pub commit_failed: Latency,
     /// Tasks whose push lost every race until the retry budget ran out.
     pub starved: u64,
+    /// Tasks that failed by the conflict rule (one conflict more than the redo budget).
+    pub failed_by_rule: u64,
     /// Commits the hub accepted: (oid, accepted at).
     pub commits: Vec<(String, Instant)>,
     /// Tasks opened.
@@ -261,6 +263,10 @@ async fn work_task(
             if matches!(e, herd_leaf::LeafError::RetriesExhausted { .. }) {
                 report.starved += 1;
             }
+            let by_rule = matches!(e, herd_leaf::LeafError::Conflict { .. });
+            if by_rule {
+                report.failed_by_rule += 1;
+            }
             // A push whose reply was lost may or may not have landed: `info`, resolved by the
             // checker against the trunk. Everything else is a definite failure.
             if let Some(oid) = e.landed() {
@@ -285,6 +291,8 @@ async fn work_task(
                     (None, herd_hub::HubMode::Queue) => ev.pushed = e.pushed().map(str::to_string),
                 }
                 ev.error = Some(e.to_string());
+                // Ended by the conflict rule, not lost: the checker's I1 and I7 read this.
+                ev.outcome = by_rule.then(|| herd_check::invariants::tasks::CONFLICT.to_string());
             });
             report.failed += 1;
             return true;

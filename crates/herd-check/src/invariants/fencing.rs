@@ -98,6 +98,7 @@ mod tests {
             paths: Vec::new(),
             task: Some("slot-0.t1".into()),
             epoch: Some(epoch),
+            base: None,
         }
     }
 

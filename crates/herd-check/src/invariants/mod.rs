@@ -7,6 +7,7 @@ pub mod hygiene;
 pub mod ledger;
 pub mod tasks;
 pub mod tips;
+pub mod updates;
 
 use crate::report::Violation;
 

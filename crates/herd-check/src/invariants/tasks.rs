@@ -3,7 +3,7 @@
 //! I7: liveness — no task is left stuck; each one that did not close is listed with its last
 //!     step and the state the bus holds for it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use herd_bus::KvRecord;
 
@@ -49,7 +49,38 @@ pub fn planned_tasks_opened(
 }
 
 /// I1.
-pub fn each_opened_task_closed_once(events: &[HistoryEvent]) -> Vec<Violation> {
+/// Tasks that failed by rule: a `commit fail` with outcome `conflict` (the leaf met one content
+/// conflict more than its redo budget allows) and no later commit that landed. Such a task is
+/// ended, not lost: I1 and I7 do not ask it to close (its commit never reached the trunk,
+/// which I4 and I4b check).
+pub fn failed_by_rule(events: &[HistoryEvent]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for e in events.iter().filter(|e| e.op == Op::Commit) {
+        let Some(task) = e.task.as_deref() else {
+            continue;
+        };
+        match e.phase {
+            Phase::Fail if e.outcome.as_deref() == Some(CONFLICT) => {
+                out.insert(task.to_string());
+            }
+            Phase::Ok | Phase::Info => {
+                out.remove(task);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// The `outcome` of a `commit fail` that failed by the conflict rule.
+pub const CONFLICT: &str = "conflict";
+
+/// I1 (second half): every opened task closed exactly once, except those in `ended`
+/// ([`failed_by_rule`]), which must not close.
+pub fn each_opened_task_closed_once(
+    events: &[HistoryEvent],
+    ended: &BTreeSet<String>,
+) -> Vec<Violation> {
     let mut opened: BTreeMap<&str, u32> = BTreeMap::new();
     let mut closed: BTreeMap<&str, u32> = BTreeMap::new();
     for e in events.iter().filter(|e| e.phase == Phase::Ok) {
@@ -65,6 +96,11 @@ pub fn each_opened_task_closed_once(events: &[HistoryEvent]) -> Vec<Violation> {
     let mut out = Vec::new();
     for task in opened.keys() {
         match closed.get(task).copied().unwrap_or(0) {
+            0 if ended.contains(*task) => {}
+            n if ended.contains(*task) => out.push(violation(
+                "I1",
+                format!("task {task} failed by rule (conflict) yet was closed {n} times"),
+            )),
             1 => {}
             0 => out.push(violation(
                 "I1",
@@ -84,7 +120,11 @@ pub fn each_opened_task_closed_once(events: &[HistoryEvent]) -> Vec<Violation> {
 
 /// I7. Every opened task closed by the end of the run (its drain included); each that did not
 /// is named with where it stopped: its last history step and its final `herd-tasks` state.
-pub fn no_task_stuck(events: &[HistoryEvent], kv_tasks: &[KvRecord]) -> Vec<Violation> {
+pub fn no_task_stuck(
+    events: &[HistoryEvent],
+    kv_tasks: &[KvRecord],
+    ended: &BTreeSet<String>,
+) -> Vec<Violation> {
     let mut last: BTreeMap<&str, &HistoryEvent> = BTreeMap::new();
     let mut opened = std::collections::BTreeSet::new();
     let mut closed = std::collections::BTreeSet::new();
@@ -116,6 +156,7 @@ pub fn no_task_stuck(events: &[HistoryEvent], kv_tasks: &[KvRecord]) -> Vec<Viol
     }
     opened
         .difference(&closed)
+        .filter(|task| !ended.contains(**task))
         .map(|task| {
             let e = last[task];
             let error = e
@@ -205,7 +246,7 @@ mod tests {
             failed,
         ];
         let kv_tasks = [kv_task("t2", 3, "claimed")];
-        let v = no_task_stuck(&events, &kv_tasks);
+        let v = no_task_stuck(&events, &kv_tasks, &BTreeSet::new());
         assert_eq!(v.len(), 1, "{v:?}");
         let m = &v[0].message;
         assert!(
@@ -216,6 +257,39 @@ mod tests {
             m.contains("timed out") && m.ends_with("the bus says claimed"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn a_task_failed_by_the_conflict_rule_is_ended_not_stuck_and_must_not_close() {
+        let mut conflict = step(Op::Commit, Phase::Fail, "t1", 3);
+        conflict.outcome = Some(CONFLICT.into());
+        let mut other = step(Op::Commit, Phase::Fail, "t2", 3);
+        other.error = Some("bus: timed out".into());
+        let events = vec![
+            step(Op::Open, Phase::Ok, "t1", 1),
+            step(Op::Open, Phase::Ok, "t2", 1),
+            conflict,
+            other,
+        ];
+        let ended = failed_by_rule(&events);
+        assert_eq!(ended, BTreeSet::from(["t1".to_string()]));
+        let i1 = each_opened_task_closed_once(&events, &ended);
+        assert_eq!(i1.len(), 1, "only t2 is unaccounted for: {i1:?}");
+        assert!(i1[0].message.contains("t2"));
+        let i7 = no_task_stuck(&events, &[kv_task("t1", 2, "failed")], &ended);
+        assert!(i7.iter().all(|v| !v.message.contains("t1")), "{i7:?}");
+        // Closing a task that failed by rule is a violation.
+        let mut closed = events.clone();
+        closed.push(step(Op::Close, Phase::Ok, "t1", 9));
+        let v = each_opened_task_closed_once(&closed, &failed_by_rule(&closed));
+        assert!(
+            v.iter().any(|v| v.message.contains("t1 failed by rule")),
+            "{v:?}"
+        );
+        // A later landed commit of the task means it did not fail.
+        let mut landed = events;
+        landed.push(step(Op::Commit, Phase::Ok, "t1", 8));
+        assert!(failed_by_rule(&landed).is_empty());
     }
 
     fn kv_task(key: &str, revision: u64, state: &str) -> KvRecord {

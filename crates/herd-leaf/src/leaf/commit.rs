@@ -26,6 +26,22 @@ enum Next {
     Push,
     Landed,
 }
+
+/// A task's work, kept so a conflict can redo it on a newer tip.
+struct Work {
+    files: Vec<(String, Vec<u8>)>,
+    author: String,
+    message: String,
+}
+
+/// Where a commit is in its retries.
+#[derive(Default)]
+struct Attempts {
+    /// Rejected pushes (forks).
+    forks: u32,
+    /// Conflicts redone.
+    redos: u32,
+}
 impl Leaf {
     /// Is `claim` still the live claim of its task?
     async fn check_epoch(&self, claim: &Claim) -> Result<(), LeafError> {
@@ -71,16 +87,19 @@ impl Leaf {
             commit.fork_retried = tracing::field::Empty,
             commit.fork_retried_succeeded = tracing::field::Empty,
             commit.conflict = tracing::field::Empty,
+            commit.conflict_redos = tracing::field::Empty,
             commit.unrecoverable = tracing::field::Empty,
             commit.refused = tracing::field::Empty,
         );
-        let mut retries: u32 = 0;
+        let mut tries = Attempts::default();
         let result = self
-            .commit_inner(claim, files, &mut retries)
+            .commit_inner(claim, files, &mut tries)
             .instrument_in(span.clone())
             .await;
+        let retries = tries.forks;
         // Recorded on every exit, so spans count exactly what the leaf counted.
         span.record("commit.fork_retries", retries);
+        span.record("commit.conflict_redos", tries.redos);
         span.record("commit.fork_retried", retries > 0);
         match &result {
             Ok(outcome) => {
@@ -110,7 +129,7 @@ impl Leaf {
         &self,
         claim: &Claim,
         files: Vec<(String, Vec<u8>)>,
-        retries: &mut u32,
+        tries: &mut Attempts,
     ) -> Result<CommitOutcome, LeafError> {
         let started = Instant::now();
         let id = claim.task.0.clone();
@@ -121,15 +140,17 @@ impl Leaf {
             self.fetch_for(&id).await?;
         }
         let worker = self.worker()?;
-        let (author, message) = (
-            self.id.clone(),
-            format!(
+        let work = std::sync::Arc::new(Work {
+            files,
+            author: self.id.clone(),
+            message: format!(
                 "{}: {}\n\nHerd-Claim: {}@{}\n",
                 self.id, id, id, claim.epoch
             ),
-        );
+        });
+        let w = work.clone();
         worker
-            .run(move |r| r.commit_files(&files, &author, &message))
+            .run(move |r| r.commit_files(&w.files, &w.author, &w.message))
             .await?
             .map_err(|e| LeafError::git(&id, e))?;
         let target = match self.hub_mode {
@@ -138,7 +159,7 @@ impl Leaf {
         };
         let mut turn = None;
         let landed = self
-            .push_until_landed(claim, target, retries, &mut turn)
+            .push_until_landed(claim, target, tries, &mut turn, &work)
             .await;
         if let Some(id) = turn {
             // Give the turn back whatever happened: the others wait on it (up to its lease).
@@ -158,7 +179,7 @@ impl Leaf {
             .map_err(|e| LeafError::git(&id, e))?;
         let oid = landed.map_or_else(|| pushed.clone(), |o| o.to_string());
         add(&self.counters.commits, 1);
-        self.record_landed(&id, claim.epoch, &oid, &pushed, *retries)
+        self.record_landed(&id, claim.epoch, &oid, &pushed, tries.forks)
             .await
             .map_err(|source| LeafError::Unrecorded {
                 task: id.clone(),
@@ -168,7 +189,7 @@ impl Leaf {
         Ok(CommitOutcome {
             oid,
             pushed,
-            fork_retries: *retries,
+            fork_retries: tries.forks,
             latency: started.elapsed(),
         })
     }
@@ -211,17 +232,22 @@ impl Leaf {
         &self,
         claim: &Claim,
         target: PushTarget,
-        retries: &mut u32,
+        tries: &mut Attempts,
         turn: &mut Option<u64>,
+        work: &std::sync::Arc<Work>,
     ) -> Result<Option<Oid>, LeafError> {
         let id = claim.task.0.clone();
         let worker = self.worker()?;
+        let retries = &mut tries.forks;
+        let redos = &mut tries.redos;
         loop {
             if let Some(turns) = &self.turns {
                 turns.wait_clear(&self.id, *turn).await;
             }
             if self.policy != SyncPolicy::OnDemand
-                && let Next::Landed = self.rebase_to_held_tip(claim, *retries).await?
+                && let Next::Landed = self
+                    .rebase_to_held_tip(claim, *retries, work, redos)
+                    .await?
             {
                 return Ok(None);
             }
@@ -266,7 +292,10 @@ impl Leaf {
                         *turn = self.request_turn().await;
                     }
                     self.get_tip(&id, kind, tip, *retries).await?;
-                    if let Next::Landed = self.rebase_to_held_tip(claim, *retries).await? {
+                    if let Next::Landed = self
+                        .rebase_to_held_tip(claim, *retries, work, redos)
+                        .await?
+                    {
                         return Ok(None);
                     }
                     self.check_epoch(claim).await?;
@@ -369,8 +398,16 @@ impl Leaf {
         Ok(())
     }
 
-    /// Rebases the commit being pushed onto the newest tip the leaf holds, if that moved.
-    async fn rebase_to_held_tip(&self, claim: &Claim, retries: u32) -> Result<Next, LeafError> {
+    /// Rebases the commit being pushed onto the newest tip the leaf holds, if that moved. A
+    /// content conflict redoes the task on that tip while the conflict budget lasts (the rule:
+    /// the work is written again against what the trunk holds now), then fails it.
+    async fn rebase_to_held_tip(
+        &self,
+        claim: &Claim,
+        retries: u32,
+        work: &std::sync::Arc<Work>,
+        redos: &mut u32,
+    ) -> Result<Next, LeafError> {
         let id = claim.task.0.clone();
         let rebased = self
             .worker()?
@@ -384,8 +421,25 @@ impl Leaf {
             None | Some(Rebased::Onto(_)) => Ok(Next::Push),
             Some(Rebased::Landed) => Ok(Next::Landed),
             Some(Rebased::Conflict(paths)) => {
-                let err = LeafError::Conflict { task: id, paths };
-                Err(self.give_up(claim, err, retries, true).await)
+                add(&self.counters.conflicts, 1);
+                if *redos >= self.conflict_redos {
+                    let err = LeafError::Conflict {
+                        task: id,
+                        paths,
+                        redos: *redos,
+                    };
+                    return Err(self.give_up(claim, err, retries, true).await);
+                }
+                *redos += 1;
+                add(&self.counters.conflict_redos, 1);
+                self.ledger
+                    .event(Some(&id), "conflict_redo", Some(&paths.join(" ")))?;
+                let w = work.clone();
+                self.worker()?
+                    .run(move |r| r.commit_files(&w.files, &w.author, &w.message))
+                    .await?
+                    .map_err(|e| LeafError::git(&id, e))?;
+                Ok(Next::Push)
             }
         }
     }

@@ -49,6 +49,7 @@ pub async fn open_leaf(
         hub_mode: config.hub,
         fairness: config.fairness,
         turn_after: config.turn_after,
+        conflict_redos: config.conflict_redos,
         bus: Some(bus),
         on_sync: Some(on_sync),
         ..LeafConfig::new(

@@ -135,6 +135,9 @@ pub struct WireReport {
     pub commit_failed: Vec<(u64, u64)>,
     /// Starved tasks.
     pub starved: u64,
+    /// Tasks failed by the conflict rule.
+    #[serde(default)]
+    pub failed_by_rule: u64,
     /// Accepted commits: (oid, ns since time zero).
     pub commits: Vec<(String, u64)>,
     /// Tasks opened.
@@ -169,6 +172,7 @@ impl WireReport {
             commit: report.commit.to_counts(),
             commit_failed: report.commit_failed.to_counts(),
             starved: report.starved,
+            failed_by_rule: report.failed_by_rule,
             commits: report
                 .commits
                 .iter()
@@ -201,6 +205,7 @@ impl WireReport {
             commit: Latency::from_counts(&self.commit),
             commit_failed: Latency::from_counts(&self.commit_failed),
             starved: self.starved,
+            failed_by_rule: self.failed_by_rule,
             commits: self
                 .commits
                 .into_iter()
