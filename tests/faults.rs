@@ -1,5 +1,6 @@
 //! Faults injected mid-run through the example (`--faults`), on a real nats-server (F1 kill,
-//! F2 freeze, F9 duplicated and reordered tips): the trial
+//! F2 freeze, F9 duplicated and reordered tips) and on every leaf's real TCP links to the hub
+//! and bus (F10 blackhole, delay with jitter, reset — through herd's loopback proxy): the trial
 //! loses nothing, every task closes once, the history check passes, and the fault is measured
 //! (detected, healed, recovered) within its SLA. A fault that never fires, and a target the bus
 //! does not have, are refused loudly.
@@ -42,6 +43,15 @@ fn trial(faults: &str, extra: &[&str]) -> (Option<i32>, serde_json::Value, Strin
 /// The run passed exactly and its one fault was injected, healed, noticed (if `noticed`) and
 /// recovered from. Returns the fault's record.
 fn assert_survived(faults: &str, class: &str, noticed: bool) -> serde_json::Value {
+    assert_survived_with(faults, class, noticed).0
+}
+
+/// [`assert_survived`], also returning the history.
+fn assert_survived_with(
+    faults: &str,
+    class: &str,
+    noticed: bool,
+) -> (serde_json::Value, Vec<serde_json::Value>) {
     let (code, r, out, events) = trial(faults, &[]);
     assert_eq!(code, Some(0), "{out}");
     let c = &r["counters"];
@@ -83,7 +93,11 @@ fn assert_survived(faults: &str, class: &str, noticed: bool) -> serde_json::Valu
     let repro = out.lines().find(|l| l.contains("repro:")).expect(&out);
     assert!(repro.contains(&format!("--faults '{faults}'")), "{repro}");
     assert!(repro.contains("--seed 1"), "{repro}");
-    f.clone()
+    let history = events
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (f.clone(), history)
 }
 
 #[test]
@@ -103,6 +117,51 @@ fn f9_duplicated_and_reordered_tips_move_no_view_backwards() {
     let f = assert_survived("tip-replay@commits=40+2s", "F9", false);
     let replayed = f["replayed"].as_u64().unwrap_or(0);
     assert!(replayed >= 10, "2 s at one replay per 50 ms: {f}");
+}
+
+#[test]
+fn f10_a_blackholed_bus_link_stalls_every_leaf_and_loses_nothing() {
+    let (f, history) = assert_survived_with("link-stall@commits=40+2s", "F10", true);
+    assert_eq!(f["target"], "bus-links");
+    assert_eq!(f["detected_by"], "the link probe", "{f}");
+    // The leaves really go through the link: while it is a blackhole no bus operation of
+    // theirs can complete (50 ms of slack for a reply already on its way).
+    let (from, to) = (
+        f["injected_s"].as_f64().unwrap() + 0.05,
+        f["healed_s"].as_f64().unwrap(),
+    );
+    let during: Vec<&serde_json::Value> = history
+        .iter()
+        .filter(|e| ["open", "claim", "close"].contains(&e["op"].as_str().unwrap_or("")))
+        .filter(|e| e["phase"] == "ok")
+        .filter(|e| (from..to).contains(&(e["t_ns"].as_f64().unwrap() / 1e9)))
+        .collect();
+    assert_eq!(during, Vec::<&serde_json::Value>::new(), "{f}");
+}
+
+#[test]
+fn f10_a_slow_jittery_hub_link_loses_nothing() {
+    // Each chunk held 200–300 ms each way: the probe's answer takes over 250 ms.
+    let f = assert_survived("link-delay@commits=40+2s:hub", "F10", true);
+    assert_eq!(f["target"], "hub-links");
+}
+
+#[test]
+fn f10_reset_bus_links_reconnect_and_lose_nothing() {
+    assert_survived("link-reset@commits=40+1s", "F10", true);
+}
+
+#[test]
+fn link_fault_targets_are_checked() {
+    let (code, _, out, _) = trial("link-reset@1s:hub", &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("bus links only"), "{out}");
+    let (code, _, out, _) = trial("link-stall@1s:node-1", &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("bus or hub"), "{out}");
+    let (code, _, out, _) = trial("link-stall@1s", &["--bus", "leafnodes"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--bus direct"), "{out}");
 }
 
 #[test]

@@ -63,6 +63,9 @@ pub enum TrialError {
     /// The trial was interrupted (SIGINT/SIGTERM) and tore down (exit 130).
     #[error("interrupted: every leaf, the hub and the bus were stopped")]
     Interrupted,
+    /// A link proxy (link faults) could not listen on loopback.
+    #[error("starting the link proxies: {0}")]
+    Links(#[source] std::io::Error),
     /// Writing the outputs failed (exit 2).
     #[error("writing {path}: {source}")]
     Output {

@@ -194,6 +194,8 @@ pub(crate) struct Rig {
     ctx: Option<Arc<SlotContext>>,
     /// The fault schedule, run beside the work.
     faults: Vec<crate::faults::driver::Planned>,
+    /// The leaves' proxied links, when link faults are scheduled.
+    links: Option<crate::faults::driver::Links>,
 }
 
 /// What the work phase produced.
@@ -266,7 +268,8 @@ impl Rig {
         let holdings = Arc::new(Mutex::new(Vec::<Holding>::new()));
         let (rss_before_leaves_kib, _) = crate::scale::rss_kib();
         let dirs = (absolute(&out_dir)?, absolute(&work_dir)?);
-        let join = core.join_spec(&config, &workload, core.hub.url(), dirs, zero_unix_ns);
+        let mut join = core.join_spec(&config, &workload, core.hub.url(), dirs, zero_unix_ns);
+        let links = proxy_links(&faults, &core, config.seed, &mut join).await?;
         core.write_plan(&workload, config.board, &out_dir)?;
         let leaves = LeafSet::open(
             config.leaves,
@@ -311,6 +314,7 @@ impl Rig {
             join,
             ctx: None,
             faults,
+            links,
         })
     }
 
@@ -364,6 +368,7 @@ impl Rig {
                 zero: self.facts.started,
                 work_started,
                 done,
+                links: self.links.as_ref(),
             },
         );
         let work = async {
@@ -564,4 +569,34 @@ async fn wait_on_trunk(hub: &Hub, oids: &[String], deadline: Instant) -> u64 {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// With link faults scheduled, puts a proxy on every leaf's link to the hub and to the bus and
+/// points the join file at them (the trial's own connections stay direct).
+async fn proxy_links(
+    planned: &[crate::faults::driver::Planned],
+    core: &Core,
+    seed: u64,
+    join: &mut JoinSpec,
+) -> Result<Option<crate::faults::driver::Links>, TrialError> {
+    let hub = core.hub.addr();
+    let bus_port = match &core.server {
+        BusServer::Fixture(s) => s.port(),
+        // Link faults on the bus are refused for other layouts (plan); hub links need no port.
+        _ => 0,
+    };
+    let bus: std::net::SocketAddr = ([127, 0, 0, 1], bus_port).into();
+    let links = crate::faults::driver::Links::start(planned, hub, bus, seed)
+        .await
+        .map_err(TrialError::Links)?;
+    if let Some(l) = &links {
+        join.hub_url = join
+            .hub_url
+            .replace(&hub.to_string(), &l.hub.addr().to_string());
+        if bus_port != 0 {
+            let direct = format!("127.0.0.1:{bus_port}");
+            join.bus_url = join.bus_url.replace(&direct, &l.bus.addr().to_string());
+        }
+    }
+    Ok(links)
 }

@@ -7,6 +7,7 @@
 //! trigger the work never reached is recorded as not injected (its gate fails); a fault that
 //! was injected is always healed, even when the work ended meanwhile.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use herd_bus::{Bus, BusServer, NatsServer};
@@ -15,6 +16,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use super::link::{Link, LinkMode};
 use super::spec::{FaultKind, FaultSpec, Target, When};
 use crate::error::ConfigError;
 use crate::events::EventLog;
@@ -124,12 +126,29 @@ pub(crate) fn plan(
         };
         // JetStream lives on the first server, or on every cluster node.
         let holders = if cluster { names.len() } else { 1 };
+        if spec.kind.on_links() {
+            if spec.target == Target::Bus && !matches!(bus, BusServer::Fixture(_)) {
+                return Err(bad(
+                    spec,
+                    "link faults on the bus need --bus direct (one server)".into(),
+                ));
+            }
+            let hub = spec.target == Target::Hub;
+            out.push(Planned {
+                spec: *spec,
+                trigger,
+                server: usize::from(hub),
+                server_name: if hub { "hub-links" } else { "bus-links" }.into(),
+                seed: rng.random(),
+            });
+            continue;
+        }
         let server = match spec.target {
             Target::Bus => 0,
             Target::Any => rng.random_range(0..holders),
             Target::Node(k) if cluster && k < names.len() => k,
             Target::Local(k) if !cluster && k + 1 < names.len() => k + 1,
-            Target::Node(_) | Target::Local(_) => {
+            Target::Node(_) | Target::Local(_) | Target::Hub => {
                 return Err(bad(
                     spec,
                     format!("this bus has servers {}", names.join(", ")),
@@ -164,6 +183,42 @@ pub(crate) struct DriverInput<'a> {
     pub(crate) work_started: Instant,
     /// Turns true when the work is over.
     pub(crate) done: watch::Receiver<bool>,
+    /// The leaves' links, when link faults are scheduled.
+    pub(crate) links: Option<&'a Links>,
+}
+
+/// Every leaf's link to the hub and to the bus, proxied (F10).
+pub(crate) struct Links {
+    /// To the hub.
+    pub(crate) hub: Link,
+    /// To the bus.
+    pub(crate) bus: Link,
+}
+
+impl Links {
+    /// Starts both proxies when `planned` holds a link fault.
+    pub(crate) async fn start(
+        planned: &[Planned],
+        hub: SocketAddr,
+        bus: SocketAddr,
+        seed: u64,
+    ) -> std::io::Result<Option<Links>> {
+        if !planned.iter().any(|p| p.spec.kind.on_links()) {
+            return Ok(None);
+        }
+        Ok(Some(Links {
+            hub: Link::start(hub, seed ^ 0x68_7562).await?,
+            bus: Link::start(bus, seed ^ 0x62_7573).await?,
+        }))
+    }
+
+    fn side(&self, server: usize) -> (&Link, &'static [u8]) {
+        match server {
+            // Any request gets an answer from the hub; a NATS server speaks first.
+            1 => (&self.hub, b"GET / HTTP/1.0\r\n\r\n"),
+            _ => (&self.bus, b""),
+        }
+    }
 }
 
 /// Runs the schedule against `bus_server`; returns one record per planned fault.
@@ -186,7 +241,8 @@ pub(crate) async fn run(
         }
         let secs = |at: Instant| at.saturating_duration_since(input.zero).as_secs_f64();
         let mut list = servers(bus_server);
-        let server = &mut *list[p.server].1;
+        // A link fault's `server` names its link (0 bus, 1 hub), not a server.
+        let server = &mut *list[if p.spec.kind.on_links() { 0 } else { p.server }].1;
         let log_line = |phase: Phase, error: Option<String>| {
             input
                 .log
@@ -196,6 +252,36 @@ pub(crate) async fn run(
                 });
         };
         let injected = Instant::now();
+        if p.spec.kind.on_links() {
+            let Some(links) = input.links else {
+                record.error = Some("inject: no links were proxied".into());
+                log_line(Phase::Fail, record.error.clone());
+                out.push(record);
+                continue;
+            };
+            let (link, hello) = links.side(p.server);
+            match p.spec.kind {
+                FaultKind::LinkDelay => link.set(LinkMode::Delay {
+                    base: Duration::from_millis(200),
+                    jitter: Duration::from_millis(100),
+                }),
+                FaultKind::LinkStall => link.set(LinkMode::Stall),
+                _ => {
+                    link.set(LinkMode::Refuse);
+                    link.reset();
+                }
+            }
+            log_line(Phase::Invoke, None);
+            record.injected_s = Some(secs(injected));
+            let noticed = notice_link(link, hello, p.spec.hold).await;
+            record.probe_detected_s = noticed.map(secs);
+            link.set(LinkMode::Pass);
+            record.healed_s = Some(secs(Instant::now()));
+            log_line(Phase::Ok, None);
+            tracing::info!(fault = %p.spec, target = %p.server_name, "fault healed");
+            out.push(record);
+            continue;
+        }
         if p.spec.kind == FaultKind::TipReplay {
             log_line(Phase::Invoke, None);
             record.injected_s = Some(secs(injected));
@@ -263,18 +349,18 @@ fn inject(kind: FaultKind, server: &mut NatsServer) -> Result<(), String> {
     match kind {
         FaultKind::BusKill => server.kill().map_err(|e| e.to_string()),
         FaultKind::BusStop => signal(server, libc::SIGSTOP),
-        FaultKind::TipReplay => Ok(()),
+        _ => Ok(()),
     }
 }
 
 fn heal(kind: FaultKind, server: &mut NatsServer) -> Result<(), String> {
     match kind {
-        FaultKind::TipReplay => Ok(()),
         // Same store, same port; blocks until the server answers (other workers run on).
         FaultKind::BusKill => {
             tokio::task::block_in_place(|| server.restart()).map_err(|e| e.to_string())
         }
         FaultKind::BusStop => signal(server, libc::SIGCONT),
+        _ => Ok(()),
     }
 }
 
@@ -312,6 +398,25 @@ async fn replay(bus: &Bus, hold: Duration, seed: u64) -> (u64, Option<String>) {
 
 fn is_zero(n: &u64) -> bool {
     *n == 0
+}
+
+/// Holds a link fault for `hold` while probing through the link every 50 ms (connect, ask,
+/// first byte back within 250 ms); returns when a probe first failed.
+async fn notice_link(link: &Link, hello: &[u8], hold: Duration) -> Option<Instant> {
+    let until = Instant::now() + hold;
+    let within = Duration::from_millis(250);
+    let mut noticed = None;
+    while Instant::now() + within <= until {
+        if noticed.is_none() && !super::link::probe(link.addr(), hello, within).await {
+            noticed = Some(Instant::now());
+        }
+        if noticed.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(until.saturating_duration_since(Instant::now())).await;
+    noticed
 }
 
 /// Holds the fault for `hold` while probing the trial's own bus connection every 50 ms (a

@@ -109,7 +109,12 @@ fn measure_one(
         .min_by_key(|e| e.t_ns);
     let mut noticed: Vec<(f64, String)> = Vec::new();
     if let Some(t) = r.probe_detected_s {
-        noticed.push((t, "the trial's bus probe".into()));
+        let probe = if r.class == "F10" {
+            "the link probe"
+        } else {
+            "the trial's bus probe"
+        };
+        noticed.push((t, probe.into()));
     }
     if let Some(e) = first_failure {
         noticed.push((

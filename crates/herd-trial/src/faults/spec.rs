@@ -5,13 +5,16 @@
 //!
 //! - `KIND`: `bus-kill` (F1: the nats-server SIGKILLed, restarted on the same store and port
 //!   after HOLD), `bus-stop` (F2: SIGSTOPped for HOLD, then SIGCONT) or `tip-replay` (F9: for
-//!   HOLD, old tip broadcasts published again — duplicated and out of order; target `bus`).
+//!   HOLD, old tip broadcasts published again — duplicated and out of order; target `bus`),
+//!   or on every leaf's link to the hub or bus (F10, through a proxy: [`super::link`]):
+//!   `link-delay` (each chunk held 200 ms + 0–100 ms seeded jitter), `link-stall` (a blackhole:
+//!   nothing crosses for HOLD) or `link-reset` (every open connection closed; bus links only).
 //! - `WHEN`: `commits=N` (once the herd has N commits on the trunk) or a time since the work
 //!   started, `5s`, with an optional seeded jitter: `5s~2s` is somewhere in 5–7 s.
 //! - `HOLD`: how long the fault lasts (default 1 s), `500ms`, `8s`.
 //! - `TARGET`: `bus` (default: the server holding JetStream; node 0 of a cluster), `node-K`
 //!   (a cluster node), `local-K` (a leaf-node server), or `any` (a seeded pick among the
-//!   servers holding JetStream).
+//!   servers holding JetStream); for link faults `bus` (default) or `hub`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -29,6 +32,15 @@ pub enum FaultKind {
     /// F9: tip broadcasts duplicated and reordered — for the hold, every 50 ms one of the
     /// last 32 broadcasts (a seeded pick) is published again.
     TipReplay,
+    /// F10: every leaf's link to the hub (`:hub`) or the bus (`:bus`) delays each chunk
+    /// 200 ms plus a seeded 0–100 ms jitter, for the hold.
+    LinkDelay,
+    /// F10: a blackhole on those links for the hold: nothing crosses, new connections wait;
+    /// after it, held bytes flow on (TCP retransmits).
+    LinkStall,
+    /// F10: every open connection of those links closed at once (bus links only: a push whose
+    /// reply is cut is an unknown outcome the leaf does not yet resolve and retry).
+    LinkReset,
 }
 
 impl FaultKind {
@@ -38,6 +50,9 @@ impl FaultKind {
             FaultKind::BusKill => "bus-kill",
             FaultKind::BusStop => "bus-stop",
             FaultKind::TipReplay => "tip-replay",
+            FaultKind::LinkDelay => "link-delay",
+            FaultKind::LinkStall => "link-stall",
+            FaultKind::LinkReset => "link-reset",
         }
     }
 
@@ -47,10 +62,26 @@ impl FaultKind {
             FaultKind::BusKill => "F1",
             FaultKind::BusStop => "F2",
             FaultKind::TipReplay => "F9",
+            FaultKind::LinkDelay | FaultKind::LinkStall | FaultKind::LinkReset => "F10",
         }
     }
 
-    const ALL: [FaultKind; 3] = [FaultKind::BusKill, FaultKind::BusStop, FaultKind::TipReplay];
+    /// Does it act on the leaves' links (a proxy) rather than a server?
+    pub fn on_links(self) -> bool {
+        matches!(
+            self,
+            FaultKind::LinkDelay | FaultKind::LinkStall | FaultKind::LinkReset
+        )
+    }
+
+    const ALL: [FaultKind; 6] = [
+        FaultKind::BusKill,
+        FaultKind::BusStop,
+        FaultKind::TipReplay,
+        FaultKind::LinkDelay,
+        FaultKind::LinkStall,
+        FaultKind::LinkReset,
+    ];
 }
 
 /// When a fault starts.
@@ -78,6 +109,8 @@ pub enum Target {
     Local(usize),
     /// A seeded pick among the servers holding JetStream.
     Any,
+    /// The leaves' links to the hub (link faults only).
+    Hub,
 }
 
 /// One fault of the schedule.
@@ -114,6 +147,7 @@ impl fmt::Display for FaultSpec {
             Target::Node(k) => write!(f, ":node-{k}"),
             Target::Local(k) => write!(f, ":local-{k}"),
             Target::Any => write!(f, ":any"),
+            Target::Hub => write!(f, ":hub"),
         }
     }
 }
@@ -134,7 +168,12 @@ impl FromStr for FaultSpec {
         let kind = FaultKind::ALL
             .into_iter()
             .find(|k| k.as_str() == kind.trim())
-            .ok_or_else(|| format!("unknown fault {kind:?} (bus-kill, bus-stop or tip-replay)"))?;
+            .ok_or_else(|| {
+                format!(
+                    "unknown fault {kind:?} (bus-kill, bus-stop, tip-replay, link-delay, \
+                     link-stall or link-reset)"
+                )
+            })?;
         let (rest, target) = match rest.split_once(':') {
             Some((r, t)) => (r, t.trim().parse::<Target>()?),
             None => (rest, Target::Bus),
@@ -157,6 +196,20 @@ impl FromStr for FaultSpec {
                 When::After { at, jitter }
             }
         };
+        match (kind.on_links(), target) {
+            (true, Target::Bus | Target::Hub) | (false, Target::Bus | Target::Node(_)) => {}
+            (false, Target::Local(_) | Target::Any) => {}
+            (true, _) => return Err(format!("{s:?}: a link fault's target is bus or hub")),
+            (false, Target::Hub) => {
+                return Err(format!("{s:?}: target hub is for link faults"));
+            }
+        }
+        if kind == FaultKind::LinkReset && target == Target::Hub {
+            return Err(format!(
+                "{s:?}: link-reset hits bus links only (a push whose reply is cut is an \
+                 unknown outcome the leaf does not yet resolve and retry)"
+            ));
+        }
         if hold.is_zero() || hold > MAX_HOLD {
             return Err(format!(
                 "hold {}: must be more than 0 and at most 10m",
@@ -183,11 +236,12 @@ impl FromStr for Target {
         match s {
             "bus" => Ok(Target::Bus),
             "any" => Ok(Target::Any),
+            "hub" => Ok(Target::Hub),
             _ => match (s.strip_prefix("node-"), s.strip_prefix("local-")) {
                 (Some(n), _) => Ok(Target::Node(index(n)?)),
                 (_, Some(n)) => Ok(Target::Local(index(n)?)),
                 _ => Err(format!(
-                    "unknown target {s:?} (bus, node-K, local-K or any)"
+                    "unknown target {s:?} (bus, hub, node-K, local-K or any)"
                 )),
             },
         }
