@@ -5,7 +5,8 @@
 //!
 //! After each flush the newest packs are merged geometrically: while the packs newer than one
 //! add up to at least half of it, they are merged into it ([`herd_hub::pack::merge`]: entries
-//! copied as they are, nothing inflated or compressed). Each pack is then more than twice the
+//! streamed from file to file as they are, nothing inflated or compressed, no pack held in
+//! memory). Each pack is then more than twice the
 //! size of all newer ones together, so a leaf holds about log2(trunk / flush) packs of its own
 //! and every byte is copied about that many times. The clone's pack is never merged (it may
 //! hold offset deltas). The caller reopens the repository after a merge so libgit2 lets go of
@@ -48,11 +49,6 @@ pub fn settle(dir: &Path, flushed: &mut Vec<(String, u64)>) -> Result<bool, Merg
     let from = flushed.len() - k;
     let names: Vec<String> = flushed[from..].iter().map(|(n, _)| n.clone()).collect();
     let merged = merge(dir, &names)?;
-    let objects = dir.parent().unwrap_or(dir);
-    merged.install(objects).map_err(|source| MergeError::Io {
-        path: dir.display().to_string(),
-        source,
-    })?;
     for name in names.iter().filter(|n| **n != merged.name) {
         // The index first: readers find a pack by its index.
         for ext in ["idx", "pack"] {
@@ -60,7 +56,7 @@ pub fn settle(dir: &Path, flushed: &mut Vec<(String, u64)>) -> Result<bool, Merg
         }
     }
     flushed.truncate(from);
-    flushed.push((merged.name.clone(), merged.pack.len() as u64));
+    flushed.push((merged.name, merged.bytes));
     Ok(true)
 }
 

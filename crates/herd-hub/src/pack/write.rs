@@ -149,7 +149,20 @@ impl Writer {
         self.out[8..12].copy_from_slice(&self.count.to_be_bytes());
         let sum = Sha1::digest(&self.out);
         self.out.extend_from_slice(sum.as_slice());
-        let mut entries = self.index;
+        let idx = index_v2(self.index, sum.as_slice());
+        let name = sum.iter().map(|b| format!("{b:02x}")).collect();
+        Indexed {
+            pack: self.out,
+            idx,
+            name,
+        }
+    }
+}
+
+/// The version 2 index of a pack whose checksum is `sum`, from each object's (id, offset,
+/// CRC-32 of its entry).
+pub(crate) fn index_v2(mut entries: Vec<(Oid, u64, u32)>, sum: &[u8]) -> Vec<u8> {
+    {
         entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let mut idx = Vec::with_capacity(8 + 1024 + entries.len() * 28 + 40);
         idx.extend_from_slice(b"\xfftOc");
@@ -183,15 +196,10 @@ impl Writer {
         for offset in long {
             idx.extend_from_slice(&offset.to_be_bytes());
         }
-        idx.extend_from_slice(sum.as_slice());
+        idx.extend_from_slice(sum);
         let idx_sum = Sha1::digest(&idx);
         idx.extend_from_slice(idx_sum.as_slice());
-        let name = sum.iter().map(|b| format!("{b:02x}")).collect();
-        Indexed {
-            pack: self.out,
-            idx,
-            name,
-        }
+        idx
     }
 }
 
