@@ -152,10 +152,22 @@ fn f10_reset_bus_links_reconnect_and_lose_nothing() {
 }
 
 #[test]
+fn f10_reset_hub_links_cut_pushes_are_settled_once_and_lose_nothing() {
+    // Pushes cut mid-flight are settled from the trunk (landed, or pushed again): every task
+    // closes once (history PASS: no task in two trunk commits, every commit accounted for).
+    let (code, r, out, _) = trial("link-reset@commits=40+1s:hub", &[]);
+    assert_eq!(code, Some(0), "{out}");
+    // Every leaf pushes continuously: during the hold each one's push is cut.
+    let settled = r["counters"]["pushes_settled"].as_u64().unwrap_or(0);
+    assert!(settled >= 1, "{out}");
+    assert_survived("link-reset@commits=40+1s:hub", "F10", true);
+}
+
+#[test]
 fn link_fault_targets_are_checked() {
-    let (code, _, out, _) = trial("link-reset@1s:hub", &[]);
+    let (code, _, out, _) = trial("link-reset@1s:hub", &["--hub", "queue"]);
     assert_eq!(code, Some(2), "{out}");
-    assert!(out.contains("bus links only"), "{out}");
+    assert!(out.contains("needs --hub race"), "{out}");
     let (code, _, out, _) = trial("link-stall@1s:node-1", &[]);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("bus or hub"), "{out}");

@@ -91,6 +91,11 @@ pub struct LeafConfig {
     /// How long a leaf whose push lost the race waits for the new tip's broadcast before it
     /// fetches instead (payload sync).
     pub tip_wait: Duration,
+    /// Race mode: how long a leaf whose push ended with an unknown outcome (the reply was lost,
+    /// the connection cut) keeps trying to reach the hub to settle it — the commit is on the
+    /// trunk (landed) or not (rebase and push again; the compare-and-swap lets at most one of
+    /// the two land). Past it the outcome stays unknown ([`LeafError::Hub`]). Default 10 s.
+    pub resolve_wait: Duration,
     /// The hub token bound to this leaf's slot, sent with every push (`Authorization: Bearer`).
     /// `None` for an open hub.
     pub hub_token: Option<String>,
@@ -123,6 +128,7 @@ impl LeafConfig {
             turn_after: 1,
             turn_lease: Duration::from_secs(2),
             tip_wait: Duration::from_secs(2),
+            resolve_wait: Duration::from_secs(10),
             hub_token: None,
             conflict_redos: 0,
             blind_rebase: false,
@@ -184,6 +190,7 @@ pub struct Leaf {
     policy: SyncPolicy,
     hub_mode: HubMode,
     tip_wait: Duration,
+    resolve_wait: Duration,
     tip_rx: watch::Receiver<Option<Oid>>,
     turns: Option<Turns>,
     turn_after: u32,
@@ -324,6 +331,7 @@ impl Leaf {
             policy: config.sync,
             hub_mode: config.hub_mode,
             tip_wait: config.tip_wait,
+            resolve_wait: config.resolve_wait,
             tip_rx,
             turns,
             turn_after: config.turn_after.max(1),

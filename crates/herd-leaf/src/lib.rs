@@ -26,7 +26,9 @@
 //!   When the bus client reconnects (a restarted server lost the consumer) the subscriber
 //!   resumes at once from the last stream sequence it saw; a replayed old tip leaves the
 //!   reported view where it was. A push whose reply was lost is an unknown outcome naming the
-//!   commit it pushed ([`LeafError::pushed`]).
+//!   commit it pushed ([`LeafError::pushed`]); with the race hub the leaf settles it from the
+//!   trunk once the hub answers again (landed, or pushed again: compare-and-swap lets at most
+//!   one land), within `resolve_wait`.
 //! - Claims are leases renewed while a task runs (`lease.rs`); a lapse is detected and the leaf
 //!   refuses to push. Pushes carry the slot token (`Authorization: Bearer`) and name their
 //!   claim (`x-herd-claim`) for a fencing hub; a broadcast with a forged or backwards `seq`

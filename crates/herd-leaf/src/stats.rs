@@ -36,6 +36,9 @@ pub struct LeafStats {
     pub conflict_redos: u64,
     /// Pushes the hub refused on policy (the task failed at once).
     pub policy_refusals: u64,
+    /// Race-mode pushes whose outcome was unknown (reply lost, connection cut) and that the
+    /// leaf settled by reading the trunk: landed, or pushed again.
+    pub unknown_settled: u64,
     /// Turns asked for after lost races (race mode with turns).
     pub turns_requested: u64,
     /// Claims won.
@@ -63,6 +66,7 @@ pub(crate) struct Counters {
     pub conflicts: AtomicU64,
     pub conflict_redos: AtomicU64,
     pub policy_refusals: AtomicU64,
+    pub unknown_settled: AtomicU64,
     pub turns_requested: AtomicU64,
     pub claims_won: AtomicU64,
     pub claims_lost: AtomicU64,
@@ -92,6 +96,7 @@ impl Counters {
             conflicts: g(&self.conflicts),
             conflict_redos: g(&self.conflict_redos),
             policy_refusals: g(&self.policy_refusals),
+            unknown_settled: g(&self.unknown_settled),
             turns_requested: g(&self.turns_requested),
             claims_won: g(&self.claims_won),
             claims_lost: g(&self.claims_lost),

@@ -1,6 +1,7 @@
-//! A push whose reply is lost: the hub lands it, the leaf hears nothing back. The leaf must
-//! call the outcome unknown (never a failure it could retry as new work) and name the commit
-//! it pushed, so the history checker can find it on the trunk.
+//! A push whose reply is lost: the hub lands it, the leaf hears nothing back. While the hub
+//! stays unreachable the leaf must call the outcome unknown (never a failure it could retry as
+//! new work) and name the commit it pushed, so the history checker can find it on the trunk;
+//! once the hub answers again (race mode) it settles the outcome from the trunk — landed, once.
 //!
 //! The loss is real: a TCP proxy between leaf and hub forwards every request and, once armed,
 //! swallows the hub's answers and closes the leaf's side.
@@ -61,6 +62,8 @@ async fn a_lost_reply_is_an_unknown_outcome_naming_the_commit_that_landed() {
         .replace(&herd.hub.addr().to_string(), &addr.to_string());
     let leaf = Leaf::open(LeafConfig {
         bus: Some(herd.bus.clone()),
+        // The hub stays unreachable (every answer swallowed): give up settling quickly.
+        resolve_wait: std::time::Duration::from_millis(300),
         ..LeafConfig::new("leaf-0", "slot-0", herd.dir.path().join("leaf-0"), &url)
     })
     .await
@@ -86,4 +89,41 @@ async fn a_lost_reply_is_an_unknown_outcome_naming_the_commit_that_landed() {
             .is_some_and(|tip| tip.to_string() == pushed)
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_is_settled_from_the_trunk_once_the_hub_answers_again() {
+    let herd = common::herd().await;
+    let (addr, swallow) = proxy(herd.hub.addr()).await;
+    let url = herd
+        .hub
+        .url()
+        .replace(&herd.hub.addr().to_string(), &addr.to_string());
+    let leaf = Leaf::open(LeafConfig {
+        bus: Some(herd.bus.clone()),
+        ..LeafConfig::new("leaf-0", "slot-0", herd.dir.path().join("leaf-0"), &url)
+    })
+    .await
+    .unwrap();
+    let path = "slot-0/a.txt".to_string();
+    let task = leaf.open_task("a", vec![path.clone()]).await.unwrap();
+    let claim = leaf.claim(&task).await.unwrap();
+
+    swallow.store(true, Ordering::SeqCst);
+    let heal = {
+        let swallow = swallow.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+            swallow.store(false, Ordering::SeqCst);
+        })
+    };
+    let landed = leaf
+        .commit(&claim, vec![(path, b"a\n".to_vec())])
+        .await
+        .expect("settled once the hub answers");
+    heal.await.unwrap();
+    let trunk = common::trunk(&herd.hub);
+    assert_eq!(trunk.len(), 1, "landed exactly once");
+    assert_eq!(trunk[0].to_string(), landed.oid);
+    assert_eq!(leaf.stats().unknown_settled, 1);
 }

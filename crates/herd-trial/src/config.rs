@@ -590,6 +590,19 @@ impl TrialConfig {
                 "must be at most 16 MiB",
             );
         }
+        if self.hub == HubMode::Queue
+            && let Some(f) = self.faults.iter().find(|f| {
+                f.kind == crate::faults::FaultKind::LinkReset
+                    && f.target == crate::faults::Target::Hub
+            })
+        {
+            return bad(
+                "faults",
+                f.to_string(),
+                "link-reset on hub links needs --hub race (a cut push to the merge queue is an \
+                 unknown outcome a leaf cannot settle safely)",
+            );
+        }
         // The record and headers travel with the pack; the stream refuses messages over 1 MiB.
         if self.payload_max_bytes > (1 << 20) - (16 << 10) {
             return bad(

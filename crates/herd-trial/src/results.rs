@@ -48,6 +48,10 @@ pub struct Counters {
     /// Of the conflicts: tasks redone on the newer tip.
     #[serde(default)]
     pub conflict_redos: u64,
+    /// Pushes whose outcome was unknown (reply lost, link cut) that leaves settled from the
+    /// trunk (race hub): landed, or pushed again.
+    #[serde(default)]
+    pub pushes_settled: u64,
     /// Tasks that failed by the conflict rule (a conflict past the redo budget): ended, not
     /// lost; in `tasks_failed` too.
     #[serde(default)]
@@ -409,6 +413,13 @@ impl TrialResults {
             "  tasks starved:      {} (refused on policy: {})",
             c.tasks_starved, c.commits_refused
         );
+        if c.pushes_settled > 0 {
+            let _ = writeln!(
+                s,
+                "  pushes settled:     {} (outcome unknown, settled from the trunk)",
+                c.pushes_settled
+            );
+        }
         if cfg.mode == crate::config::Mode::Shared || c.conflicts > 0 {
             let _ = writeln!(
                 s,

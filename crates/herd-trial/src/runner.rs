@@ -179,6 +179,7 @@ fn verdict(
 
     counters.commit_fetches = leaf_stats.iter().map(|s| s.commit_fetches).sum();
     counters.conflicts = leaf_stats.iter().map(|s| s.conflicts).sum();
+    counters.pushes_settled = leaf_stats.iter().map(|s| s.unknown_settled).sum();
     counters.conflict_redos = leaf_stats.iter().map(|s| s.conflict_redos).sum();
     let scale = crate::scale::Scale::new(&crate::scale::ScaleInput {
         hub_before: &hub_before,

@@ -259,6 +259,28 @@ impl Leaf {
                 PushResult::Accepted { landed } => return Ok(Some(landed)),
                 PushResult::Failed {
                     reason,
+                    unknown: true,
+                    pushed: Some(commit),
+                } if self.hub_mode == HubMode::Race => {
+                    // A cut reply: settle it from the trunk once the hub answers again.
+                    if self.settle_unknown(&id, commit).await {
+                        add(&self.counters.unknown_settled, 1);
+                        if self.worker()?.run(move |r| r.holds_commit(commit)).await? {
+                            return Ok(Some(commit));
+                        }
+                        // Not on the trunk: the loop rebases onto what the fetch brought and
+                        // pushes again.
+                        continue;
+                    }
+                    return Err(LeafError::Hub {
+                        task: id,
+                        reason,
+                        unknown: true,
+                        pushed: Some(commit.to_string()),
+                    });
+                }
+                PushResult::Failed {
+                    reason,
                     unknown,
                     pushed,
                 } => {
@@ -301,6 +323,30 @@ impl Leaf {
                     self.check_epoch(claim).await?;
                 }
             }
+        }
+    }
+
+    /// After a push whose outcome is unknown: fetches the trunk (with backoff) until the hub
+    /// answers, up to `resolve_wait`. True when a fetch succeeded — the leaf then holds a tip
+    /// at least as new as anything the lost push could have made. In race mode a second push
+    /// is then safe: both carry a compare-and-swap, so at most one lands, and a rebase onto a
+    /// tip holding the first finds it landed.
+    async fn settle_unknown(&self, task: &str, commit: Oid) -> bool {
+        let _ = self
+            .ledger
+            .event(Some(task), "push_unknown", Some(&commit.to_string()));
+        let deadline = tokio::time::Instant::now() + self.resolve_wait;
+        let mut attempt = 0;
+        loop {
+            if self.fetch_for(task).await.is_ok() {
+                return true;
+            }
+            let pause = self.retry.backoff(attempt);
+            attempt += 1;
+            if tokio::time::Instant::now() + pause > deadline {
+                return false;
+            }
+            tokio::time::sleep(pause).await;
         }
     }
 

@@ -8,7 +8,8 @@
 //!   HOLD, old tip broadcasts published again — duplicated and out of order; target `bus`),
 //!   or on every leaf's link to the hub or bus (F10, through a proxy: [`super::link`]):
 //!   `link-delay` (each chunk held 200 ms + 0–100 ms seeded jitter), `link-stall` (a blackhole:
-//!   nothing crosses for HOLD) or `link-reset` (every open connection closed; bus links only).
+//!   nothing crosses for HOLD) or `link-reset` (every open connection closed, new ones refused,
+//!   for HOLD; on hub links the race hub only).
 //! - `WHEN`: `commits=N` (once the herd has N commits on the trunk) or a time since the work
 //!   started, `5s`, with an optional seeded jitter: `5s~2s` is somewhere in 5–7 s.
 //! - `HOLD`: how long the fault lasts (default 1 s), `500ms`, `8s`.
@@ -38,8 +39,9 @@ pub enum FaultKind {
     /// F10: a blackhole on those links for the hold: nothing crosses, new connections wait;
     /// after it, held bytes flow on (TCP retransmits).
     LinkStall,
-    /// F10: every open connection of those links closed at once (bus links only: a push whose
-    /// reply is cut is an unknown outcome the leaf does not yet resolve and retry).
+    /// F10: every open connection of those links closed at once, new ones refused, for the
+    /// hold (on hub links, race hub only: a leaf settles a cut push from the trunk, which is
+    /// safe only under compare-and-swap).
     LinkReset,
 }
 
@@ -203,12 +205,6 @@ impl FromStr for FaultSpec {
             (false, Target::Hub) => {
                 return Err(format!("{s:?}: target hub is for link faults"));
             }
-        }
-        if kind == FaultKind::LinkReset && target == Target::Hub {
-            return Err(format!(
-                "{s:?}: link-reset hits bus links only (a push whose reply is cut is an \
-                 unknown outcome the leaf does not yet resolve and retry)"
-            ));
         }
         if hold.is_zero() || hold > MAX_HOLD {
             return Err(format!(
