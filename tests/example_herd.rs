@@ -135,7 +135,7 @@ fn smoke_trial_counts_exactly_and_stdout_agrees_with_results_json() {
         )
     );
     assert!(
-        stdout.contains("history check: PASS (12 invariants)"),
+        stdout.contains("history check: PASS (13 invariants)"),
         "{stdout}"
     );
     assert_eq!(results["history_check"]["verdict"], "pass");

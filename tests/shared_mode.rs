@@ -74,7 +74,7 @@ fn accounted(results: &serde_json::Value, by_rule_events: u64, stdout: &str) -> 
     );
     assert_eq!(results["history_check"]["verdict"], "pass", "{stdout}");
     assert!(
-        stdout.contains("history check: PASS (12 invariants)"),
+        stdout.contains("history check: PASS (13 invariants)"),
         "{stdout}"
     );
     (

@@ -3,13 +3,15 @@
 use std::collections::BTreeMap;
 
 use crate::artifacts::{Artifacts, load};
-use crate::invariants::{commits, fencing, hygiene, ledger, tasks, tips, updates, violation};
+use crate::invariants::{
+    commits, fencing, hygiene, ledger, reach, tasks, tips, updates, violation,
+};
 use crate::report::{CheckReport, Verdict};
 use crate::trunk;
 
 /// The invariants `check` evaluates, in order.
 pub const INVARIANTS: &[&str] = &[
-    "I1", "I1b", "I2", "I3", "I4", "I4b", "I6", "I7", "I8", "I9", "I11", "I12",
+    "I1", "I1b", "I2", "I3", "I4", "I4b", "I6", "I7", "I8", "I9", "I10", "I11", "I12",
 ];
 
 /// Checks a run's artifacts.
@@ -62,6 +64,11 @@ pub fn check(a: &Artifacts) -> CheckReport {
     ));
     v.extend(fencing::pushes_fenced(&loaded.events, &trunk, seed));
     v.extend(updates::no_lost_update(&trunk));
+    v.extend(reach::tips_reach_every_leaf(
+        &trunk,
+        &loaded.events,
+        &loaded.plan,
+    ));
     let roots =
         std::iter::once(a.hub_repo.as_path()).chain(loaded.leaf_dirs.iter().map(|p| p.as_path()));
     v.extend(hygiene::no_leftovers(roots));

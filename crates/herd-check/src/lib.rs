@@ -14,7 +14,8 @@
 //! equals the hub's accepted pushes, and the object store reads back; I3 each trunk commit stays
 //! in its author's slot; I4 every reported commit is on the trunk and every trunk commit was
 //! reported once; I4b no task appears in two trunk commits; I6 no lock files, temp packs or
-//! quarantine dirs are left; I9 each leaf's observed tips only move forward; I11 each ledger's
+//! quarantine dirs are left; I9 each leaf's observed tips only move forward; I10 every accepted
+//! tip reaches every live leaf within 30 s; I11 each ledger's
 //! final task states equal the bucket's, and every bucket task of a planned leaf is in that
 //! leaf's ledger; I7 no task is stuck; I8 every push was fenced by the live claim; I12 no
 //! commit overwrote a path changed on the trunk after its `Herd-Base`. A missing artifact (the plan included) makes the verdict inconclusive.

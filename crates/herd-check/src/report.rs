@@ -38,7 +38,7 @@ pub struct CheckReport {
 }
 
 impl CheckReport {
-    /// `history check: PASS (12 invariants)` / `FAIL (2 violations: I1, I4)` / `INCONCLUSIVE (...)`.
+    /// `history check: PASS (13 invariants)` / `FAIL (2 violations: I1, I4)` / `INCONCLUSIVE (...)`.
     pub fn summary_line(&self) -> String {
         match self.verdict {
             Verdict::Pass => format!("history check: PASS ({} invariants)", self.invariants.len()),

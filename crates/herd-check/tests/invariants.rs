@@ -305,7 +305,7 @@ fn a_valid_history_passes_every_invariant() {
     let report = check(&run.write());
     assert_eq!(report.violations, vec![]);
     assert_eq!(report.verdict, Verdict::Pass);
-    assert_eq!(report.summary_line(), "history check: PASS (12 invariants)");
+    assert_eq!(report.summary_line(), "history check: PASS (13 invariants)");
 }
 
 #[test]
@@ -526,6 +526,20 @@ fn i9_a_tip_moving_backwards() {
     back.outcome = Some("pulled".into());
     run.events.push(back);
     only(&run, "I9", "leaf leaf-0 observed tip");
+}
+
+#[test]
+fn i10_a_leaf_that_stopped_following_the_trunk() {
+    let mut run = Run::valid();
+    // leaf-0 never hears of leaf-1's last commit, and still runs a minute later.
+    let last = run.commits[3].1.to_string();
+    run.events
+        .retain(|e| !(e.leaf == "leaf-0" && e.op == Op::Pull && e.oid.as_deref() == Some(&last)));
+    let mut stale = HistoryEvent::new(Op::Pull, Phase::Ok, "leaf-0", "slot-0", 60_000_000_000);
+    stale.oid = Some(run.commits[2].1.to_string());
+    stale.outcome = Some("skipped_idempotent".into());
+    run.events.push(stale);
+    only(&run, "I10", "leaf leaf-0: tip");
 }
 
 #[test]

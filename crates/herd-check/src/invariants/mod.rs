@@ -5,6 +5,7 @@ pub mod commits;
 pub mod fencing;
 pub mod hygiene;
 pub mod ledger;
+pub mod reach;
 pub mod tasks;
 pub mod tips;
 pub mod updates;
