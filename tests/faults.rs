@@ -164,6 +164,55 @@ fn f10_reset_hub_links_cut_pushes_are_settled_once_and_lose_nothing() {
 }
 
 #[test]
+fn f4_the_hub_crashed_and_restarted_mid_run_loses_nothing() {
+    let f = assert_survived("hub-restart@commits=40+1s", "F4", true);
+    assert_eq!(f["detected_by"], "the hub probe", "{f}");
+}
+
+/// A hub restart at a fail point: the run passes exactly and the push the crash cut was
+/// settled by its leaf (landed once, or pushed again).
+fn f4_at(point: &str) -> serde_json::Value {
+    let spec = format!("hub-restart@commits=40+1s:{point}");
+    let (code, r, out, _) = trial(&spec, &["--keep"]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(
+        r["counters"]["pushes_settled"].as_u64().unwrap_or(0) >= 1,
+        "the cut push was settled: {out}"
+    );
+    assert_eq!(
+        r["faults"][0]["error"],
+        serde_json::Value::Null,
+        "fail point reached: {out}"
+    );
+    assert_survived(&spec, "F4", true);
+    r
+}
+
+#[test]
+fn f4_a_crash_after_the_ref_moved_lands_that_push_once() {
+    // The trunk moved but the push was never answered nor broadcast: the restarted hub
+    // re-publishes the tip, the pusher finds its commit on the trunk (I4b: in one commit).
+    let r = f4_at("ref-updated");
+    let hub = &r["hub"];
+    assert!(hub["republished"].as_u64().unwrap_or(0) >= 1, "{hub}");
+}
+
+#[test]
+fn f4_a_crash_after_the_objects_were_written_lands_nothing_until_pushed_again() {
+    f4_at("pack-written");
+}
+
+#[test]
+fn hub_restart_needs_the_race_hub() {
+    let (code, _, out, _) = trial("hub-restart@1s", &["--hub", "queue"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("needs --hub race"), "{out}");
+    let (code, _, out, _) = trial("hub-restart@1s:node-1", &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("hub-restart's target"), "{out}");
+}
+
+#[test]
 fn link_fault_targets_are_checked() {
     let (code, _, out, _) = trial("link-reset@1s:hub", &["--hub", "queue"]);
     assert_eq!(code, Some(2), "{out}");

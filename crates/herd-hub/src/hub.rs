@@ -67,6 +67,9 @@ pub struct HubConfig {
     pub max_in_flight: usize,
     /// Longest time to compute one upload-pack (fetch) response (default 120 s; then `503`).
     pub upload_time_limit: Duration,
+    /// Fail points (race mode) for restart-mid-push faults ([`crate::failpoint`]); `None` in
+    /// normal use.
+    pub fail_points: Option<Arc<crate::failpoint::FailPoints>>,
 }
 
 impl Default for HubConfig {
@@ -87,6 +90,7 @@ impl Default for HubConfig {
             conn_limits: crate::serve::ConnLimits::default(),
             max_in_flight: 512,
             upload_time_limit: Duration::from_secs(120),
+            fail_points: None,
         }
     }
 }
@@ -283,6 +287,33 @@ impl Hub {
     /// The tip of main.
     pub fn tip(&self) -> Option<String> {
         Some(self.inner.tip().to_string())
+    }
+
+    /// Stops the hub as a crash would: every connection cut at once (requests unanswered),
+    /// the background tasks aborted, and the store thread stopped after the job it is running
+    /// — so nothing more is written. The directory is left as it is; [`Hub::restart`] starts
+    /// the hub again on it and on the same port.
+    pub async fn crash(&mut self) {
+        self.stop.take();
+        // The server task owns the connections: aborting it drops (aborts) every one.
+        for task in std::mem::take(&mut self.tasks) {
+            task.abort();
+            let _ = task.await;
+        }
+        self.inner.store.kill().await;
+    }
+
+    /// Starts the hub again on its directory and port (after [`Hub::crash`]): the start
+    /// sweeps what the crash left and re-publishes tips it left unbroadcast. The counters
+    /// carry on from the previous run.
+    pub async fn restart(&mut self) -> Result<(), HubError> {
+        let mut config = self.inner.config.clone();
+        config.bind = self.addr;
+        let before = self.inner.stats.snapshot();
+        let next = Hub::start(config).await?;
+        next.inner.stats.absorb(&before);
+        *self = next;
+        Ok(())
     }
 
     /// Graceful stop: in-flight requests finish, then the listener closes and the queue and

@@ -26,7 +26,10 @@
 //!   [`fence`]); **tips never lost** ([`tips`]: publish retries, catch-up at start, a repairer);
 //!   **connection limits** ([`serve`]: header/idle and write-stall timeouts; a cap on requests in
 //!   flight answered with 503); **crash hygiene** ([`leftovers`]: a dead hub's temporary packs,
-//!   quarantines and ref locks removed at start). `docs/security.md` has the threat model.
+//!   quarantines and ref locks removed at start; [`Hub::crash`] and [`Hub::restart`] stop the
+//!   hub as a crash would and start it again on the same directory and port, and race-mode
+//!   [`failpoint`]s stop a push after its objects are written or after its ref moved).
+//!   `docs/security.md` has the threat model.
 //!
 //! Bad input (malformed pkt-lines, truncated packs, unknown services, wrong content types,
 //! oversized bodies) gets a 4xx with a one-line reason and leaves the repository unchanged.
@@ -36,6 +39,7 @@ pub mod advertise;
 pub mod auth;
 pub mod client;
 pub mod error;
+pub mod failpoint;
 pub mod fence;
 pub mod hub;
 pub mod leftovers;

@@ -7,6 +7,7 @@
 use std::sync::Arc;
 
 use crate::error::RequestError;
+use crate::failpoint::FailPoint;
 use crate::hub::{Broadcast, Inner, PushContext};
 use crate::mode::{HubMode, Landed};
 use crate::receive_pack::Command;
@@ -27,11 +28,18 @@ pub(crate) async fn land(
 ) -> Outcome {
     let _serial = serial.lock().await;
     let (me, job_ctx) = (inner.clone(), ctx.clone());
-    let done = inner
+    let job = inner
         .store
         .run(move |s| cas(&me, s, &cmd, &pack, &job_ctx))
         .await
-        .map_err(|_| RequestError::internal("the hub's store stopped"))??;
+        .map_err(|_| RequestError::internal("the hub's store stopped"))?;
+    if matches!(&job, Err(e) if e.reason == HALTED) {
+        halt().await;
+    }
+    let done = job?;
+    if done.is_ok() && fail_at(inner, FailPoint::RefUpdated) {
+        halt().await;
+    }
     match done {
         Ok((landed, broadcasts)) => {
             crate::tips::publish(inner, broadcasts).await;
@@ -42,6 +50,22 @@ pub(crate) async fn land(
 }
 
 type Landing = Result<(Vec<Landed>, Vec<Broadcast>), Refusal>;
+
+/// The reason a store job gives when it stopped at [`FailPoint::PackWritten`].
+const HALTED: &str = "halted at fail point pack-written";
+
+fn fail_at(inner: &Inner, point: FailPoint) -> bool {
+    inner
+        .config
+        .fail_points
+        .as_ref()
+        .is_some_and(|f| f.take(point))
+}
+
+/// A push stopped at a fail point: never answered, until the hub is crashed.
+async fn halt() {
+    std::future::pending::<()>().await;
+}
 
 /// The compare-and-swap, on the store thread.
 fn cas(
@@ -65,6 +89,9 @@ fn cas(
     let storage = |what: &str, e: git2::Error| Refusal::Storage(format!("{what}: {}", e.message()));
     if let Err(e) = s.persist(&[&staged]) {
         return Ok(Err(storage("storing pack", e)));
+    }
+    if fail_at(inner, FailPoint::PackWritten) {
+        return Err(RequestError::internal(HALTED));
     }
     if s.repo
         .reference_matching(MAIN, update.new, true, update.old, "herd push")

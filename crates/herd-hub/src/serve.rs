@@ -47,6 +47,7 @@ pub(crate) async fn serve(
         .header_read_timeout(limits.header_read)
         .keep_alive(true);
     tokio::pin!(stop);
+    let mut conns = tokio::task::JoinSet::new();
     loop {
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -67,9 +68,11 @@ pub(crate) async fn serve(
         let service = TowerToHyperService::new(app.clone());
         let conn = builder.serve_connection(TokioIo::new(Box::pin(io)), service);
         let conn = graceful.watch(conn);
-        tokio::spawn(async move {
+        // Held by this task: aborting it (a crash) aborts every connection.
+        conns.spawn(async move {
             let _ = conn.await;
         });
+        while conns.try_join_next().is_some() {}
     }
     drop(listener);
     graceful.shutdown().await;

@@ -252,6 +252,43 @@ impl Stats {
             .saturating_record((took.as_micros() as u64).max(1));
     }
 
+    /// Adds the counts of a previous run of the hub on the same directory (a restart), so
+    /// the counters read as one hub's. The receive-time percentiles are this run's only.
+    pub fn absorb(&self, s: &HubStats) {
+        for (x, n) in [
+            (&self.requests, s.requests),
+            (&self.upload_adverts, s.upload_adverts),
+            (&self.receive_adverts, s.receive_adverts),
+            (&self.fetches, s.fetches),
+            (&self.push_requests, s.push_requests),
+            (&self.accepted, s.pushes_accepted),
+            (&self.rejected, s.pushes_rejected),
+            (&self.commits_landed, s.commits_landed),
+            (&self.commits_replayed, s.commits_replayed),
+            (&self.landing_batches, s.landing_batches),
+            (&self.bad_requests, s.bad_requests),
+            (&self.pushes_denied, s.pushes_denied),
+            (&self.overloaded, s.overloaded),
+            (&self.broadcasts, s.broadcasts),
+            (&self.payloads, s.payloads),
+            (&self.payload_bytes, s.payload_bytes),
+            (&self.payloads_over_cap, s.payloads_over_cap),
+            (&self.publish_failures, s.publish_failures),
+            (&self.republished, s.republished),
+            (&self.bytes_in, s.bytes_in),
+            (&self.bytes_out, s.bytes_out),
+            (&self.repacks, s.repacks),
+        ] {
+            bump(x, n);
+        }
+        self.largest_batch
+            .fetch_max(s.largest_batch, Ordering::AcqRel);
+        let mut by = self.by_reason.lock().expect("stats lock");
+        for (k, v) in &s.rejected_by_reason {
+            *by.entry(k.clone()).or_default() += v;
+        }
+    }
+
     /// A snapshot.
     pub fn snapshot(&self) -> HubStats {
         let g = |x: &AtomicU64| x.load(Ordering::Acquire);

@@ -13,6 +13,8 @@
 //! had mapped were merged away.
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 
 use git2::{Oid, Repository, Tree};
@@ -27,12 +29,16 @@ type JobFn = Box<dyn for<'s> FnOnce(&mut Staging<'s>) + Send>;
 enum Job {
     Run(JobFn),
     Reopen(oneshot::Sender<Result<(), git2::Error>>),
+    /// Answered once every job sent before it is done (runs even when dead).
+    Barrier(oneshot::Sender<()>),
 }
 
 /// The async side's handle on the store thread. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Store {
     tx: mpsc::Sender<Job>,
+    /// Set by a crash ([`crate::Hub::crash`]): the thread runs no further job.
+    dead: Arc<AtomicBool>,
 }
 
 /// What a job sees: the repository (trunk objects plus whatever is staged) and the staging area.
@@ -48,15 +54,17 @@ impl Store {
     pub fn start(dir: PathBuf) -> Result<Store, HubError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let (ready_tx, ready_rx) = mpsc::channel();
+        let dead = Arc::new(AtomicBool::new(false));
+        let flag = dead.clone();
         std::thread::Builder::new()
             .name("herd-hub-store".into())
-            .spawn(move || serve(dir, rx, ready_tx))
+            .spawn(move || serve(dir, rx, ready_tx, flag))
             .map_err(|e| HubError::GitCli {
                 what: "store thread",
                 reason: e.to_string(),
             })?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Store { tx }),
+            Ok(Ok(())) => Ok(Store { tx, dead }),
             Ok(Err(e)) => Err(HubError::Git(e)),
             Err(_) => Err(HubError::GitCli {
                 what: "store thread",
@@ -79,6 +87,17 @@ impl Store {
         result.await.map_err(|_| StoreGone)
     }
 
+    /// Stops the thread from running any further job and waits until the one it is running
+    /// (if any) is done: after this the store writes nothing more, as if the process died
+    /// right after its last job.
+    pub async fn kill(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+        let (reply, done) = oneshot::channel();
+        if self.tx.send(Job::Barrier(reply)).is_ok() {
+            let _ = done.await;
+        }
+    }
+
     /// Reopens the repository (after a repack).
     pub async fn reopen(&self) -> Result<(), HubError> {
         let (reply, result) = oneshot::channel();
@@ -98,7 +117,12 @@ fn gone() -> HubError {
 #[derive(Debug)]
 pub(crate) struct StoreGone;
 
-fn serve(dir: PathBuf, rx: mpsc::Receiver<Job>, ready: mpsc::Sender<Result<(), git2::Error>>) {
+fn serve(
+    dir: PathBuf,
+    rx: mpsc::Receiver<Job>,
+    ready: mpsc::Sender<Result<(), git2::Error>>,
+    dead: Arc<AtomicBool>,
+) {
     let mut ready = Some(ready);
     let mut reopened: Option<oneshot::Sender<Result<(), git2::Error>>> = None;
     loop {
@@ -120,6 +144,11 @@ fn serve(dir: PathBuf, rx: mpsc::Receiver<Job>, ready: mpsc::Sender<Result<(), g
         report(&mut ready, &mut reopened, Ok(()));
         loop {
             match rx.recv() {
+                // A killed store drops the job unrun: its caller sees the store gone.
+                Ok(Job::Run(_)) if dead.load(Ordering::SeqCst) => {}
+                Ok(Job::Barrier(reply)) => {
+                    let _ = reply.send(());
+                }
                 Ok(Job::Run(job)) => {
                     let mut staging = Staging {
                         repo: &repo,

@@ -591,6 +591,19 @@ impl TrialConfig {
             );
         }
         if self.hub == HubMode::Queue
+            && let Some(f) = self
+                .faults
+                .iter()
+                .find(|f| f.kind == crate::faults::FaultKind::HubRestart)
+        {
+            return bad(
+                "faults",
+                f.to_string(),
+                "hub-restart needs --hub race (pushes the crash cuts are unknown outcomes a \
+                 leaf settles only under compare-and-swap)",
+            );
+        }
+        if self.hub == HubMode::Queue
             && let Some(f) = self.faults.iter().find(|f| {
                 f.kind == crate::faults::FaultKind::LinkReset
                     && f.target == crate::faults::Target::Hub

@@ -50,6 +50,8 @@ pub(crate) struct Core {
     pub(crate) server: BusServer,
     pub(crate) bus: Bus,
     pub(crate) hub: Hub,
+    /// The hub's fail points, when a hub restart is scheduled.
+    pub(crate) fail_points: Option<Arc<herd_hub::failpoint::FailPoints>>,
     pub(crate) tokens: Tokens,
     pub(crate) seed_commits: u64,
     /// Prefix of this run's leaf ids (see [`run_tag`]); fixed once, used everywhere.
@@ -76,6 +78,12 @@ impl Core {
         // Every leaf pushes with a token bound to its slot; the hub takes the slot from it.
         let slots: Vec<&str> = workload.slots.iter().map(|p| p.slot_dir.as_str()).collect();
         let tokens = Tokens::generate(&slots).map_err(|e| output_err(work_dir, e))?;
+        // Fail points only when a hub restart is scheduled.
+        let fail_points = config
+            .faults
+            .iter()
+            .any(|f| f.kind == crate::faults::FaultKind::HubRestart)
+            .then(|| Arc::new(herd_hub::failpoint::FailPoints::default()));
         let hub = Hub::start(HubConfig {
             dir: work_dir.join("hub"),
             bind,
@@ -84,6 +92,7 @@ impl Core {
             payload_max_bytes: usize::try_from(config.payload_max_bytes).unwrap_or(usize::MAX),
             access: Access::Tokens(tokens.clone()),
             fence_claims: true,
+            fail_points: fail_points.clone(),
             ..Default::default()
         })
         .await?;
@@ -93,6 +102,7 @@ impl Core {
             server,
             bus,
             hub,
+            fail_points,
             tokens,
             seed_commits,
             tag,
@@ -369,6 +379,8 @@ impl Rig {
                 work_started,
                 done,
                 links: self.links.as_ref(),
+                hub: &mut self.core.hub,
+                fail_points: self.core.fail_points.clone(),
             },
         );
         let work = async {

@@ -16,6 +16,10 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
+use std::sync::Arc;
+
+use herd_hub::failpoint::{FailPoint, FailPoints};
+
 use super::link::{Link, LinkMode};
 use super::spec::{FaultKind, FaultSpec, Target, When};
 use crate::error::ConfigError;
@@ -126,6 +130,16 @@ pub(crate) fn plan(
         };
         // JetStream lives on the first server, or on every cluster node.
         let holders = if cluster { names.len() } else { 1 };
+        if spec.kind == FaultKind::HubRestart {
+            out.push(Planned {
+                spec: *spec,
+                trigger,
+                server: 0,
+                server_name: "hub".into(),
+                seed: rng.random(),
+            });
+            continue;
+        }
         if spec.kind.on_links() {
             if spec.target == Target::Bus && !matches!(bus, BusServer::Fixture(_)) {
                 return Err(bad(
@@ -148,7 +162,11 @@ pub(crate) fn plan(
             Target::Any => rng.random_range(0..holders),
             Target::Node(k) if cluster && k < names.len() => k,
             Target::Local(k) if !cluster && k + 1 < names.len() => k + 1,
-            Target::Node(_) | Target::Local(_) | Target::Hub => {
+            Target::Node(_)
+            | Target::Local(_)
+            | Target::Hub
+            | Target::PackWritten
+            | Target::RefUpdated => {
                 return Err(bad(
                     spec,
                     format!("this bus has servers {}", names.join(", ")),
@@ -185,6 +203,9 @@ pub(crate) struct DriverInput<'a> {
     pub(crate) done: watch::Receiver<bool>,
     /// The leaves' links, when link faults are scheduled.
     pub(crate) links: Option<&'a Links>,
+    /// The hub (crashed and restarted by `hub-restart`), and its fail points.
+    pub(crate) hub: &'a mut herd_hub::Hub,
+    pub(crate) fail_points: Option<Arc<FailPoints>>,
 }
 
 /// Every leaf's link to the hub and to the bus, proxied (F10).
@@ -252,6 +273,42 @@ pub(crate) async fn run(
                 });
         };
         let injected = Instant::now();
+        if p.spec.kind == FaultKind::HubRestart {
+            let point = match p.spec.target {
+                Target::PackWritten => Some(FailPoint::PackWritten),
+                Target::RefUpdated => Some(FailPoint::RefUpdated),
+                _ => None,
+            };
+            if let (Some(point), Some(fp)) = (point, &input.fail_points) {
+                fp.arm(point);
+                // The next push stops there; the crash follows at once.
+                if tokio::time::timeout(Duration::from_secs(10), fp.hit())
+                    .await
+                    .is_err()
+                {
+                    record.error = Some(format!("fail point {point:?} not reached within 10 s"));
+                }
+            }
+            let injected = Instant::now();
+            input.hub.crash().await;
+            log_line(Phase::Invoke, None);
+            record.injected_s = Some(secs(injected));
+            let addr = input.hub.addr();
+            let noticed = notice_probe(addr, b"GET / HTTP/1.0\r\n\r\n", p.spec.hold).await;
+            record.probe_detected_s = noticed.map(secs);
+            let restarted = input.hub.restart().await;
+            record.healed_s = Some(secs(Instant::now()));
+            match restarted {
+                Ok(()) => log_line(Phase::Ok, None),
+                Err(e) => {
+                    record.error = Some(format!("restart: {e}"));
+                    log_line(Phase::Fail, record.error.clone());
+                }
+            }
+            tracing::info!(fault = %p.spec, "hub restarted");
+            out.push(record);
+            continue;
+        }
         if p.spec.kind.on_links() {
             let Some(links) = input.links else {
                 record.error = Some("inject: no links were proxied".into());
@@ -273,7 +330,7 @@ pub(crate) async fn run(
             }
             log_line(Phase::Invoke, None);
             record.injected_s = Some(secs(injected));
-            let noticed = notice_link(link, hello, p.spec.hold).await;
+            let noticed = notice_probe(link.addr(), hello, p.spec.hold).await;
             record.probe_detected_s = noticed.map(secs);
             link.set(LinkMode::Pass);
             record.healed_s = Some(secs(Instant::now()));
@@ -400,14 +457,14 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-/// Holds a link fault for `hold` while probing through the link every 50 ms (connect, ask,
-/// first byte back within 250 ms); returns when a probe first failed.
-async fn notice_link(link: &Link, hello: &[u8], hold: Duration) -> Option<Instant> {
+/// Holds a fault for `hold` while probing `addr` every 50 ms (connect, ask, first byte back
+/// within 250 ms: a link, or the hub itself); returns when a probe first failed.
+async fn notice_probe(addr: SocketAddr, hello: &[u8], hold: Duration) -> Option<Instant> {
     let until = Instant::now() + hold;
     let within = Duration::from_millis(250);
     let mut noticed = None;
     while Instant::now() + within <= until {
-        if noticed.is_none() && !super::link::probe(link.addr(), hello, within).await {
+        if noticed.is_none() && !super::link::probe(addr, hello, within).await {
             noticed = Some(Instant::now());
         }
         if noticed.is_some() {

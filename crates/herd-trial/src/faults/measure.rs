@@ -109,10 +109,10 @@ fn measure_one(
         .min_by_key(|e| e.t_ns);
     let mut noticed: Vec<(f64, String)> = Vec::new();
     if let Some(t) = r.probe_detected_s {
-        let probe = if r.class == "F10" {
-            "the link probe"
-        } else {
-            "the trial's bus probe"
+        let probe = match r.class.as_str() {
+            "F10" => "the link probe",
+            "F4" => "the hub probe",
+            _ => "the trial's bus probe",
         };
         noticed.push((t, probe.into()));
     }

@@ -10,6 +10,9 @@
 //!   `link-delay` (each chunk held 200 ms + 0–100 ms seeded jitter), `link-stall` (a blackhole:
 //!   nothing crosses for HOLD) or `link-reset` (every open connection closed, new ones refused,
 //!   for HOLD; on hub links the race hub only).
+//! - `hub-restart` (F4): the hub crashes and starts again on the same directory and port
+//!   after HOLD — at once (`:hub`, default) or when the next push reaches a fail point,
+//!   `:pack-written` or `:ref-updated` (race hub only).
 //! - `WHEN`: `commits=N` (once the herd has N commits on the trunk) or a time since the work
 //!   started, `5s`, with an optional seeded jitter: `5s~2s` is somewhere in 5–7 s.
 //! - `HOLD`: how long the fault lasts (default 1 s), `500ms`, `8s`.
@@ -43,6 +46,11 @@ pub enum FaultKind {
     /// hold (on hub links, race hub only: a leaf settles a cut push from the trunk, which is
     /// safe only under compare-and-swap).
     LinkReset,
+    /// F4: the hub crashes (every connection cut, nothing more written) and starts again on
+    /// the same directory and port after the hold — at once (`:hub`, default), or when the
+    /// next push reaches a fail point: `:pack-written` (objects on disk, ref not moved) or
+    /// `:ref-updated` (ref moved, push unanswered and unbroadcast). Race hub only.
+    HubRestart,
 }
 
 impl FaultKind {
@@ -55,6 +63,7 @@ impl FaultKind {
             FaultKind::LinkDelay => "link-delay",
             FaultKind::LinkStall => "link-stall",
             FaultKind::LinkReset => "link-reset",
+            FaultKind::HubRestart => "hub-restart",
         }
     }
 
@@ -65,6 +74,15 @@ impl FaultKind {
             FaultKind::BusStop => "F2",
             FaultKind::TipReplay => "F9",
             FaultKind::LinkDelay | FaultKind::LinkStall | FaultKind::LinkReset => "F10",
+            FaultKind::HubRestart => "F4",
+        }
+    }
+
+    /// The target a spec without one gets.
+    pub fn default_target(self) -> Target {
+        match self {
+            FaultKind::HubRestart => Target::Hub,
+            _ => Target::Bus,
         }
     }
 
@@ -76,7 +94,8 @@ impl FaultKind {
         )
     }
 
-    const ALL: [FaultKind; 6] = [
+    const ALL: [FaultKind; 7] = [
+        FaultKind::HubRestart,
         FaultKind::BusKill,
         FaultKind::BusStop,
         FaultKind::TipReplay,
@@ -111,8 +130,12 @@ pub enum Target {
     Local(usize),
     /// A seeded pick among the servers holding JetStream.
     Any,
-    /// The leaves' links to the hub (link faults only).
+    /// The hub (link faults: the leaves' links to it; `hub-restart`: the hub at once).
     Hub,
+    /// `hub-restart` when the next push has written its objects, before the ref moves.
+    PackWritten,
+    /// `hub-restart` when the next push has moved the ref, before it is answered.
+    RefUpdated,
 }
 
 /// One fault of the schedule.
@@ -144,8 +167,13 @@ impl fmt::Display for FaultSpec {
             }
         }
         write!(f, "+{}", humantime::format_duration(self.hold))?;
+        if self.target == self.kind.default_target() {
+            return Ok(());
+        }
         match self.target {
-            Target::Bus => Ok(()),
+            Target::Bus => write!(f, ":bus"),
+            Target::PackWritten => write!(f, ":pack-written"),
+            Target::RefUpdated => write!(f, ":ref-updated"),
             Target::Node(k) => write!(f, ":node-{k}"),
             Target::Local(k) => write!(f, ":local-{k}"),
             Target::Any => write!(f, ":any"),
@@ -172,13 +200,13 @@ impl FromStr for FaultSpec {
             .find(|k| k.as_str() == kind.trim())
             .ok_or_else(|| {
                 format!(
-                    "unknown fault {kind:?} (bus-kill, bus-stop, tip-replay, link-delay, \
+                    "unknown fault {kind:?} (bus-kill, bus-stop, hub-restart, tip-replay, link-delay, \
                      link-stall or link-reset)"
                 )
             })?;
         let (rest, target) = match rest.split_once(':') {
             Some((r, t)) => (r, t.trim().parse::<Target>()?),
-            None => (rest, Target::Bus),
+            None => (rest, kind.default_target()),
         };
         let (when, hold) = match rest.split_once('+') {
             Some((w, h)) => (w, duration(h, "hold")?),
@@ -198,13 +226,24 @@ impl FromStr for FaultSpec {
                 When::After { at, jitter }
             }
         };
-        match (kind.on_links(), target) {
-            (true, Target::Bus | Target::Hub) | (false, Target::Bus | Target::Node(_)) => {}
-            (false, Target::Local(_) | Target::Any) => {}
-            (true, _) => return Err(format!("{s:?}: a link fault's target is bus or hub")),
-            (false, Target::Hub) => {
-                return Err(format!("{s:?}: target hub is for link faults"));
-            }
+        let restart = kind == FaultKind::HubRestart;
+        let fits = match target {
+            Target::Hub => kind.on_links() || restart,
+            Target::PackWritten | Target::RefUpdated => restart,
+            Target::Bus => !restart,
+            Target::Node(_) | Target::Local(_) | Target::Any => !restart && !kind.on_links(),
+        };
+        if !fits {
+            return Err(format!(
+                "{s:?}: {}",
+                if restart {
+                    "hub-restart's target is hub, pack-written or ref-updated"
+                } else if kind.on_links() {
+                    "a link fault's target is bus or hub"
+                } else {
+                    "this fault's target is bus, node-K, local-K or any"
+                }
+            ));
         }
         if hold.is_zero() || hold > MAX_HOLD {
             return Err(format!(
@@ -233,6 +272,8 @@ impl FromStr for Target {
             "bus" => Ok(Target::Bus),
             "any" => Ok(Target::Any),
             "hub" => Ok(Target::Hub),
+            "pack-written" => Ok(Target::PackWritten),
+            "ref-updated" => Ok(Target::RefUpdated),
             _ => match (s.strip_prefix("node-"), s.strip_prefix("local-")) {
                 (Some(n), _) => Ok(Target::Node(index(n)?)),
                 (_, Some(n)) => Ok(Target::Local(index(n)?)),
@@ -299,11 +340,11 @@ impl<'de> Deserialize<'de> for FaultSpec {
         let line = match Form::deserialize(d)? {
             Form::Line(line) => line,
             Form::Table(t) => format!(
-                "{}@{}+{}:{}",
+                "{}@{}+{}{}",
                 t.kind,
                 t.at,
                 t.hold.as_deref().unwrap_or("1s"),
-                t.target.as_deref().unwrap_or("bus")
+                t.target.map(|t| format!(":{t}")).unwrap_or_default()
             ),
         };
         line.parse().map_err(serde::de::Error::custom)
