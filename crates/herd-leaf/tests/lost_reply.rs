@@ -52,8 +52,17 @@ async fn proxy(hub: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicBo
     (addr, swallow)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_reply_is_an_unknown_outcome_naming_the_commit_that_landed() {
+/// A herd, and a leaf reaching its hub through the proxy (settling unknown outcomes for up to
+/// `resolve_wait`) with one task claimed: (herd, the proxy's switch, leaf, path, claim).
+async fn behind_proxy(
+    resolve_wait: std::time::Duration,
+) -> (
+    common::Herd,
+    Arc<AtomicBool>,
+    Leaf,
+    String,
+    herd_leaf::Claim,
+) {
     let herd = common::herd().await;
     let (addr, swallow) = proxy(herd.hub.addr()).await;
     let url = herd
@@ -62,8 +71,7 @@ async fn a_lost_reply_is_an_unknown_outcome_naming_the_commit_that_landed() {
         .replace(&herd.hub.addr().to_string(), &addr.to_string());
     let leaf = Leaf::open(LeafConfig {
         bus: Some(herd.bus.clone()),
-        // The hub stays unreachable (every answer swallowed): give up settling quickly.
-        resolve_wait: std::time::Duration::from_millis(300),
+        resolve_wait,
         ..LeafConfig::new("leaf-0", "slot-0", herd.dir.path().join("leaf-0"), &url)
     })
     .await
@@ -71,6 +79,14 @@ async fn a_lost_reply_is_an_unknown_outcome_naming_the_commit_that_landed() {
     let path = "slot-0/a.txt".to_string();
     let task = leaf.open_task("a", vec![path.clone()]).await.unwrap();
     let claim = leaf.claim(&task).await.unwrap();
+    (herd, swallow, leaf, path, claim)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_is_an_unknown_outcome_naming_the_commit_that_landed() {
+    // The hub stays unreachable (every answer swallowed): give up settling quickly.
+    let (herd, swallow, leaf, path, claim) =
+        behind_proxy(std::time::Duration::from_millis(300)).await;
 
     swallow.store(true, Ordering::SeqCst);
     let err = leaf
@@ -93,21 +109,7 @@ async fn a_lost_reply_is_an_unknown_outcome_naming_the_commit_that_landed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_reply_is_settled_from_the_trunk_once_the_hub_answers_again() {
-    let herd = common::herd().await;
-    let (addr, swallow) = proxy(herd.hub.addr()).await;
-    let url = herd
-        .hub
-        .url()
-        .replace(&herd.hub.addr().to_string(), &addr.to_string());
-    let leaf = Leaf::open(LeafConfig {
-        bus: Some(herd.bus.clone()),
-        ..LeafConfig::new("leaf-0", "slot-0", herd.dir.path().join("leaf-0"), &url)
-    })
-    .await
-    .unwrap();
-    let path = "slot-0/a.txt".to_string();
-    let task = leaf.open_task("a", vec![path.clone()]).await.unwrap();
-    let claim = leaf.claim(&task).await.unwrap();
+    let (herd, swallow, leaf, path, claim) = behind_proxy(std::time::Duration::from_secs(10)).await;
 
     swallow.store(true, Ordering::SeqCst);
     let heal = {
