@@ -205,6 +205,8 @@ pub struct Leaf {
     next_task: AtomicU64,
     leases: crate::lease::Leases,
     conflict_redos: u32,
+    /// F8 hook: the next push pauses this long after its epoch check ([`Leaf::pause_next_push`]).
+    pause_push: Mutex<Option<Duration>>,
 }
 
 fn now_ms() -> u64 {
@@ -345,6 +347,7 @@ impl Leaf {
             held,
             leases: crate::lease::Leases::default(),
             conflict_redos: config.conflict_redos,
+            pause_push: Mutex::new(None),
         })
     }
 
@@ -540,6 +543,19 @@ impl Leaf {
     /// `claim_ttl` and another leaf may take the task. For fault trials and tests.
     pub fn stall_lease(&self, claim: &Claim) {
         let _ = self.leases.drop_lease(&claim.task.0);
+    }
+
+    /// Makes the leaf's next push stop for `pause` after its claim's epoch was checked, with
+    /// the lease no longer renewed: a holder paused past its lease (F8) that then pushes
+    /// stale work. Only the hub's fencing stands between that push and the trunk. For fault
+    /// trials and tests.
+    pub fn pause_next_push(&self, pause: Duration) {
+        *self.pause_push.lock().expect("pause lock") = Some(pause);
+    }
+
+    /// Takes the pause [`Leaf::pause_next_push`] set, if any.
+    pub(crate) fn take_push_pause(&self) -> Option<Duration> {
+        self.pause_push.lock().expect("pause lock").take()
     }
 
     /// Marks the task closed (bus and ledger) and releases the claim.

@@ -14,6 +14,34 @@ use crate::history::{HistoryEvent, Op, Phase};
 use crate::report::Violation;
 use crate::trunk::TrunkCommit;
 
+/// I8 from the trunk alone: along the trunk a task's claim epochs only move forward. A commit
+/// landing a task under an older epoch than one already landed was accepted when its claim
+/// was no longer live — whatever the history's times say (a push that began before a newer
+/// claim, and was paused past its lease, is found here).
+pub fn epochs_move_forward(trunk: &[TrunkCommit], seed: u64) -> Vec<Violation> {
+    let mut newest: BTreeMap<&str, (u64, git2::Oid)> = BTreeMap::new();
+    let mut out = Vec::new();
+    for c in trunk.iter().skip(seed as usize) {
+        let (Some(task), Some(epoch)) = (c.task.as_deref(), c.epoch) else {
+            continue;
+        };
+        match newest.get(task) {
+            Some(&(seen, by)) if epoch < seen => out.push(violation(
+                "I8",
+                format!(
+                    "commit {} landed task {task} with epoch {epoch} after commit {by} had \
+                     landed it with epoch {seen}: a stale claim was accepted",
+                    c.oid
+                ),
+            )),
+            _ => {
+                newest.insert(task, (epoch, c.oid));
+            }
+        }
+    }
+    out
+}
+
 /// I8 over the trunk after the seed.
 pub fn pushes_fenced(events: &[HistoryEvent], trunk: &[TrunkCommit], seed: u64) -> Vec<Violation> {
     // task → every successful claim: (epoch, holder, when).
@@ -38,7 +66,7 @@ pub fn pushes_fenced(events: &[HistoryEvent], trunk: &[TrunkCommit], seed: u64) 
             _ => {}
         }
     }
-    let mut out = Vec::new();
+    let mut out = epochs_move_forward(trunk, seed);
     for c in trunk.iter().skip(seed as usize) {
         let (Some(task), Some(epoch)) = (c.task.as_deref(), c.epoch) else {
             continue;
@@ -135,6 +163,8 @@ mod tests {
     fn an_epoch_no_claim_returned_is_named() {
         let events = [ev(Op::Claim, Phase::Ok, "a", 5, 10)];
         let v = pushes_fenced(&events, &[commit("a", 6), commit("b", 5)], 0);
-        assert_eq!(v.len(), 2, "{v:?}");
+        // Neither epoch was returned to its author, and epoch 5 landed after epoch 6.
+        assert_eq!(v.len(), 3, "{v:?}");
+        assert!(v.iter().any(|v| v.message.contains("a stale claim was accepted")));
     }
 }

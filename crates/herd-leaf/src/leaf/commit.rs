@@ -251,6 +251,10 @@ impl Leaf {
             {
                 return Ok(None);
             }
+            if let Some(pause) = self.take_push_pause() {
+                self.stall_lease(claim);
+                tokio::time::sleep(pause).await;
+            }
             let headers = self.push_headers(claim);
             match worker
                 .run(move |r| r.push(&as_refs(&headers), target))
