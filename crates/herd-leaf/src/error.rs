@@ -126,6 +126,15 @@ pub enum LeafError {
         #[source]
         source: Box<rusqlite::Error>,
     },
+    /// The leaf stopped at a fault hook ([`crate::Leaf::halt_after_next_push`]) after the hub
+    /// accepted `oid`, recording nothing.
+    #[error("task {task}: halted after the hub accepted {oid}, before recording it")]
+    Halted {
+        /// The task.
+        task: String,
+        /// The commit the hub accepted.
+        oid: String,
+    },
     /// The leaf's repository worker is gone (the leaf was shut down).
     #[error("leaf worker stopped")]
     WorkerGone,

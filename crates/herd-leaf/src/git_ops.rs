@@ -473,6 +473,23 @@ impl<'r> Repo<'r> {
         Ok(Rebased::Onto(commit))
     }
 
+    /// The newest commit on the trunk the leaf holds whose message has the line `trailer`.
+    pub fn find_trailer(&self, trailer: &str) -> Result<Option<Oid>, git2::Error> {
+        let mut walk = self.git.revwalk()?;
+        walk.push(self.origin_tip()?)?;
+        for oid in walk {
+            let oid = oid?;
+            let commit = self.git.find_commit(oid)?;
+            if commit
+                .message()
+                .is_ok_and(|m| m.lines().any(|l| l.trim() == trailer))
+            {
+                return Ok(Some(oid));
+            }
+        }
+        Ok(None)
+    }
+
     /// The base of the commit being pushed.
     pub fn built_base(&self) -> Option<Oid> {
         self.st.built.as_ref().map(|b| b.base)

@@ -107,6 +107,11 @@ pub struct LeafConfig {
     /// leaf's version of each path (a blind overwrite of changes it never read) instead of
     /// failing or redoing. The checker's I12 (no lost update) must catch it.
     pub blind_rebase: bool,
+    /// Before committing a claim resumed from the ledger, look for its `Herd-Claim` trailer on
+    /// the trunk: a leaf that stopped after the hub accepted its push but before it recorded
+    /// it finds the commit and records it instead of pushing the task a second time (F7).
+    /// Default on; off only as a mutation, to show the checker's I4b catches the replay.
+    pub replay_guard: bool,
 }
 
 impl LeafConfig {
@@ -132,6 +137,7 @@ impl LeafConfig {
             hub_token: None,
             conflict_redos: 0,
             blind_rebase: false,
+            replay_guard: true,
         }
     }
 }
@@ -151,6 +157,9 @@ impl std::fmt::Display for TaskId {
 pub struct Claim {
     task: TaskId,
     epoch: u64,
+    /// Taken up again from the ledger after a stop ([`Leaf::resumable`]): its commit may
+    /// already be on the trunk.
+    resumed: bool,
 }
 
 impl Claim {
@@ -207,6 +216,9 @@ pub struct Leaf {
     conflict_redos: u32,
     /// F8 hook: the next push pauses this long after its epoch check ([`Leaf::pause_next_push`]).
     pause_push: Mutex<Option<Duration>>,
+    /// F7 hook: the next accepted push is not recorded ([`Leaf::halt_after_next_push`]).
+    halt_after_push: std::sync::atomic::AtomicBool,
+    replay_guard: bool,
 }
 
 fn now_ms() -> u64 {
@@ -348,6 +360,8 @@ impl Leaf {
             leases: crate::lease::Leases::default(),
             conflict_redos: config.conflict_redos,
             pause_push: Mutex::new(None),
+            halt_after_push: std::sync::atomic::AtomicBool::new(false),
+            replay_guard: config.replay_guard,
         })
     }
 
@@ -414,6 +428,7 @@ impl Leaf {
                 t.epoch.map(|epoch| Claim {
                     task: TaskId(t.id),
                     epoch,
+                    resumed: true,
                 })
             })
             .collect())
@@ -513,6 +528,7 @@ impl Leaf {
                     Ok(Claim {
                         task: task.clone(),
                         epoch: revision,
+                        resumed: false,
                     })
                 }
                 ClaimOutcome::Lost { holder } => {
@@ -551,6 +567,26 @@ impl Leaf {
     /// trials and tests.
     pub fn pause_next_push(&self, pause: Duration) {
         *self.pause_push.lock().expect("pause lock") = Some(pause);
+    }
+
+    /// Makes the leaf stop right after the hub accepts its next push, before it records the
+    /// commit anywhere (ledger, task record): a leaf killed between acceptance and its ledger
+    /// row (F7). The commit fails with [`LeafError::Halted`]; shut the leaf down and open it
+    /// again on its directory to resume. For fault trials and tests.
+    pub fn halt_after_next_push(&self) {
+        self.halt_after_push
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Takes the halt [`Leaf::halt_after_next_push`] set.
+    pub(crate) fn take_halt(&self) -> bool {
+        self.halt_after_push
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Whether resumed claims are checked against the trunk before committing.
+    pub(crate) fn replay_guard(&self) -> bool {
+        self.replay_guard
     }
 
     /// Takes the pause [`Leaf::pause_next_push`] set, if any.

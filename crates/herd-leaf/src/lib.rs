@@ -30,7 +30,10 @@
 //!   trunk once the hub answers again (landed, or pushed again: compare-and-swap lets at most
 //!   one land), within `resolve_wait`.
 //! - Claims are leases renewed while a task runs (`lease.rs`); a lapse is detected and the leaf
-//!   refuses to push. Pushes carry the slot token (`Authorization: Bearer`) and name their
+//!   refuses to push. A claim resumed from the ledger after a stop is first looked for on the
+//!   trunk (its `Herd-Claim` trailer): if the hub accepted it before the stop it is recorded,
+//!   not pushed again (the replay guard). Fault hooks for trials and tests:
+//!   [`Leaf::pause_next_push`] (F8), [`Leaf::halt_after_next_push`] (F7), [`Leaf::stall_lease`]. Pushes carry the slot token (`Authorization: Bearer`) and name their
 //!   claim (`x-herd-claim`) for a fencing hub; a broadcast with a forged or backwards `seq`
 //!   is ignored and counted (`backwards`).
 //! - Spans: `leaf.open`, `leaf.claim`, `leaf.commit`, `leaf.close`, `leaf.sync_on_broadcast`

@@ -165,6 +165,9 @@ mod tests {
         let v = pushes_fenced(&events, &[commit("a", 6), commit("b", 5)], 0);
         // Neither epoch was returned to its author, and epoch 5 landed after epoch 6.
         assert_eq!(v.len(), 3, "{v:?}");
-        assert!(v.iter().any(|v| v.message.contains("a stale claim was accepted")));
+        assert!(
+            v.iter()
+                .any(|v| v.message.contains("a stale claim was accepted"))
+        );
     }
 }

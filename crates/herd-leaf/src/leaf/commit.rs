@@ -136,6 +136,20 @@ impl Leaf {
         let paths: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
         paths::validate(&self.slot, &paths)?;
         self.check_epoch(claim).await?;
+        if claim.resumed
+            && self.replay_guard()
+            && let Some(oid) = self.landed_before(claim).await?
+        {
+            // Accepted before the leaf stopped: record it, push nothing.
+            add(&self.counters.commits, 1);
+            self.record_landed(&id, claim.epoch, &oid, &oid, 0).await?;
+            return Ok(CommitOutcome {
+                pushed: oid.clone(),
+                oid,
+                fork_retries: 0,
+                latency: started.elapsed(),
+            });
+        }
         if self.policy == SyncPolicy::OnDemand && self.sync_ctx.behind().is_some() {
             self.fetch_for(&id).await?;
         }
@@ -173,6 +187,16 @@ impl Leaf {
             }
         }
         let landed = landed?;
+        if self.take_halt() {
+            let oid = match landed {
+                Some(o) => o.to_string(),
+                None => worker
+                    .run(|r| r.head().map(|o| o.to_string()))
+                    .await?
+                    .map_err(|e| LeafError::git(&id, e))?,
+            };
+            return Err(LeafError::Halted { task: id, oid });
+        }
         let pushed = worker
             .run(|r| r.head().map(|o| o.to_string()))
             .await?
@@ -352,6 +376,20 @@ impl Leaf {
             }
             tokio::time::sleep(pause).await;
         }
+    }
+
+    /// The trunk commit carrying `claim`'s `Herd-Claim` trailer, if one landed (after a fetch,
+    /// so the leaf holds the trunk's newest tip).
+    async fn landed_before(&self, claim: &Claim) -> Result<Option<String>, LeafError> {
+        let id = claim.task.0.clone();
+        self.fetch_for(&id).await?;
+        let trailer = format!("{}: {}@{}", herd_hub::fence::CLAIM_TRAILER, id, claim.epoch);
+        let found = self
+            .worker()?
+            .run(move |r| r.find_trailer(&trailer))
+            .await?
+            .map_err(|e| LeafError::git(&id, e))?;
+        Ok(found.map(|o| o.to_string()))
     }
 
     /// Joins the turn queue; returns the request id. The queue is advisory: when the request
