@@ -279,7 +279,9 @@ impl Leaf {
             path: config.dir.display().to_string(),
             source,
         })?;
-        let ledger = Arc::new(Ledger::open(&config.dir)?);
+        let (ledger, rebuilt) =
+            crate::rebuild::open_or_rebuild(&config.dir, &config.id, &bus).await?;
+        let ledger = Arc::new(ledger);
         let (url, repo_dir) = (config.hub_url.clone(), config.dir.join("repo"));
         let blind = config.blind_rebase;
         let (repo, state) = tokio::task::spawn_blocking(move || {
@@ -296,6 +298,7 @@ impl Leaf {
         let held = state.held.clone();
         let tip_rx = state.watch_tip();
         let counters = Arc::new(Counters::default());
+        add(&counters.ledger_rebuilds, u64::from(rebuilt));
         let (worker, thread) = Worker::start(&config.id, repo, state)?;
         let sync_ctx = Arc::new(SyncContext::new(
             config.id.clone(),

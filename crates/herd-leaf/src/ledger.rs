@@ -141,6 +141,20 @@ impl Ledger {
         })
     }
 
+    /// `PRAGMA quick_check`: `Err` with what SQLite found when the file is damaged.
+    pub fn quick_check(&self) -> Result<(), String> {
+        let held = self
+            .conn
+            .lock()
+            .map_err(|_| "ledger lock poisoned".to_string())?;
+        let result: Result<String, _> = held.conn.query_row("PRAGMA quick_check", [], |r| r.get(0));
+        match result {
+            Ok(s) if s == "ok" => Ok(()),
+            Ok(s) => Err(s),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
     /// Runs `f` on the connection after writing any buffered notes (so rows keep their order).
     fn with<T>(
         &self,

@@ -49,6 +49,7 @@ pub mod leaf;
 mod lease;
 pub mod ledger;
 pub mod paths;
+mod rebuild;
 mod resume;
 pub mod stats;
 pub mod tip_sync;

@@ -47,6 +47,9 @@ pub struct LeafStats {
     pub claims_lost: u64,
     /// Commits the hub accepted.
     pub commits: u64,
+    /// Times the leaf found its ledger damaged on opening and rebuilt it from the bus.
+    #[serde(default)]
+    pub ledger_rebuilds: u64,
 }
 
 #[derive(Default)]
@@ -71,6 +74,7 @@ pub(crate) struct Counters {
     pub claims_won: AtomicU64,
     pub claims_lost: AtomicU64,
     pub commits: AtomicU64,
+    pub ledger_rebuilds: AtomicU64,
 }
 
 pub(crate) fn add(x: &AtomicU64, n: u64) {
@@ -101,6 +105,7 @@ impl Counters {
             claims_won: g(&self.claims_won),
             claims_lost: g(&self.claims_lost),
             commits: g(&self.commits),
+            ledger_rebuilds: g(&self.ledger_rebuilds),
         }
     }
 }
