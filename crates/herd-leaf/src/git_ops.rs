@@ -290,20 +290,24 @@ impl<'r> Repo<'r> {
                 out.object(oid, object.kind(), object.data());
                 Ok(())
             };
-            for (payload, placed) in std::mem::take(&mut self.st.applied) {
-                for (oid, stored) in &placed {
-                    if !out.splice(&payload, *oid, stored) {
+            // What is tracked stays tracked until the pack is installed: a flush that fails
+            // (a full disk) loses nothing and is tried again after the next job.
+            for (payload, placed) in &self.st.applied {
+                for (oid, stored) in placed {
+                    if !out.splice(payload, *oid, stored) {
                         whole(&mut out, *oid)?;
                     }
                 }
             }
-            for oid in std::mem::take(&mut self.st.pending) {
-                whole(&mut out, oid)?;
+            for oid in &self.st.pending {
+                whole(&mut out, *oid)?;
             }
             let indexed = out.finish_indexed();
             indexed
                 .install(&self.git.path().join("objects"))
                 .map_err(|e| git2::Error::from_str(&format!("writing leaf pack: {e}")))?;
+            self.st.applied.clear();
+            self.st.pending.clear();
             self.st
                 .flushed
                 .push((indexed.name.clone(), indexed.pack.len() as u64));

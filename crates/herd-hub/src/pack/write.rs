@@ -205,14 +205,25 @@ pub(crate) fn index_v2(mut entries: Vec<(Oid, u64, u32)>, sum: &[u8]) -> Vec<u8>
 
 impl Indexed {
     /// Installs the pack in `<git dir>/objects/pack`: each file written under a temporary name
-    /// and renamed, the pack before its index (readers find packs by their index).
+    /// and renamed, the pack before its index (readers find packs by their index). On failure
+    /// (a full disk) no temporary file is left, and no index without its pack.
     pub fn install(&self, objects: &std::path::Path) -> std::io::Result<()> {
         let dir = objects.join("pack");
         std::fs::create_dir_all(&dir)?;
+        let mut done = Vec::new();
         for (ext, bytes) in [("pack", &self.pack), ("idx", &self.idx)] {
             let tmp = dir.join(format!(".tmp-herd-{}.{ext}", self.name));
-            std::fs::write(&tmp, bytes)?;
-            std::fs::rename(&tmp, dir.join(format!("pack-{}.{ext}", self.name)))?;
+            let target = dir.join(format!("pack-{}.{ext}", self.name));
+            if let Err(e) =
+                std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &target))
+            {
+                let _ = std::fs::remove_file(&tmp);
+                for installed in &done {
+                    let _ = std::fs::remove_file(installed);
+                }
+                return Err(e);
+            }
+            done.push(target);
         }
         Ok(())
     }
