@@ -9,7 +9,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use herd_leaf::{Leaf, LeafConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -128,4 +128,86 @@ async fn a_lost_reply_is_settled_from_the_trunk_once_the_hub_answers_again() {
     assert_eq!(trunk.len(), 1, "landed exactly once");
     assert_eq!(trunk[0].to_string(), landed.oid);
     assert_eq!(leaf.stats().unknown_settled, 1);
+}
+
+/// A proxy to `hub` that cuts every push (closes the connection instead of forwarding a
+/// `git-receive-pack` POST, on any request of a kept-alive connection) and forwards everything
+/// else; counts the pushes it cut.
+async fn cutting_pushes(hub: std::net::SocketAddr) -> (std::net::SocketAddr, Arc<AtomicU32>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let cut = Arc::new(AtomicU32::new(0));
+    let counter = cut.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let upstream = TcpStream::connect(hub).await.unwrap();
+                let (mut cr, mut cw) = client.into_split();
+                let (mut ur, mut uw) = upstream.into_split();
+                let answers = tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut ur, &mut cw).await;
+                });
+                let mut buf = vec![0u8; 64 << 10];
+                loop {
+                    let n = match cr.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    let head = String::from_utf8_lossy(&buf[..n.min(512)]).to_string();
+                    if head.starts_with("POST") && head.contains("git-receive-pack") {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        break; // the push is never forwarded; the connection closes
+                    }
+                    if uw.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+                answers.abort();
+            });
+        }
+    });
+    (addr, cut)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hub_that_never_answers_pushes_is_not_hammered_forever() {
+    let herd = common::herd().await;
+    let (addr, cut) = cutting_pushes(herd.hub.addr()).await;
+    let url = herd
+        .hub
+        .url()
+        .replace(&herd.hub.addr().to_string(), &addr.to_string());
+    let retry = herd_leaf::RetryPolicy {
+        max_attempts: 3,
+        ..Default::default()
+    };
+    let leaf = Leaf::open(LeafConfig {
+        bus: Some(herd.bus.clone()),
+        retry,
+        ..LeafConfig::new("leaf-0", "slot-0", herd.dir.path().join("leaf-0"), &url)
+    })
+    .await
+    .unwrap();
+    let task = leaf
+        .open_task("a", vec!["slot-0/a.txt".into()])
+        .await
+        .unwrap();
+    let claim = leaf.claim(&task).await.unwrap();
+    // Bounded: without the bound this would push forever (the test fails at the timeout).
+    let err = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        leaf.commit(&claim, vec![("slot-0/a.txt".into(), b"a\n".to_vec())]),
+    )
+    .await
+    .expect("the leaf gives up within its retry budget")
+    .expect_err("every push is cut");
+    assert!(err.outcome_unknown(), "{err}");
+    // The first push, then one more after each of the three settles: none landed. (The
+    // transport sends a request once more when a kept-alive connection closed before any
+    // answer, so each attempt is cut once or twice.)
+    assert_eq!(leaf.stats().unknown_settled, 3);
+    let cut = cut.load(Ordering::SeqCst);
+    assert!((4..=8).contains(&cut), "{cut} pushes cut");
+    assert!(common::trunk(&herd.hub).is_empty());
 }

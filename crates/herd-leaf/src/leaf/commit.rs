@@ -264,6 +264,8 @@ impl Leaf {
         let worker = self.worker()?;
         let retries = &mut tries.forks;
         let redos = &mut tries.redos;
+        // Unknown outcomes settled and pushed again (bounded like forks).
+        let mut settles: u32 = 0;
         loop {
             if let Some(turns) = &self.turns {
                 turns.wait_clear(&self.id, *turn).await;
@@ -289,15 +291,18 @@ impl Leaf {
                     reason,
                     unknown: true,
                     pushed: Some(commit),
-                } if self.hub_mode == HubMode::Race => {
+                } if self.hub_mode == HubMode::Race && settles < self.retry.max_attempts => {
                     // A cut reply: settle it from the trunk once the hub answers again.
+                    settles += 1;
                     if self.settle_unknown(&id, commit).await {
                         add(&self.counters.unknown_settled, 1);
                         if self.worker()?.run(move |r| r.holds_commit(commit)).await? {
                             return Ok(Some(commit));
                         }
-                        // Not on the trunk: the loop rebases onto what the fetch brought and
-                        // pushes again.
+                        // Not on the trunk: back off (a hub answering 5xx to every push must
+                        // not be hammered), then the loop rebases onto what the fetch brought
+                        // and pushes again — at most `max_attempts` times.
+                        tokio::time::sleep(self.retry.backoff(settles - 1)).await;
                         continue;
                     }
                     return Err(LeafError::Hub {
