@@ -441,15 +441,28 @@ pub(crate) async fn create_stream_fitting(
                 if config.max_bytes != asked {
                     // It fits with less than twice its size to spare: give half of that back so
                     // the unreserved buckets (claims, tasks) still have room to write.
-                    if config.max_bytes / 2 >= MIN_STREAM_BYTES {
-                        config.max_bytes /= 2;
-                        js.update_stream(config.clone())
-                            .await
-                            .map_err(|e| BusError::Stream {
-                                stream: name,
-                                op: "shrink",
-                                source: Box::new(e),
-                            })?;
+                    // Racing connects may each have shrunk on their own: the stream is the one
+                    // whichever created it first sized, and shrinking it further is only ever
+                    // worth it when it is larger than half this connection's fit. A refused
+                    // shrink (another connection's reservation took the room meanwhile) leaves
+                    // a working stream: bind it as it is.
+                    let current = match js.get_stream(name).await {
+                        Ok(mut s) => s.info().await.ok().map(|i| i.config.max_bytes),
+                        Err(_) => None,
+                    };
+                    let half = config.max_bytes / 2;
+                    if half >= MIN_STREAM_BYTES && current.is_none_or(|c| c > half) {
+                        config.max_bytes = half;
+                        if let Err(e) = js.update_stream(config.clone()).await {
+                            if js.get_stream(name).await.is_err() {
+                                return Err(BusError::Stream {
+                                    stream: name,
+                                    op: "shrink",
+                                    source: Box::new(e),
+                                });
+                            }
+                            tracing::warn!(stream = name, error = %e, "shrinking a raced stream; bound as it is");
+                        }
                     }
                     tracing::warn!(
                         stream = name,
@@ -563,16 +576,41 @@ async fn create_bucket(
         num_replicas: replicas,
         ..Default::default()
     };
-    match js.create_key_value(config).await {
-        Ok(store) => Ok(store),
-        // Lost a creation race with another connection: bind what it created.
-        Err(create_err) => js
-            .get_key_value(bucket)
-            .await
-            .map_err(|_| BusError::Bucket {
-                bucket,
-                op: "create",
-                source: Box::new(create_err),
-            }),
+    // A store reserved to the brim by a racing connect's stream (created at the size that
+    // fit, shrunk to half a moment later) refuses the bucket for that moment: try again,
+    // briefly.
+    let mut tries = 0;
+    loop {
+        match js.create_key_value(config.clone()).await {
+            Ok(store) => return Ok(store),
+            // Lost a creation race with another connection: bind what it created.
+            Err(create_err) => match js.get_key_value(bucket).await {
+                Ok(store) => return Ok(store),
+                Err(_) if tries < 40 && storage_full(&create_err) => {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(_) => {
+                    return Err(BusError::Bucket {
+                        bucket,
+                        op: "create",
+                        source: Box::new(create_err),
+                    });
+                }
+            },
+        }
     }
+}
+
+/// Whether `e` (or a cause) is JetStream refusing for lack of storage.
+fn storage_full(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        if text.contains("insufficient storage") || text.contains("storage resources exceeded") {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
