@@ -587,11 +587,6 @@ impl Leaf {
             .swap(false, std::sync::atomic::Ordering::SeqCst)
     }
 
-    /// Whether resumed claims are checked against the trunk before committing.
-    pub(crate) fn replay_guard(&self) -> bool {
-        self.replay_guard
-    }
-
     /// Takes the pause [`Leaf::pause_next_push`] set, if any.
     pub(crate) fn take_push_pause(&self) -> Option<Duration> {
         self.pause_push.lock().expect("pause lock").take()

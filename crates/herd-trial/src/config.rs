@@ -591,29 +591,13 @@ impl TrialConfig {
             );
         }
         if self.hub == HubMode::Queue
-            && let Some(f) = self
-                .faults
-                .iter()
-                .find(|f| f.kind == crate::faults::FaultKind::HubRestart)
+            && let Some(f) = self.faults.iter().find(|f| f.cuts_pushes())
         {
             return bad(
                 "faults",
                 f.to_string(),
-                "hub-restart needs --hub race (pushes the crash cuts are unknown outcomes a \
-                 leaf settles only under compare-and-swap)",
-            );
-        }
-        if self.hub == HubMode::Queue
-            && let Some(f) = self.faults.iter().find(|f| {
-                f.kind == crate::faults::FaultKind::LinkReset
-                    && f.target == crate::faults::Target::Hub
-            })
-        {
-            return bad(
-                "faults",
-                f.to_string(),
-                "link-reset on hub links needs --hub race (a cut push to the merge queue is an \
-                 unknown outcome a leaf cannot settle safely)",
+                "needs --hub race: the pushes it cuts are unknown outcomes a leaf settles only \
+                 under compare-and-swap (the merge queue could land a replayed push twice)",
             );
         }
         // The record and headers travel with the pack; the stream refuses messages over 1 MiB.

@@ -137,7 +137,7 @@ impl Leaf {
         paths::validate(&self.slot, &paths)?;
         self.check_epoch(claim).await?;
         if claim.resumed
-            && self.replay_guard()
+            && self.replay_guard
             && let Some(oid) = self.landed_before(claim).await?
         {
             // Accepted before the leaf stopped: record it, push nothing.
@@ -162,11 +162,7 @@ impl Leaf {
                 self.id, id, id, claim.epoch
             ),
         });
-        let w = work.clone();
-        worker
-            .run(move |r| r.commit_files(&w.files, &w.author, &w.message))
-            .await?
-            .map_err(|e| LeafError::git(&id, e))?;
+        self.write_work(&id, &work).await?;
         let target = match self.hub_mode {
             HubMode::Race => PushTarget::Trunk,
             HubMode::Queue => PushTarget::Queue,
@@ -187,21 +183,14 @@ impl Leaf {
             }
         }
         let landed = landed?;
-        if self.take_halt() {
-            let oid = match landed {
-                Some(o) => o.to_string(),
-                None => worker
-                    .run(|r| r.head().map(|o| o.to_string()))
-                    .await?
-                    .map_err(|e| LeafError::git(&id, e))?,
-            };
-            return Err(LeafError::Halted { task: id, oid });
-        }
         let pushed = worker
             .run(|r| r.head().map(|o| o.to_string()))
             .await?
             .map_err(|e| LeafError::git(&id, e))?;
         let oid = landed.map_or_else(|| pushed.clone(), |o| o.to_string());
+        if self.take_halt() {
+            return Err(LeafError::Halted { task: id, oid });
+        }
         add(&self.counters.commits, 1);
         self.record_landed(&id, claim.epoch, &oid, &pushed, tries.forks)
             .await
@@ -491,6 +480,16 @@ impl Leaf {
         Ok(())
     }
 
+    /// Writes the task's files and commits them on the trunk tip the leaf holds.
+    async fn write_work(&self, task: &str, work: &std::sync::Arc<Work>) -> Result<(), LeafError> {
+        let w = work.clone();
+        self.worker()?
+            .run(move |r| r.commit_files(&w.files, &w.author, &w.message))
+            .await?
+            .map(|_| ())
+            .map_err(|e| LeafError::git(task, e))
+    }
+
     /// Rebases the commit being pushed onto the newest tip the leaf holds, if that moved. A
     /// content conflict redoes the task on that tip while the conflict budget lasts (the rule:
     /// the work is written again against what the trunk holds now), then fails it.
@@ -527,11 +526,7 @@ impl Leaf {
                 add(&self.counters.conflict_redos, 1);
                 self.ledger
                     .event(Some(&id), "conflict_redo", Some(&paths.join(" ")))?;
-                let w = work.clone();
-                self.worker()?
-                    .run(move |r| r.commit_files(&w.files, &w.author, &w.message))
-                    .await?
-                    .map_err(|e| LeafError::git(&id, e))?;
+                self.write_work(&id, work).await?;
                 Ok(Next::Push)
             }
         }

@@ -151,7 +151,8 @@ pub(crate) fn plan(
             out.push(Planned {
                 spec: *spec,
                 trigger,
-                server: usize::from(hub),
+                // Not a server: the link is the spec's target.
+                server: 0,
                 server_name: if hub { "hub-links" } else { "bus-links" }.into(),
                 seed: rng.random(),
             });
@@ -208,6 +209,9 @@ pub(crate) struct DriverInput<'a> {
     pub(crate) fail_points: Option<Arc<FailPoints>>,
 }
 
+/// What a probe of the hub sends: any request gets an answer.
+const HUB_PROBE: &[u8] = b"GET / HTTP/1.0\r\n\r\n";
+
 /// Every leaf's link to the hub and to the bus, proxied (F10).
 pub(crate) struct Links {
     /// To the hub.
@@ -233,10 +237,11 @@ impl Links {
         }))
     }
 
-    fn side(&self, server: usize) -> (&Link, &'static [u8]) {
-        match server {
+    /// The link a fault's target names, and what a probe sends through it.
+    fn side(&self, target: Target) -> (&Link, &'static [u8]) {
+        match target {
             // Any request gets an answer from the hub; a NATS server speaks first.
-            1 => (&self.hub, b"GET / HTTP/1.0\r\n\r\n"),
+            Target::Hub => (&self.hub, HUB_PROBE),
             _ => (&self.bus, b""),
         }
     }
@@ -261,9 +266,6 @@ pub(crate) async fn run(
             continue;
         }
         let secs = |at: Instant| at.saturating_duration_since(input.zero).as_secs_f64();
-        let mut list = servers(bus_server);
-        // A link fault's `server` names its link (0 bus, 1 hub), not a server.
-        let server = &mut *list[if p.spec.kind.on_links() { 0 } else { p.server }].1;
         let log_line = |phase: Phase, error: Option<String>| {
             input
                 .log
@@ -289,12 +291,12 @@ pub(crate) async fn run(
                     record.error = Some(format!("fail point {point:?} not reached within 10 s"));
                 }
             }
-            let injected = Instant::now();
+            let crashed = Instant::now();
             input.hub.crash().await;
             log_line(Phase::Invoke, None);
-            record.injected_s = Some(secs(injected));
+            record.injected_s = Some(secs(crashed));
             let addr = input.hub.addr();
-            let noticed = notice_probe(addr, b"GET / HTTP/1.0\r\n\r\n", p.spec.hold).await;
+            let noticed = notice_probe(addr, HUB_PROBE, p.spec.hold).await;
             record.probe_detected_s = noticed.map(secs);
             let restarted = input.hub.restart().await;
             record.healed_s = Some(secs(Instant::now()));
@@ -316,7 +318,7 @@ pub(crate) async fn run(
                 out.push(record);
                 continue;
             };
-            let (link, hello) = links.side(p.server);
+            let (link, hello) = links.side(p.spec.target);
             match p.spec.kind {
                 FaultKind::LinkDelay => link.set(LinkMode::Delay {
                     base: Duration::from_millis(200),
@@ -357,6 +359,8 @@ pub(crate) async fn run(
             out.push(record);
             continue;
         }
+        let mut list = servers(bus_server);
+        let server = &mut *list[p.server].1;
         if let Err(e) = inject(p.spec.kind, server) {
             record.error = Some(format!("inject: {e}"));
             log_line(Phase::Fail, record.error.clone());
@@ -464,10 +468,8 @@ async fn notice_probe(addr: SocketAddr, hello: &[u8], hold: Duration) -> Option<
     let within = Duration::from_millis(250);
     let mut noticed = None;
     while Instant::now() + within <= until {
-        if noticed.is_none() && !super::link::probe(addr, hello, within).await {
+        if !super::link::probe(addr, hello, within).await {
             noticed = Some(Instant::now());
-        }
-        if noticed.is_some() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -151,6 +151,15 @@ pub struct FaultSpec {
     pub target: Target,
 }
 
+impl FaultSpec {
+    /// Does it cut pushes mid-flight (a hub restart, a reset of the hub links)? Their leaves
+    /// settle those from the trunk, which is safe only with the race hub.
+    pub fn cuts_pushes(&self) -> bool {
+        self.kind == FaultKind::HubRestart
+            || (self.kind == FaultKind::LinkReset && self.target == Target::Hub)
+    }
+}
+
 /// The longest a fault may last: a trial is bounded.
 pub const MAX_HOLD: Duration = Duration::from_secs(600);
 
