@@ -2,8 +2,11 @@
 //! F2 freeze, F9 duplicated and reordered tips) and on every leaf's real TCP links to the hub
 //! and bus (F10 blackhole, delay with jitter, reset — through herd's loopback proxy): the trial
 //! loses nothing, every task closes once, the history check passes, and the fault is measured
-//! (detected, healed, recovered) within its SLA. A fault that never fires, and a target the bus
-//! does not have, are refused loudly.
+//! (detected, healed, recovered) within its SLA. Leaf faults (F6 crash between claim and
+//! commit, F7 crash after the hub accepted, F8 pause past the lease with a standby taking
+//! over, F13 state damaged while down) are played out by the named leaf's runner on real
+//! ledgers, clones and claims. A fault that never fires, and a target the bus does not have,
+//! are refused loudly.
 
 mod common;
 
@@ -52,7 +55,17 @@ fn assert_survived_with(
     class: &str,
     noticed: bool,
 ) -> (serde_json::Value, Vec<serde_json::Value>) {
-    let (code, r, out, events) = trial(faults, &[]);
+    assert_survived_args(faults, class, noticed, &[])
+}
+
+/// [`assert_survived_with`] with more trial flags.
+fn assert_survived_args(
+    faults: &str,
+    class: &str,
+    noticed: bool,
+    extra: &[&str],
+) -> (serde_json::Value, Vec<serde_json::Value>) {
+    let (code, r, out, events) = trial(faults, extra);
     assert_eq!(code, Some(0), "{out}");
     let c = &r["counters"];
     for key in ["tasks_closed", "hub_commits", "commits_on_trunk"] {
@@ -242,4 +255,162 @@ fn a_target_the_bus_does_not_have_is_a_config_error() {
     let (code, _, out, _) = trial("bus-nuke@1s", &[]);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("unknown fault"), "{out}");
+}
+
+/// The history lines of `task`, as (leaf, op, phase).
+fn task_lines<'a>(
+    history: &'a [serde_json::Value],
+    task: &str,
+) -> Vec<(&'a str, &'a str, &'a str)> {
+    history
+        .iter()
+        .filter(|e| e["task"] == task)
+        .map(|e| {
+            (
+                e["leaf"].as_str().unwrap_or(""),
+                e["op"].as_str().unwrap_or(""),
+                e["phase"].as_str().unwrap_or(""),
+            )
+        })
+        .collect()
+}
+
+/// A leaf fault's record: aimed at `leaf`, the task it hit, who noticed.
+fn leaf_fault(f: &serde_json::Value, leaf: &str) -> String {
+    assert_eq!(f["target"], leaf, "{f}");
+    assert_eq!(f["leaves"][0], leaf, "{f}");
+    f["task"].as_str().expect("the task it hit").to_string()
+}
+
+#[test]
+fn f6_a_leaf_killed_between_claim_and_commit_resumes_its_claim_and_loses_nothing() {
+    let (f, history) = assert_survived_args("leaf-kill@commits=40+1s:leaf-1", "F6", true, &[]);
+    let task = leaf_fault(&f, "leaf-1");
+    assert_eq!(
+        f["detected_by"], "the restarted leaf: claim resumed from its ledger",
+        "{f}"
+    );
+    // One claim (resumed, not taken again), one commit, one close.
+    let ok: Vec<_> = task_lines(&history, &task)
+        .into_iter()
+        .filter(|l| l.2 == "ok")
+        .collect();
+    assert_eq!(
+        ok,
+        [
+            ("leaf-1", "open", "ok"),
+            ("leaf-1", "claim", "ok"),
+            ("leaf-1", "commit", "ok"),
+            ("leaf-1", "close", "ok")
+        ],
+        "{f}"
+    );
+}
+
+#[test]
+fn f6_a_leaf_down_past_its_lease_claims_its_task_again() {
+    let (f, history) = assert_survived_args(
+        "leaf-kill@commits=40+2s:leaf-1",
+        "F6",
+        true,
+        &["--claim-ttl-secs", "1"],
+    );
+    let task = leaf_fault(&f, "leaf-1");
+    let lines = task_lines(&history, &task);
+    let claims = lines
+        .iter()
+        .filter(|l| l.1 == "claim" && l.2 == "ok")
+        .count();
+    assert_eq!(
+        claims, 2,
+        "claimed, lapsed while down, claimed again: {lines:?}"
+    );
+    assert!(
+        f["note"].as_str().unwrap_or("").contains("claimed again"),
+        "{f}"
+    );
+}
+
+#[test]
+fn f7_a_leaf_halted_after_the_hub_accepted_finds_its_commit_and_pushes_nothing_twice() {
+    let (f, history) = assert_survived_args("leaf-halt@commits=40+1s:leaf-2", "F7", true, &[]);
+    let task = leaf_fault(&f, "leaf-2");
+    assert_eq!(
+        f["detected_by"], "the replay guard: accepted commit found on the trunk",
+        "{f}"
+    );
+    let lines = task_lines(&history, &task);
+    let commits: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.1 == "commit")
+        .map(|l| l.2)
+        .collect();
+    // The halted push's invoke stays open (the leaf died before any outcome); the resumed
+    // one records the commit the hub had accepted (history PASS: the task is in one trunk
+    // commit).
+    assert_eq!(commits, ["invoke", "invoke", "ok"], "{lines:?}");
+}
+
+#[test]
+fn f8_a_paused_holders_push_is_fenced_off_while_a_standby_lands_the_task() {
+    // The merge queue would land a stale but disjoint push: only the hub's fencing stops it.
+    let (f, history) = assert_survived_args(
+        "leaf-pause@commits=40+3s:leaf-3",
+        "F8",
+        true,
+        &["--claim-ttl-secs", "1", "--hub", "queue"],
+    );
+    let task = leaf_fault(&f, "leaf-3");
+    assert_eq!(
+        f["detected_by"], "leaf-3-standby: took the lapsed claim over",
+        "{f}"
+    );
+    let lines = task_lines(&history, &task);
+    assert!(
+        lines.contains(&("leaf-3", "commit", "fail")),
+        "the paused push failed: {lines:?}"
+    );
+    let refused = history
+        .iter()
+        .find(|e| e["task"] == task.as_str() && e["op"] == "commit" && e["phase"] == "fail")
+        .unwrap();
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("stale claim"),
+        "refused by the hub's fencing: {refused}"
+    );
+    for step in ["claim", "commit", "close"] {
+        assert!(
+            lines.contains(&("leaf-3-standby", step, "ok")),
+            "the standby's {step}: {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn f13_a_leaf_whose_ledger_and_index_were_damaged_while_down_rebuilds_and_lands_once() {
+    let (f, _) = assert_survived_args("leaf-damage@commits=40+1s:leaf-0", "F13", true, &[]);
+    leaf_fault(&f, "leaf-0");
+    assert_eq!(
+        f["detected_by"], "the restarted leaf: damaged ledger rebuilt from the bus",
+        "{f}"
+    );
+}
+
+#[test]
+fn leaf_faults_are_checked() {
+    let (code, _, out, _) = trial("leaf-pause@1s+2s:leaf-1", &["--claim-ttl-secs", "2"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("faults") && out.contains("claim TTL"), "{out}");
+    let (code, _, out, _) = trial("leaf-kill@1s:leaf-4", &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("there are 4 leaves"), "{out}");
+    let (code, _, out, _) = trial("leaf-kill@1s:hub", &[]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("leaf-K or any-leaf"), "{out}");
+    let (code, _, out, _) = trial("leaf-halt@1s", &["--leaves", "process"]);
+    assert_eq!(code, Some(2), "{out}");
+    assert!(out.contains("--leaves in-process"), "{out}");
 }

@@ -111,12 +111,19 @@ impl BusServer {
 
     /// The URL leaf `index` connects with (its local server in `leafnodes`).
     pub fn leaf_url(&self, index: usize) -> String {
+        match (self, self.local_of(index)) {
+            (BusServer::LeafNodes { locals, .. }, Some(group)) => locals[group].url_as(Role::Leaf),
+            _ => self.url_as(Role::Leaf),
+        }
+    }
+
+    /// The leaf-node server (`local-K`) leaf `index` connects to; `None` in other layouts.
+    pub fn local_of(&self, index: usize) -> Option<usize> {
         match self {
             BusServer::LeafNodes { locals, per, .. } => {
-                let group = (index / *per as usize).min(locals.len().saturating_sub(1));
-                locals[group].url_as(Role::Leaf)
+                Some((index / *per as usize).min(locals.len().saturating_sub(1)))
             }
-            _ => self.url_as(Role::Leaf),
+            _ => None,
         }
     }
 

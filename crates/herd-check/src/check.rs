@@ -78,6 +78,7 @@ pub fn check(a: &Artifacts) -> CheckReport {
         &loaded.events,
     ));
     let bus_states = ledger::final_kv_states(&loaded.kv_tasks);
+    let bus_owners = ledger::final_kv_owners(&loaded.kv_tasks);
     let mut ledgers = BTreeMap::new();
     let mut unreadable = std::collections::BTreeSet::new();
     for dir in &loaded.leaf_dirs {
@@ -87,7 +88,12 @@ pub fn check(a: &Artifacts) -> CheckReport {
             .unwrap_or_default();
         match ledger::ledger_states(&dir.join(ledger::LEDGER_FILE)) {
             Ok(states) => {
-                v.extend(ledger::ledger_matches_bus(&leaf, &states, &bus_states));
+                v.extend(ledger::ledger_matches_bus(
+                    &leaf,
+                    &states,
+                    &bus_states,
+                    &bus_owners,
+                ));
                 ledgers.insert(leaf, states);
             }
             Err(e) => {
@@ -102,7 +108,7 @@ pub fn check(a: &Artifacts) -> CheckReport {
     // The other direction, over this run's leaves (the plan's: a shared external bus holds
     // other runs' tasks too) whose ledgers could be read or are missing altogether (an
     // unreadable one is already a violation above).
-    let owners: BTreeMap<String, String> = ledger::final_kv_owners(&loaded.kv_tasks)
+    let owners: BTreeMap<String, String> = bus_owners
         .into_iter()
         .filter(|(_, leaf)| loaded.plan.has_leaf(leaf) && !unreadable.contains(leaf))
         .collect();

@@ -152,6 +152,17 @@ impl RepoState {
     pub fn open_or_clone(url: &str, dir: &Path) -> Result<(Repository, RepoState), git2::Error> {
         herd_hub::client::register().map_err(|e| git2::Error::from_str(&e))?;
         let repo = if dir.join(".git").is_dir() {
+            // Only this leaf uses its clone, and it is opening it: a lock file left in it
+            // belongs to a run that stopped mid-write (F13). Removed, or every later write of
+            // that file would fail (and the lock would be a leftover).
+            for lock in ["index.lock", "HEAD.lock", "config.lock"] {
+                let path = dir.join(".git").join(lock);
+                if path.exists() {
+                    tracing::warn!(path = %path.display(), "removing a stale lock file");
+                    std::fs::remove_file(&path)
+                        .map_err(|e| git2::Error::from_str(&format!("{}: {e}", path.display())))?;
+                }
+            }
             Repository::open(dir)?
         } else {
             let repo = git2::build::RepoBuilder::new()

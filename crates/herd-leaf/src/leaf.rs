@@ -112,6 +112,10 @@ pub struct LeafConfig {
     /// it finds the commit and records it instead of pushing the task a second time (F7).
     /// Default on; off only as a mutation, to show the checker's I4b catches the replay.
     pub replay_guard: bool,
+    /// Take the tip stream up after this `HERD_TIP` sequence instead of at its end: a leaf
+    /// restarted on its directory receives the broadcasts sent while it was down (what its
+    /// previous run reached: [`Leaf::tip_position`]). `None`: only new broadcasts.
+    pub tips_after: Option<u64>,
 }
 
 impl LeafConfig {
@@ -138,6 +142,7 @@ impl LeafConfig {
             conflict_redos: 0,
             blind_rebase: false,
             replay_guard: true,
+            tips_after: None,
         }
     }
 }
@@ -316,7 +321,16 @@ impl Leaf {
             None
         };
         let sync = if config.subscribe {
-            let tips = bus.tips().await.map_err(|e| LeafError::bus("", e))?;
+            let tips = match config.tips_after {
+                Some(seq) => {
+                    sync_ctx
+                        .stream_position
+                        .store(seq, std::sync::atomic::Ordering::Release);
+                    bus.tips_after(seq).await
+                }
+                None => bus.tips().await,
+            }
+            .map_err(|e| LeafError::bus("", e))?;
             Some(TipSync::spawn(
                 tips,
                 sync_ctx.clone(),
@@ -395,6 +409,14 @@ impl Leaf {
             .expect("held lock")
             .remote_tip
             .map(|o| o.to_string())
+    }
+
+    /// The highest tip-stream sequence this leaf received: open it again with
+    /// [`LeafConfig::tips_after`] set to this and it misses no broadcast.
+    pub fn tip_position(&self) -> u64 {
+        self.sync_ctx
+            .stream_position
+            .load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// How this leaf follows the trunk.
@@ -655,6 +677,58 @@ impl Leaf {
                 expected: 0,
             },
         ))
+    }
+
+    /// Stops the leaf as a crash would (F6/F7 in an in-process trial): no claim is given
+    /// back and none is renewed any more (each lapses after its lease), buffered ledger
+    /// events are not flushed, the subscriber stops taking broadcasts and the repository
+    /// worker ends after its current job (so a leaf opened again on the same directory never
+    /// shares the repository with it). The leaf is unusable afterwards; drop it.
+    pub async fn crash(&self) {
+        self.leases.abandon_all();
+        if let Some(sync) = self.sync.lock().await.take() {
+            sync.stop().await;
+        }
+        if let Some(worker) = self.worker.lock().ok().and_then(|mut w| w.take()) {
+            worker.stop();
+        }
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let Some(thread) = thread {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+    }
+
+    /// After a commit refused for its claim (`EpochStale`, or the hub's fencing): when the
+    /// task now belongs to another leaf, or to nobody, the ledger lets it go (state
+    /// `released`, an event `taken_over` naming the new owner) so a restart never resumes
+    /// it. Returns the new owner, if another leaf took it; `Ok(None)` and no change when
+    /// the claim is still this leaf's live one.
+    pub async fn let_go(&self, claim: &Claim) -> Result<Option<String>, LeafError> {
+        let id = claim.task.0.as_str();
+        let live = self
+            .bus
+            .claim(id)
+            .await
+            .map_err(|e| LeafError::bus(id, e))?;
+        if live
+            .as_ref()
+            .is_some_and(|(holder, rev)| *rev == claim.epoch && holder.leaf == self.id)
+        {
+            return Ok(None);
+        }
+        let _ = self.leases.drop_lease(id);
+        // The task record names whoever took it over (the claim is gone once they closed it).
+        let record = self.bus.task(id).await.map_err(|e| LeafError::bus(id, e))?;
+        let owner = record
+            .map(|(r, _)| r.leaf)
+            .into_iter()
+            .chain(live.map(|(holder, _)| holder.leaf))
+            .find(|leaf| *leaf != self.id);
+        self.ledger
+            .set_state(id, TaskState::Released, None, None, None)?;
+        self.ledger
+            .event(Some(id), "taken_over", owner.as_deref())?;
+        Ok(owner)
     }
 
     /// Stops the tip subscriber (letting in-flight pulls finish), then the worker; the ledger

@@ -71,6 +71,18 @@ impl Leases {
         self.revisions.lock().expect("lease lock").remove(task)
     }
 
+    /// Stops renewing every claim without giving any back (the leaf crashed).
+    pub fn abandon_all(&self) {
+        for (_, renewer) in self.renewers.lock().expect("lease lock").drain() {
+            renewer.abort();
+        }
+    }
+
+    /// Is `task`'s claim being renewed?
+    pub fn holds(&self, task: &str) -> bool {
+        self.renewers.lock().expect("lease lock").contains_key(task)
+    }
+
     /// Did `task`'s claim lapse while it ran?
     pub fn lapsed(&self, task: &str) -> bool {
         self.lapsed.lock().expect("lease lock").contains(task)

@@ -52,6 +52,56 @@ pub struct LeafStats {
     pub ledger_rebuilds: u64,
 }
 
+impl LeafStats {
+    /// Adds `other`'s counts (a leaf's runs before a restart, a standby's).
+    pub fn absorb(&mut self, other: &LeafStats) {
+        let LeafStats {
+            tips_received,
+            applied,
+            pulled,
+            skipped_idempotent,
+            skipped_coalesced,
+            backwards,
+            deferred,
+            commit_fetches,
+            catch_up_pulls,
+            pull_failures,
+            fork_retries,
+            fork_unrecoverable,
+            conflicts,
+            conflict_redos,
+            policy_refusals,
+            unknown_settled,
+            turns_requested,
+            claims_won,
+            claims_lost,
+            commits,
+            ledger_rebuilds,
+        } = other;
+        self.tips_received += tips_received;
+        self.applied += applied;
+        self.pulled += pulled;
+        self.skipped_idempotent += skipped_idempotent;
+        self.skipped_coalesced += skipped_coalesced;
+        self.backwards += backwards;
+        self.deferred += deferred;
+        self.commit_fetches += commit_fetches;
+        self.catch_up_pulls += catch_up_pulls;
+        self.pull_failures += pull_failures;
+        self.fork_retries += fork_retries;
+        self.fork_unrecoverable += fork_unrecoverable;
+        self.conflicts += conflicts;
+        self.conflict_redos += conflict_redos;
+        self.policy_refusals += policy_refusals;
+        self.unknown_settled += unknown_settled;
+        self.turns_requested += turns_requested;
+        self.claims_won += claims_won;
+        self.claims_lost += claims_lost;
+        self.commits += commits;
+        self.ledger_rebuilds += ledger_rebuilds;
+    }
+}
+
 #[derive(Default)]
 pub(crate) struct Counters {
     pub tips_received: AtomicU64,

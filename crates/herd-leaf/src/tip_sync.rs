@@ -163,6 +163,9 @@ pub(crate) struct SyncContext {
     pub held: Arc<Mutex<Held>>,
     pub hook: Option<SyncHook>,
     state: Mutex<SyncState>,
+    /// The highest `HERD_TIP` stream sequence this leaf received: where a restarted leaf
+    /// takes the stream up again.
+    pub stream_position: std::sync::atomic::AtomicU64,
 }
 
 impl SyncContext {
@@ -184,6 +187,7 @@ impl SyncContext {
             held,
             hook,
             state: Mutex::default(),
+            stream_position: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -334,7 +338,10 @@ async fn run(
     cancel: CancellationToken,
 ) {
     let mut pulls = JoinSet::new();
-    let mut last_seq = 0u64;
+    // A restarted leaf starts where its previous run stopped receiving.
+    let mut last_seq = ctx
+        .stream_position
+        .load(std::sync::atomic::Ordering::Acquire);
     let mut resume = crate::resume::Resume::new(&bus);
     loop {
         let resume_now = tokio::select! {
@@ -362,11 +369,13 @@ async fn run(
                         }
                     }
                     add(&ctx.counters.tips_received, batch.len() as u64);
+                    ctx.stream_position.fetch_max(last_seq, std::sync::atomic::Ordering::AcqRel);
                     on_payloads(&ctx, batch).await;
                 }
                 Some(Ok(event)) => {
                     last_seq = last_seq.max(event.stream_seq);
                     add(&ctx.counters.tips_received, 1);
+                    ctx.stream_position.fetch_max(last_seq, std::sync::atomic::Ordering::AcqRel);
                     let span = sync_span(&ctx, &event);
                     match policy {
                         SyncPolicy::Fetch => span.in_scope(|| on_fetch(&ctx, event, &mut pulls, span.clone())),

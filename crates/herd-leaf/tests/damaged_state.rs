@@ -34,6 +34,10 @@ async fn a_damaged_ledger_and_worktree_are_detected_and_rebuilt_and_nothing_is_p
 
     let leaf = h.leaf("leaf-a", "slot-a").await;
     assert_eq!(leaf.stats().ledger_rebuilds, 1, "the damage was detected");
+    assert!(
+        !dir.join("repo/.git/index.lock").exists(),
+        "the stale lock is removed, not left behind"
+    );
     assert_eq!(
         h.hub.trunk_len(),
         trunk_before,

@@ -600,6 +600,42 @@ impl TrialConfig {
                  under compare-and-swap (the merge queue could land a replayed push twice)",
             );
         }
+        if let Some(f) = self.faults.iter().find(|f| f.kind.on_leaf()) {
+            let why = if self.leaves != Placement::InProcess {
+                Some(
+                    "leaf faults need --leaves in-process (the trial stops and reopens the leaf)"
+                        .to_string(),
+                )
+            } else if self.board == Board::Shared {
+                Some("leaf faults need each leaf on its own slot's tasks (--board own)".to_string())
+            } else if let crate::faults::Target::Leaf(k) = f.target
+                && k >= self.agents as usize
+            {
+                Some(format!(
+                    "there are {} leaves (leaf-0 to leaf-{})",
+                    self.agents,
+                    self.agents.saturating_sub(1)
+                ))
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                return bad("faults", f.to_string(), &why);
+            }
+        }
+        if let Some(f) = self.faults.iter().find(|f| {
+            f.kind == crate::faults::FaultKind::LeafPause
+                && f.hold <= std::time::Duration::from_secs(self.claim_ttl_secs + 1)
+        }) {
+            return bad(
+                "faults",
+                f.to_string(),
+                &format!(
+                    "a leaf-pause must outlast the claim TTL ({} s) by over a second, or no lease lapses",
+                    self.claim_ttl_secs
+                ),
+            );
+        }
         // The record and headers travel with the pack; the stream refuses messages over 1 MiB.
         if self.payload_max_bytes > (1 << 20) - (16 << 10) {
             return bad(

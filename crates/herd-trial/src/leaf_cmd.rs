@@ -85,6 +85,7 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
         holdings.clone(),
     );
     let leaf = Arc::new(open_leaf(&join, slot, &plan, hook).await?);
+    let cell = Arc::new(crate::leaves::LeafCell::fixed(leaf.clone()));
     let out = Out::default();
     let mut input = BufReader::new(tokio::io::stdin()).lines();
     if controlled {
@@ -102,6 +103,7 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
         pacer: Pacer::share(join.config.pace_per_min, slot as u32, join.config.agents),
         progress: progress.clone(),
         zero: std::time::Instant::now(),
+        leaf_faults: Default::default(),
     });
     let ticker = controlled.then(|| {
         let (out, progress) = (out.clone(), progress.clone());
@@ -112,7 +114,7 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
             }
         })
     });
-    let report = run_slot(leaf.clone(), plan.clone(), ctx.clone()).await;
+    let report = run_slot(cell.clone(), plan.clone(), ctx.clone()).await;
     let closed_all = report.closed == plan.tasks.len() as u64;
 
     if controlled {
@@ -129,7 +131,7 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
                 } => {
                     let stall = Duration::from_secs(stall_secs);
                     let settled =
-                        wait_handled(std::slice::from_ref(&leaf), broadcasts, stall).await;
+                        wait_handled(std::slice::from_ref(&cell), broadcasts, stall).await;
                     let held = holdings
                         .lock()
                         .expect("holdings lock")
@@ -150,7 +152,7 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
         }
     } else {
         let received = leaf.stats().tips_received;
-        wait_handled(std::slice::from_ref(&leaf), received, SETTLE_STALL).await;
+        wait_handled(std::slice::from_ref(&cell), received, SETTLE_STALL).await;
         println!(
             "{id}: {}/{} tasks closed, {} commits, {} starved, history {}",
             report.closed,

@@ -267,7 +267,12 @@ impl Rig {
 
         let mut core =
             Core::start(&config, &workload, &work_dir, ([127, 0, 0, 1], 0).into()).await?;
-        let faults = crate::faults::driver::plan(&config.faults, config.seed, &mut core.server)?;
+        let faults = crate::faults::driver::plan(
+            &config.faults,
+            config.seed,
+            &mut core.server,
+            workload.slots.len(),
+        )?;
         let nats_version = core
             .server
             .fixture_version()
@@ -345,6 +350,7 @@ impl Rig {
             pacer: Pacer::new(self.facts.config.pace_per_min),
             progress,
             zero: Instant::now(),
+            leaf_faults: crate::faults::leaf::Armory::default(),
         });
         self.ctx = Some(ctx.clone());
         let hub_before = self.core.hub.stats();
@@ -381,6 +387,8 @@ impl Rig {
                 links: self.links.as_ref(),
                 hub: &mut self.core.hub,
                 fail_points: self.core.fail_points.clone(),
+                armory: &ctx.leaf_faults,
+                leaves: &self.facts.leaf_ids,
             },
         );
         let work = async {

@@ -11,6 +11,8 @@ use std::time::Instant;
 use herd_check::history::{Op, Phase};
 use herd_leaf::{Leaf, TaskId};
 
+use crate::leaves::LeafCell;
+
 use crate::events::EventLog;
 use crate::metrics::Latency;
 use crate::pacer::Pacer;
@@ -52,6 +54,43 @@ pub struct SlotReport {
     pub commit_starts: Vec<Instant>,
 }
 
+impl SlotReport {
+    /// Adds what a standby did on this slot (F8) to the slot's report.
+    pub(crate) fn absorb(&mut self, other: SlotReport) {
+        let SlotReport {
+            leaf: _,
+            claim,
+            claim_lost,
+            commit,
+            commit_failed,
+            starved,
+            failed_by_rule,
+            commits,
+            opened,
+            closed,
+            failed,
+            task,
+            lag,
+            backlog,
+            commit_starts,
+        } = other;
+        self.claim.merge(&claim);
+        self.claim_lost.merge(&claim_lost);
+        self.commit.merge(&commit);
+        self.commit_failed.merge(&commit_failed);
+        self.starved += starved;
+        self.failed_by_rule += failed_by_rule;
+        self.commits.extend(commits);
+        self.opened += opened;
+        self.closed += closed;
+        self.failed += failed;
+        self.task.merge(&task);
+        self.lag.merge(&lag);
+        self.backlog.extend(backlog);
+        self.commit_starts.extend(commit_starts);
+    }
+}
+
 /// Shared by every slot runner.
 pub struct SlotContext {
     /// History sink.
@@ -62,12 +101,14 @@ pub struct SlotContext {
     pub progress: Progress,
     /// The start of the work: due times count from here.
     pub zero: Instant,
+    /// Leaf faults armed by the fault driver, taken by the runner of the leaf they name.
+    pub leaf_faults: crate::faults::leaf::Armory,
 }
 
 /// Runs every task of `plan` on `leaf`.
-pub async fn run_slot(leaf: Arc<Leaf>, plan: SlotPlan, ctx: Arc<SlotContext>) -> SlotReport {
+pub async fn run_slot(cell: Arc<LeafCell>, plan: SlotPlan, ctx: Arc<SlotContext>) -> SlotReport {
     let mut report = SlotReport {
-        leaf: leaf.id().to_string(),
+        leaf: cell.id().to_string(),
         ..Default::default()
     };
     for (k, task) in plan.tasks.iter().enumerate() {
@@ -86,9 +127,9 @@ pub async fn run_slot(leaf: Arc<Leaf>, plan: SlotPlan, ctx: Arc<SlotContext>) ->
             }
             None => Instant::now(),
         };
-        let span = tracing::info_span!("herd.task", leaf = %leaf.id(), slot = %plan.slot_dir, index = task.index);
+        let span = tracing::info_span!("herd.task", leaf = %cell.id(), slot = %plan.slot_dir, index = task.index);
         tracing::Instrument::instrument(
-            run_task(&leaf, &plan.slot_dir, task, begun, &ctx, &mut report),
+            run_task(&cell, &plan.slot_dir, task, begun, &ctx, &mut report),
             span,
         )
         .await;
@@ -100,18 +141,21 @@ pub async fn run_slot(leaf: Arc<Leaf>, plan: SlotPlan, ctx: Arc<SlotContext>) ->
 /// Runs a shared board on `leaf`: walks the pool in order, takes every task it finds open and
 /// wins the claim of, and skips the rest (see [`crate::board`]).
 pub async fn run_board(
-    leaf: Arc<Leaf>,
+    cell: Arc<LeafCell>,
     slot_dir: String,
     pool: Arc<Vec<crate::board::PoolTask>>,
     ctx: Arc<SlotContext>,
 ) -> SlotReport {
     let mut report = SlotReport {
-        leaf: leaf.id().to_string(),
+        leaf: cell.id().to_string(),
         ..Default::default()
     };
     for (n, pooled) in pool.iter().enumerate() {
         let task = TaskId(pooled.id.clone());
         // Only open tasks are worth a claim; a failed read is a skip (someone else's task).
+        let Some(leaf) = cell.leaf() else {
+            break;
+        };
         if !matches!(
             leaf.task_state(&task).await,
             Ok(Some(herd_bus::TaskState::Open))
@@ -125,9 +169,10 @@ pub async fn run_board(
             begun: Instant::now(),
             contended: true,
         };
-        let span = tracing::info_span!("herd.task", leaf = %leaf.id(), slot = %slot_dir, index = n);
+        drop(leaf);
+        let span = tracing::info_span!("herd.task", leaf = %cell.id(), slot = %slot_dir, index = n);
         let took = tracing::Instrument::instrument(
-            work_task(&leaf, &slot_dir, work, &ctx, &mut report),
+            work_task(&cell, &slot_dir, work, &ctx, &mut report),
             span,
         )
         .await;
@@ -139,13 +184,18 @@ pub async fn run_board(
 }
 
 async fn run_task(
-    leaf: &Leaf,
+    cell: &LeafCell,
     slot: &str,
     spec: &TaskSpec,
     begun: Instant,
     ctx: &SlotContext,
     report: &mut SlotReport,
 ) {
+    let Some(leaf) = cell.leaf() else {
+        // The leaf did not come back from a fault: its remaining tasks are not done.
+        report.failed += 1;
+        return;
+    };
     let id = leaf.id().to_string();
     let log = &ctx.log;
     let paths: Vec<String> = spec.files.iter().map(|f| f.path.clone()).collect();
@@ -178,29 +228,36 @@ async fn run_task(
         begun,
         contended: false,
     };
-    work_task(leaf, slot, work, ctx, report).await;
+    drop(leaf);
+    work_task(cell, slot, work, ctx, report).await;
 }
 
 /// What [`work_task`] does with one task.
-struct Work<'a> {
-    task: &'a TaskId,
-    files: Vec<(String, Vec<u8>)>,
-    think: std::time::Duration,
+pub(crate) struct Work<'a> {
+    pub(crate) task: &'a TaskId,
+    pub(crate) files: Vec<(String, Vec<u8>)>,
+    pub(crate) think: std::time::Duration,
     /// When it was due or started (task latency counts from here).
-    begun: Instant,
+    pub(crate) begun: Instant,
     /// Other leaves may claim it too (shared board): a lost claim is not a failure.
-    contended: bool,
+    pub(crate) contended: bool,
 }
 
 /// Claim → think → commit → close. `false` when the claim went to another leaf (or the task
-/// was finished meanwhile) on a contended task.
+/// was finished meanwhile) on a contended task. A leaf fault armed for this leaf is injected
+/// right after a won claim ([`crate::faults::leaf`]), which then finishes the task.
 async fn work_task(
-    leaf: &Leaf,
+    cell: &LeafCell,
     slot: &str,
     work: Work<'_>,
     ctx: &SlotContext,
     report: &mut SlotReport,
 ) -> bool {
+    let Some(leaf) = cell.leaf() else {
+        // The leaf did not come back from a fault: its remaining tasks are not done.
+        report.failed += 1;
+        return true;
+    };
     let id = leaf.id().to_string();
     let log = &ctx.log;
     let task = work.task;
@@ -229,22 +286,56 @@ async fn work_task(
         }
     };
     report.claim.record(t.elapsed());
-    let epoch = claim.epoch();
-    log.record(Op::Claim, Phase::Ok, &id, slot, |ev| {
-        ev.task = Some(task_id.clone());
-        ev.claim_rev = Some(epoch);
-    });
+    log_claimed(ctx, &id, slot, &claim);
+    if let Some(armed) = ctx.leaf_faults.take(cell.id()) {
+        drop(leaf);
+        crate::faults::leaf::inject(cell, slot, work, claim, armed, ctx, report).await;
+        return true;
+    }
 
     tokio::time::sleep(work.think).await;
+    if commit_step(&leaf, slot, &claim, work.files, ctx, report)
+        .await
+        .is_err()
+    {
+        report.failed += 1;
+        return true;
+    }
+    close_step(&leaf, slot, claim, work.begun, ctx, report).await;
+    true
+}
 
-    let files = work.files;
+/// The history line of a won claim.
+pub(crate) fn log_claimed(ctx: &SlotContext, leaf: &str, slot: &str, claim: &herd_leaf::Claim) {
+    let (task_id, epoch) = (claim.task().to_string(), claim.epoch());
+    ctx.log.record(Op::Claim, Phase::Ok, leaf, slot, |ev| {
+        ev.task = Some(task_id);
+        ev.claim_rev = Some(epoch);
+    });
+}
+
+/// Commits `files` under `claim` (paced), with its history lines and latencies. A leaf halted
+/// after the hub accepted its push (a crash, F7) writes no outcome line: the history keeps
+/// the open `invoke` a killed process would leave.
+pub(crate) async fn commit_step(
+    leaf: &Leaf,
+    slot: &str,
+    claim: &herd_leaf::Claim,
+    files: Vec<(String, Vec<u8>)>,
+    ctx: &SlotContext,
+    report: &mut SlotReport,
+) -> Result<herd_leaf::CommitOutcome, herd_leaf::LeafError> {
+    let id = leaf.id().to_string();
+    let log = &ctx.log;
+    let task_id = claim.task().to_string();
+    let epoch = claim.epoch();
     let t = ctx.pacer.wait().await;
     report.commit_starts.push(t);
     log.record(Op::Commit, Phase::Invoke, &id, slot, |ev| {
         ev.task = Some(task_id.clone());
         ev.claim_rev = Some(epoch);
     });
-    match leaf.commit(&claim, files).await {
+    match leaf.commit(claim, files).await {
         Ok(outcome) => {
             let accepted = Instant::now();
             report.commit.record(accepted - t);
@@ -257,7 +348,9 @@ async fn work_task(
                 ev.pushed = (outcome.pushed != outcome.oid).then(|| outcome.pushed.clone());
                 ev.fork_retries = Some(outcome.fork_retries);
             });
+            Ok(outcome)
         }
+        Err(e @ herd_leaf::LeafError::Halted { .. }) => Err(e),
         Err(e) => {
             report.commit_failed.record(t.elapsed());
             if matches!(e, herd_leaf::LeafError::RetriesExhausted { .. }) {
@@ -294,18 +387,30 @@ async fn work_task(
                 // Ended by the conflict rule, not lost: the checker's I1 and I7 read this.
                 ev.outcome = by_rule.then(|| herd_check::invariants::tasks::CONFLICT.to_string());
             });
-            report.failed += 1;
-            return true;
+            Err(e)
         }
     }
+}
 
+/// Closes the task, with its history lines; `begun`: when it was due or started.
+pub(crate) async fn close_step(
+    leaf: &Leaf,
+    slot: &str,
+    claim: herd_leaf::Claim,
+    begun: Instant,
+    ctx: &SlotContext,
+    report: &mut SlotReport,
+) {
+    let id = leaf.id().to_string();
+    let log = &ctx.log;
+    let task_id = claim.task().to_string();
     log.record(Op::Close, Phase::Invoke, &id, slot, |ev| {
         ev.task = Some(task_id.clone())
     });
     match leaf.close(claim).await {
         Ok(()) => {
             report.closed += 1;
-            report.task.record(work.begun.elapsed());
+            report.task.record(begun.elapsed());
             log.record(Op::Close, Phase::Ok, &id, slot, |ev| {
                 ev.task = Some(task_id.clone())
             });
@@ -318,5 +423,4 @@ async fn work_task(
             });
         }
     }
-    true
 }

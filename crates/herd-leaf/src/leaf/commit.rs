@@ -135,12 +135,13 @@ impl Leaf {
         let id = claim.task.0.clone();
         let paths: Vec<String> = files.iter().map(|(p, _)| p.clone()).collect();
         paths::validate(&self.slot, &paths)?;
-        self.check_epoch(claim).await?;
+        // A resumed claim looks for its commit on the trunk first: accepted before the leaf
+        // stopped, it is recorded whatever became of the lease since (the hub accepted it
+        // under a live claim; pushing again would land the task twice).
         if claim.resumed
             && self.replay_guard
             && let Some(oid) = self.landed_before(claim).await?
         {
-            // Accepted before the leaf stopped: record it, push nothing.
             add(&self.counters.commits, 1);
             self.record_landed(&id, claim.epoch, &oid, &oid, 0).await?;
             return Ok(CommitOutcome {
@@ -149,6 +150,12 @@ impl Leaf {
                 fork_retries: 0,
                 latency: started.elapsed(),
             });
+        }
+        self.check_epoch(claim).await?;
+        if claim.resumed && !self.leases.holds(&id) {
+            // A claim taken up again after a restart: keep its lease alive from here on.
+            self.leases
+                .hold(&self.bus, &id, claim.epoch, &self.id, self.claim_ttl);
         }
         if self.policy == SyncPolicy::OnDemand && self.sync_ctx.behind().is_some() {
             self.fetch_for(&id).await?;

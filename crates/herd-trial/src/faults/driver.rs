@@ -67,6 +67,19 @@ pub struct FaultRecord {
     /// Broadcasts published again (tip-replay).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub replayed: u64,
+    /// The leaves the fault hits directly (a leaf fault's leaf and its standby; the leaves on
+    /// a `local-K` server): recovery is timed on their operations. Empty: the whole herd.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub leaves: Vec<String>,
+    /// The task a leaf fault hit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
+    /// Who noticed a leaf fault first (the restarted leaf, its replay guard, the standby).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detected_by: Option<String>,
+    /// What became of a leaf fault's task (the paused push's refusal, a claim taken again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
     /// Why an injection or heal failed.
     pub error: Option<String>,
 }
@@ -100,6 +113,7 @@ pub(crate) fn plan(
     specs: &[FaultSpec],
     seed: u64,
     bus: &mut BusServer,
+    leaves: usize,
 ) -> Result<Vec<Planned>, ConfigError> {
     if specs.is_empty() {
         return Ok(Vec::new());
@@ -130,6 +144,22 @@ pub(crate) fn plan(
         };
         // JetStream lives on the first server, or on every cluster node.
         let holders = if cluster { names.len() } else { 1 };
+        if spec.kind.on_leaf() {
+            let k = match spec.target {
+                Target::Leaf(k) if k < leaves => k,
+                Target::AnyLeaf if leaves > 0 => rng.random_range(0..leaves),
+                _ => return Err(bad(spec, format!("this trial has {leaves} leaves"))),
+            };
+            out.push(Planned {
+                spec: *spec,
+                trigger,
+                // Not a server: the leaf of slot k.
+                server: k,
+                server_name: format!("leaf-{k}"),
+                seed: rng.random(),
+            });
+            continue;
+        }
         if spec.kind == FaultKind::HubRestart {
             out.push(Planned {
                 spec: *spec,
@@ -167,7 +197,9 @@ pub(crate) fn plan(
             | Target::Local(_)
             | Target::Hub
             | Target::PackWritten
-            | Target::RefUpdated => {
+            | Target::RefUpdated
+            | Target::Leaf(_)
+            | Target::AnyLeaf => {
                 return Err(bad(
                     spec,
                     format!("this bus has servers {}", names.join(", ")),
@@ -207,6 +239,10 @@ pub(crate) struct DriverInput<'a> {
     /// The hub (crashed and restarted by `hub-restart`), and its fail points.
     pub(crate) hub: &'a mut herd_hub::Hub,
     pub(crate) fail_points: Option<Arc<FailPoints>>,
+    /// Where leaf faults are armed for the slot runners.
+    pub(crate) armory: &'a super::leaf::Armory,
+    /// Leaf ids in slot order.
+    pub(crate) leaves: &'a [String],
 }
 
 /// What a probe of the hub sends: any request gets an answer.
@@ -265,16 +301,45 @@ pub(crate) async fn run(
             out.push(record);
             continue;
         }
-        let secs = |at: Instant| at.saturating_duration_since(input.zero).as_secs_f64();
+        let (zero, log) = (input.zero, input.log);
+        let secs = |at: Instant| at.saturating_duration_since(zero).as_secs_f64();
         let log_line = |phase: Phase, error: Option<String>| {
-            input
-                .log
-                .record(Op::Fault, phase, "herd-faults", &p.server_name, |ev| {
-                    ev.outcome = Some(p.spec.to_string());
-                    ev.error = error;
-                });
+            log.record(Op::Fault, phase, "herd-faults", &p.server_name, |ev| {
+                ev.outcome = Some(p.spec.to_string());
+                ev.error = error;
+            });
         };
         let injected = Instant::now();
+        if p.spec.kind.on_leaf() {
+            let leaf = input.leaves.get(p.server).cloned().unwrap_or_default();
+            record.leaves = vec![leaf.clone(), format!("{leaf}-standby")];
+            log_line(Phase::Invoke, None);
+            let outcome = leaf_fault(&p, &leaf, &mut input).await;
+            if let Some(o) = outcome {
+                record.task = Some(o.task);
+                record.injected_s = o.injected.map(secs);
+                record.healed_s = o.healed.map(secs);
+                if let Some((at, by)) = o.detected {
+                    record.probe_detected_s = Some(secs(at));
+                    record.detected_by = Some(by);
+                }
+                record.error = o.error;
+                record.note = o.note;
+            } else {
+                record.error = Some("the leaf took no claim again before the work ended".into());
+            }
+            log_line(
+                if record.error.is_some() {
+                    Phase::Fail
+                } else {
+                    Phase::Ok
+                },
+                record.error.clone(),
+            );
+            tracing::info!(fault = %p.spec, leaf = %leaf, "leaf fault played out");
+            out.push(record);
+            continue;
+        }
         if p.spec.kind == FaultKind::HubRestart {
             let point = match p.spec.target {
                 Target::PackWritten => Some(FailPoint::PackWritten),
@@ -384,6 +449,44 @@ pub(crate) async fn run(
         out.push(record);
     }
     out
+}
+
+/// Arms a leaf fault for `leaf` and waits for its runner's account of it (`None`: the work
+/// ended before the leaf won another claim).
+async fn leaf_fault(
+    p: &Planned,
+    leaf: &str,
+    input: &mut DriverInput<'_>,
+) -> Option<super::leaf::LeafOutcome> {
+    use super::leaf::{Armed, LeafFault};
+    let fault = match p.spec.kind {
+        FaultKind::LeafKill => LeafFault::Kill,
+        FaultKind::LeafHalt => LeafFault::Halt,
+        FaultKind::LeafPause => LeafFault::Pause,
+        _ => LeafFault::Damage,
+    };
+    let (report, mut rx) = tokio::sync::oneshot::channel();
+    input.armory.arm(
+        leaf,
+        Armed {
+            fault,
+            hold: p.spec.hold,
+            report,
+        },
+    );
+    loop {
+        tokio::select! {
+            biased;
+            outcome = &mut rx => return outcome.ok(),
+            _ = input.done.changed() => {}
+            _ = tokio::time::sleep(Duration::from_millis(50)) => {}
+        }
+        if *input.done.borrow() {
+            // Every runner has finished: an outcome is already sent, or none will be.
+            input.armory.disarm(leaf);
+            return rx.try_recv().ok();
+        }
+    }
 }
 
 /// Waits for the trigger; false when the work ended first.

@@ -99,6 +99,10 @@ fn measure_one(
         out.missed.push(e.clone());
     }
 
+    // A fault aimed at some leaves is judged on their operations only (the rest of the herd
+    // fails and recovers for its own reasons).
+    let affected = |e: &HistoryEvent| r.leaves.is_empty() || r.leaves.contains(&e.leaf);
+    let events: Vec<&HistoryEvent> = events.iter().filter(|e| affected(e)).collect();
     // Detect: the probe, or the first leaf operation that failed after the injection.
     // (The history is in file order, not time order: process leaves' parts are merged.)
     let first_failure = events
@@ -109,9 +113,10 @@ fn measure_one(
         .min_by_key(|e| e.t_ns);
     let mut noticed: Vec<(f64, String)> = Vec::new();
     if let Some(t) = r.probe_detected_s {
-        let probe = match r.class.as_str() {
-            "F10" => "the link probe",
-            "F4" => "the hub probe",
+        let probe = match (&r.detected_by, r.class.as_str()) {
+            (Some(by), _) => by.as_str(),
+            (None, "F10") => "the link probe",
+            (None, "F4") => "the hub probe",
             _ => "the trial's bus probe",
         };
         noticed.push((t, probe.into()));
@@ -132,7 +137,7 @@ fn measure_one(
         .iter()
         .filter(|e| touches_bus(e.op) && e.phase == Phase::Ok && secs(e) >= healed)
         .min_by_key(|e| e.t_ns)
-        .map(secs);
+        .map(|e| secs(e));
     out.recover_ms = recovered.map(|t| (t - healed) * 1e3);
     let until = recovered.unwrap_or(f64::INFINITY);
     out.ops_failed = events
@@ -235,6 +240,7 @@ mod tests {
             probe_detected_s: Some(injected + 0.05),
             replayed: 0,
             error: None,
+            ..Default::default()
         }
     }
 
@@ -268,6 +274,33 @@ mod tests {
         assert!((0.0..=600.0).contains(&rate), "{rate}");
         assert_eq!(r.ops_failed, 1);
         assert!(r.missed.is_empty(), "{:?}", r.missed);
+    }
+
+    #[test]
+    fn a_fault_aimed_at_some_leaves_is_timed_on_their_operations_only() {
+        let other =
+            |op, phase, t: f64| HistoryEvent::new(op, phase, "leaf-2", "slot-2", (t * 1e9) as u64);
+        let events = vec![
+            // The rest of the herd fails and succeeds for its own reasons meanwhile.
+            other(Op::Commit, Phase::Fail, 5.1),
+            other(Op::Claim, Phase::Ok, 6.05),
+            ev(Op::Commit, Phase::Invoke, 6.2),
+            ev(Op::Commit, Phase::Ok, 6.4),
+        ];
+        let mut aimed = record(5.0, 6.0);
+        aimed.leaves = vec!["leaf-1".into()];
+        aimed.detected_by = Some("the restarted leaf".into());
+        aimed.probe_detected_s = Some(6.0);
+        let r = &measure(
+            &[aimed],
+            &events,
+            &commits(20.0, (9.0, 9.0)),
+            FaultSla::default(),
+        )[0];
+        assert_eq!(r.detected_by.as_deref(), Some("the restarted leaf"));
+        assert!((r.detect_ms.unwrap() - 1000.0).abs() < 1.0, "{r:?}");
+        assert!((r.recover_ms.unwrap() - 400.0).abs() < 1.0, "{r:?}");
+        assert_eq!(r.ops_failed, 0, "leaf-2's failure is not this fault's");
     }
 
     #[test]

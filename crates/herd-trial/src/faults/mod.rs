@@ -8,6 +8,7 @@
 //! misses; [`report`] writes them out with the repro line. The trial's gates fail on any miss (exit 1).
 
 pub mod driver;
+pub mod leaf;
 pub mod link;
 pub mod measure;
 pub mod report;

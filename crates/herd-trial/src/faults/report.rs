@@ -80,6 +80,9 @@ pub fn summary_lines(faults: &[FaultResult], config: &TrialConfig, s: &mut Strin
             ms(f.rate_recover_ms),
             f.ops_failed
         );
+        if let (Some(task), Some(note)) = (&r.task, &r.note) {
+            let _ = writeln!(s, "    task {task}: {note}");
+        }
         for miss in &f.missed {
             let _ = writeln!(s, "    SLA MISSED: {miss}");
         }
@@ -130,6 +133,11 @@ pub fn markdown(faults: &[FaultResult], config: &TrialConfig, s: &mut String) {
             f.ops_failed,
             verdict
         );
+    }
+    for f in faults {
+        if let (Some(task), Some(note)) = (&f.record.task, &f.record.note) {
+            let _ = writeln!(s, "\n`{}`: task {task} — {note}", f.record.spec);
+        }
     }
     for f in faults.iter().filter(|f| !f.unmeasured.is_empty()) {
         let _ = writeln!(

@@ -10,6 +10,13 @@
 //!   `link-delay` (each chunk held 200 ms + 0–100 ms seeded jitter), `link-stall` (a blackhole:
 //!   nothing crosses for HOLD) or `link-reset` (every open connection closed, new ones refused,
 //!   for HOLD; on hub links the race hub only).
+//! - On one leaf (in-process leaves; played out by its slot runner at its next won claim,
+//!   [`super::leaf`]): `leaf-kill` (F6: crashes between claim and commit, down for HOLD, opened
+//!   again on its directory, resumes), `leaf-halt` (F7: crashes after the hub accepted its
+//!   push, before its ledger row; down for HOLD), `leaf-pause` (F8: its push paused for HOLD
+//!   past its lease while a standby leaf takes the task over; HOLD must exceed the claim TTL)
+//!   and `leaf-damage` (F13: as `leaf-kill`, its ledger truncated and its git index broken
+//!   while down). Target `leaf-K`, or `any-leaf` (default: a seeded pick).
 //! - `hub-restart` (F4): the hub crashes and starts again on the same directory and port
 //!   after HOLD — at once (`:hub`, default) or when the next push reaches a fail point,
 //!   `:pack-written` or `:ref-updated` (race hub only).
@@ -18,7 +25,8 @@
 //! - `HOLD`: how long the fault lasts (default 1 s), `500ms`, `8s`.
 //! - `TARGET`: `bus` (default: the server holding JetStream; node 0 of a cluster), `node-K`
 //!   (a cluster node), `local-K` (a leaf-node server), or `any` (a seeded pick among the
-//!   servers holding JetStream); for link faults `bus` (default) or `hub`.
+//!   servers holding JetStream); for link faults `bus` (default) or `hub`; for leaf faults
+//!   `leaf-K` or `any-leaf`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -51,6 +59,14 @@ pub enum FaultKind {
     /// next push reaches a fail point: `:pack-written` (objects on disk, ref not moved) or
     /// `:ref-updated` (ref moved, push unanswered and unbroadcast). Race hub only.
     HubRestart,
+    /// F6: a leaf crashes between claim and commit and is opened again after the hold.
+    LeafKill,
+    /// F7: a leaf crashes after the hub accepted its push, before its ledger row.
+    LeafHalt,
+    /// F8: a leaf's push pauses past its lease; a standby takes the task over.
+    LeafPause,
+    /// F13: a leaf crashes and its ledger and git index are damaged while it is down.
+    LeafDamage,
 }
 
 impl FaultKind {
@@ -64,6 +80,10 @@ impl FaultKind {
             FaultKind::LinkStall => "link-stall",
             FaultKind::LinkReset => "link-reset",
             FaultKind::HubRestart => "hub-restart",
+            FaultKind::LeafKill => "leaf-kill",
+            FaultKind::LeafHalt => "leaf-halt",
+            FaultKind::LeafPause => "leaf-pause",
+            FaultKind::LeafDamage => "leaf-damage",
         }
     }
 
@@ -75,6 +95,10 @@ impl FaultKind {
             FaultKind::TipReplay => "F9",
             FaultKind::LinkDelay | FaultKind::LinkStall | FaultKind::LinkReset => "F10",
             FaultKind::HubRestart => "F4",
+            FaultKind::LeafKill => "F6",
+            FaultKind::LeafHalt => "F7",
+            FaultKind::LeafPause => "F8",
+            FaultKind::LeafDamage => "F13",
         }
     }
 
@@ -82,6 +106,7 @@ impl FaultKind {
     pub fn default_target(self) -> Target {
         match self {
             FaultKind::HubRestart => Target::Hub,
+            k if k.on_leaf() => Target::AnyLeaf,
             _ => Target::Bus,
         }
     }
@@ -94,7 +119,18 @@ impl FaultKind {
         )
     }
 
-    const ALL: [FaultKind; 7] = [
+    /// Does it act on one leaf (played out by its slot runner)?
+    pub fn on_leaf(self) -> bool {
+        matches!(
+            self,
+            FaultKind::LeafKill
+                | FaultKind::LeafHalt
+                | FaultKind::LeafPause
+                | FaultKind::LeafDamage
+        )
+    }
+
+    const ALL: [FaultKind; 11] = [
         FaultKind::HubRestart,
         FaultKind::BusKill,
         FaultKind::BusStop,
@@ -102,6 +138,10 @@ impl FaultKind {
         FaultKind::LinkDelay,
         FaultKind::LinkStall,
         FaultKind::LinkReset,
+        FaultKind::LeafKill,
+        FaultKind::LeafHalt,
+        FaultKind::LeafPause,
+        FaultKind::LeafDamage,
     ];
 }
 
@@ -136,6 +176,10 @@ pub enum Target {
     PackWritten,
     /// `hub-restart` when the next push has moved the ref, before it is answered.
     RefUpdated,
+    /// Leaf faults: the leaf of slot K.
+    Leaf(usize),
+    /// Leaf faults: a seeded pick among the leaves.
+    AnyLeaf,
 }
 
 /// One fault of the schedule.
@@ -187,6 +231,8 @@ impl fmt::Display for FaultSpec {
             Target::Local(k) => write!(f, ":local-{k}"),
             Target::Any => write!(f, ":any"),
             Target::Hub => write!(f, ":hub"),
+            Target::Leaf(k) => write!(f, ":leaf-{k}"),
+            Target::AnyLeaf => write!(f, ":any-leaf"),
         }
     }
 }
@@ -210,7 +256,7 @@ impl FromStr for FaultSpec {
             .ok_or_else(|| {
                 format!(
                     "unknown fault {kind:?} (bus-kill, bus-stop, hub-restart, tip-replay, link-delay, \
-                     link-stall or link-reset)"
+                     link-stall, link-reset, leaf-kill, leaf-halt, leaf-pause or leaf-damage)"
                 )
             })?;
         let (rest, target) = match rest.split_once(':') {
@@ -236,17 +282,23 @@ impl FromStr for FaultSpec {
             }
         };
         let restart = kind == FaultKind::HubRestart;
+        let leaf = kind.on_leaf();
         let fits = match target {
             Target::Hub => kind.on_links() || restart,
             Target::PackWritten | Target::RefUpdated => restart,
-            Target::Bus => !restart,
-            Target::Node(_) | Target::Local(_) | Target::Any => !restart && !kind.on_links(),
+            Target::Bus => !restart && !leaf,
+            Target::Node(_) | Target::Local(_) | Target::Any => {
+                !restart && !kind.on_links() && !leaf
+            }
+            Target::Leaf(_) | Target::AnyLeaf => leaf,
         };
         if !fits {
             return Err(format!(
                 "{s:?}: {}",
                 if restart {
                     "hub-restart's target is hub, pack-written or ref-updated"
+                } else if leaf {
+                    "a leaf fault's target is leaf-K or any-leaf"
                 } else if kind.on_links() {
                     "a link fault's target is bus or hub"
                 } else {
@@ -283,11 +335,17 @@ impl FromStr for Target {
             "hub" => Ok(Target::Hub),
             "pack-written" => Ok(Target::PackWritten),
             "ref-updated" => Ok(Target::RefUpdated),
-            _ => match (s.strip_prefix("node-"), s.strip_prefix("local-")) {
-                (Some(n), _) => Ok(Target::Node(index(n)?)),
-                (_, Some(n)) => Ok(Target::Local(index(n)?)),
+            "any-leaf" => Ok(Target::AnyLeaf),
+            _ => match (
+                s.strip_prefix("node-"),
+                s.strip_prefix("local-"),
+                s.strip_prefix("leaf-"),
+            ) {
+                (Some(n), _, _) => Ok(Target::Node(index(n)?)),
+                (_, Some(n), _) => Ok(Target::Local(index(n)?)),
+                (_, _, Some(n)) => Ok(Target::Leaf(index(n)?)),
                 _ => Err(format!(
-                    "unknown target {s:?} (bus, hub, node-K, local-K or any)"
+                    "unknown target {s:?} (bus, hub, node-K, local-K, any, leaf-K or any-leaf)"
                 )),
             },
         }

@@ -3,6 +3,7 @@
 //! process or as `herd leaf` children ([`children`]). Both drive the same code: [`open_leaf`]
 //! and [`crate::slot_runner::run_slot`]; a child is that code behind a line protocol ([`wire`]).
 
+pub mod cell;
 pub mod children;
 pub mod wire;
 
@@ -22,6 +23,7 @@ use crate::propagation::Holding;
 use crate::slot_runner::{SlotContext, SlotReport, run_board, run_slot};
 use crate::workload::{SlotPlan, Workload};
 
+pub use cell::LeafCell;
 pub use children::LeafFailure;
 
 /// The id of the leaf in slot `i`. Against an external bus every run's ids carry a run tag
@@ -40,6 +42,41 @@ pub async fn open_leaf(
     on_sync: SyncHook,
 ) -> Result<Leaf, TrialError> {
     let id = leaf_id(&join.tag, plan.slot);
+    open_leaf_as(
+        join,
+        index,
+        plan,
+        As {
+            id,
+            on_sync: Some(on_sync),
+            tips_after: None,
+        },
+    )
+    .await
+}
+
+/// Who [`open_leaf_as`] opens: the slot's leaf again after a restart, or a standby.
+pub(crate) struct As {
+    /// Its id (its directory is `work_dir/leaves/<id>`).
+    pub(crate) id: String,
+    /// Its sync hook (history lines), if any.
+    pub(crate) on_sync: Option<SyncHook>,
+    /// Where its tip stream starts ([`LeafConfig::tips_after`]).
+    pub(crate) tips_after: Option<u64>,
+}
+
+/// [`open_leaf`] with the id, hook and tip-stream start given.
+pub(crate) async fn open_leaf_as(
+    join: &JoinSpec,
+    index: usize,
+    plan: &SlotPlan,
+    who: As,
+) -> Result<Leaf, TrialError> {
+    let As {
+        id,
+        on_sync,
+        tips_after,
+    } = who;
     let config = &join.config;
     let bus = Bus::join_domain(join.bus_url_for(index), join.bus_domain.as_deref()).await?;
     let cfg = LeafConfig {
@@ -51,7 +88,8 @@ pub async fn open_leaf(
         turn_after: config.turn_after,
         conflict_redos: config.conflict_redos,
         bus: Some(bus),
-        on_sync: Some(on_sync),
+        on_sync,
+        tips_after,
         ..LeafConfig::new(
             &id,
             &plan.slot_dir,
@@ -67,7 +105,9 @@ pub async fn open_leaf(
 /// Waits until each leaf has handled `expected` broadcasts. Leaves far behind (N² broadcasts
 /// at large N) may take long, so this gives up only after `stall` without any leaf handling
 /// another broadcast.
-pub async fn wait_handled(leaves: &[Arc<Leaf>], expected: u64, stall: Duration) -> bool {
+/// Counts a restarted leaf's runs together (each run takes the tip stream up where the last
+/// one stopped, so together they receive every broadcast once).
+pub async fn wait_handled(leaves: &[Arc<LeafCell>], expected: u64, stall: Duration) -> bool {
     let mut handled_before = 0;
     let mut deadline = Instant::now() + stall;
     loop {
@@ -78,7 +118,8 @@ pub async fn wait_handled(leaves: &[Arc<Leaf>], expected: u64, stall: Duration) 
             let outcomes =
                 s.applied + s.pulled + s.skipped_idempotent + s.skipped_coalesced + s.deferred;
             handled += outcomes;
-            done &= s.tips_received >= expected && outcomes == s.tips_received && !l.pulling();
+            let pulling = l.leaf().is_some_and(|l| l.pulling());
+            done &= s.tips_received >= expected && outcomes == s.tips_received && !pulling;
         }
         if done {
             return true;
@@ -114,8 +155,8 @@ pub struct LeafSetup<'a> {
 
 /// N leaves, wherever they run.
 pub enum LeafSet {
-    /// Tasks of this process.
-    InProcess(Vec<Arc<Leaf>>),
+    /// Tasks of this process (each slot's leaf in a cell: leaf faults restart it).
+    InProcess(Vec<Arc<LeafCell>>),
     /// `herd leaf` children.
     Processes(children::Children),
 }
@@ -134,7 +175,7 @@ impl LeafSet {
     /// Leaf ids in slot order.
     pub fn ids(&self) -> Vec<String> {
         match self {
-            LeafSet::InProcess(leaves) => leaves.iter().map(|l| l.id().to_string()).collect(),
+            LeafSet::InProcess(cells) => cells.iter().map(|c| c.id().to_string()).collect(),
             LeafSet::Processes(c) => c.ids(),
         }
     }
@@ -148,9 +189,9 @@ impl LeafSet {
         ctx: Arc<SlotContext>,
     ) -> Vec<SlotReport> {
         match self {
-            LeafSet::InProcess(leaves) => {
+            LeafSet::InProcess(cells) => {
                 let mut set = JoinSet::new();
-                for (leaf, plan) in leaves.iter().zip(workload.slots.iter()) {
+                for (leaf, plan) in cells.iter().zip(workload.slots.iter()) {
                     let span = tracing::Span::current();
                     match &board {
                         Some(pool) => set.spawn(tracing::Instrument::instrument(
@@ -184,7 +225,7 @@ impl LeafSet {
     /// Waits until every leaf handled `broadcasts` tips (see [`wait_handled`]).
     pub async fn drain(&mut self, broadcasts: u64, stall: Duration) -> bool {
         match self {
-            LeafSet::InProcess(leaves) => wait_handled(leaves, broadcasts, stall).await,
+            LeafSet::InProcess(cells) => wait_handled(cells, broadcasts, stall).await,
             LeafSet::Processes(c) => c.drain(broadcasts, stall).await,
         }
     }
@@ -192,7 +233,7 @@ impl LeafSet {
     /// Each leaf's counters (after the drain: final).
     pub fn stats(&self) -> Vec<LeafStats> {
         match self {
-            LeafSet::InProcess(leaves) => leaves.iter().map(|l| l.stats()).collect(),
+            LeafSet::InProcess(cells) => cells.iter().map(|c| c.stats()).collect(),
             LeafSet::Processes(c) => c.stats(),
         }
     }
@@ -216,8 +257,9 @@ impl LeafSet {
     /// Stops every leaf (ledgers flushed); returns the leaves that failed as processes.
     pub async fn shutdown(self) -> Vec<LeafFailure> {
         match self {
-            LeafSet::InProcess(leaves) => {
+            LeafSet::InProcess(cells) => {
                 // Leaves flush their objects as they stop; let them do it side by side.
+                let leaves: Vec<Arc<Leaf>> = cells.iter().filter_map(|c| c.leaf()).collect();
                 futures::future::join_all(leaves.iter().map(|l| l.shutdown())).await;
                 Vec::new()
             }
@@ -226,7 +268,7 @@ impl LeafSet {
     }
 }
 
-async fn open_in_process(setup: LeafSetup<'_>) -> Result<Vec<Arc<Leaf>>, TrialError> {
+async fn open_in_process(setup: LeafSetup<'_>) -> Result<Vec<Arc<LeafCell>>, TrialError> {
     let mut set = JoinSet::new();
     for (index, plan) in setup.workload.slots.iter().enumerate() {
         let id = leaf_id(&setup.join.tag, plan.slot);
@@ -239,16 +281,16 @@ async fn open_in_process(setup: LeafSetup<'_>) -> Result<Vec<Arc<Leaf>>, TrialEr
         );
         let (join, plan) = (setup.join.clone(), plan.clone());
         set.spawn(async move {
-            open_leaf(&join, index, &plan, hook)
-                .await
-                .map(|leaf| (index, Arc::new(leaf)))
+            let leaf = open_leaf(&join, index, &plan, hook.clone()).await?;
+            let cell = LeafCell::reopenable(leaf, join, index, plan, hook);
+            Ok::<_, TrialError>((index, Arc::new(cell)))
         });
     }
     // In slot order: leaves[i] runs workload.slots[i].
-    let mut leaves: Vec<Option<Arc<Leaf>>> = vec![None; setup.workload.slots.len()];
+    let mut leaves: Vec<Option<Arc<LeafCell>>> = vec![None; setup.workload.slots.len()];
     while let Some(joined) = set.join_next().await {
         match joined {
-            Ok(Ok((index, leaf))) => leaves[index] = Some(leaf),
+            Ok(Ok((index, cell))) => leaves[index] = Some(cell),
             Ok(Err(e)) => return Err(e),
             Err(e) => {
                 return Err(TrialError::Output {
