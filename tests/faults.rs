@@ -414,3 +414,17 @@ fn leaf_faults_are_checked() {
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("--leaves in-process"), "{out}");
 }
+
+#[test]
+fn f1_a_leaf_node_server_killed_is_timed_on_the_leaves_it_serves() {
+    let (f, _) = assert_survived_args(
+        "bus-kill@commits=40+1s:local-1",
+        "F1",
+        true,
+        &["--bus", "leafnodes"],
+    );
+    assert_eq!(f["target"], "local-1", "{f}");
+    // One leaf per leaf-node server: local-1 serves leaf-1 alone.
+    assert_eq!(f["leaves"], serde_json::json!(["leaf-1"]), "{f}");
+    assert_eq!(f["detected_by"], "the probe of its port", "{f}");
+}

@@ -424,6 +424,13 @@ pub(crate) async fn run(
             out.push(record);
             continue;
         }
+        if let Target::Local(k) = p.spec.target {
+            // The leaves on that leaf-node server: its fault is timed on their operations.
+            record.leaves = (0..input.leaves.len())
+                .filter(|&i| bus_server.local_of(i) == Some(k))
+                .map(|i| input.leaves[i].clone())
+                .collect();
+        }
         let mut list = servers(bus_server);
         let server = &mut *list[p.server].1;
         if let Err(e) = inject(p.spec.kind, server) {
@@ -434,7 +441,15 @@ pub(crate) async fn run(
         }
         log_line(Phase::Invoke, None);
         record.injected_s = Some(secs(injected));
-        let noticed = notice(input.bus, p.spec.hold).await;
+        let noticed = match p.spec.target {
+            // A leaf-node server the trial's own connection does not go through: probe its
+            // client port (a NATS server speaks first).
+            Target::Local(_) => {
+                let addr = SocketAddr::from(([127, 0, 0, 1], server.port()));
+                notice_probe(addr, b"", p.spec.hold).await
+            }
+            _ => notice(input.bus, p.spec.hold).await,
+        };
         record.probe_detected_s = noticed.map(secs);
         let healed = heal(p.spec.kind, server);
         record.healed_s = Some(secs(Instant::now()));

@@ -117,6 +117,7 @@ fn measure_one(
             (Some(by), _) => by.as_str(),
             (None, "F10") => "the link probe",
             (None, "F4") => "the hub probe",
+            (None, _) if r.target.starts_with("local-") => "the probe of its port",
             _ => "the trial's bus probe",
         };
         noticed.push((t, probe.into()));
