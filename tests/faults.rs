@@ -428,3 +428,43 @@ fn f1_a_leaf_node_server_killed_is_timed_on_the_leaves_it_serves() {
     assert_eq!(f["leaves"], serde_json::json!(["leaf-1"]), "{f}");
     assert_eq!(f["detected_by"], "the probe of its port", "{f}");
 }
+
+#[test]
+fn f11_a_leaf_whose_disk_fills_up_commits_nothing_until_freed_and_loses_nothing() {
+    // SAFETY: geteuid(2) has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        // Without root there is no tmpfs to fill: the trial refuses the fault by name.
+        let (code, _, out, _) = trial("disk-full@commits=40+2s:leaf-2", &[]);
+        assert_eq!(code, Some(2), "{out}");
+        assert!(out.contains("needs root"), "{out}");
+        return;
+    }
+    let (f, history) = assert_survived_args("disk-full@commits=40+2s:leaf-2", "F11", true, &[]);
+    let task = leaf_fault(&f, "leaf-2");
+    let lines = task_lines(&history, &task);
+    let failed: Vec<&serde_json::Value> = history
+        .iter()
+        .filter(|e| e["task"] == task.as_str() && e["op"] == "commit" && e["phase"] == "fail")
+        .collect();
+    assert!(
+        !failed.is_empty(),
+        "commits failed while the disk was full: {lines:?}"
+    );
+    for e in &failed {
+        assert!(
+            e["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("No space left on device"),
+            "each failure names the cause: {e}"
+        );
+    }
+    // Then one commit landed and the task closed (history PASS: nothing of the failed
+    // attempts reached the trunk).
+    let ok: Vec<_> = lines.iter().filter(|l| l.2 == "ok").map(|l| l.1).collect();
+    assert_eq!(ok, ["open", "claim", "commit", "close"], "{lines:?}");
+    assert!(
+        f["healed_s"].as_f64().unwrap() - f["injected_s"].as_f64().unwrap() >= 2.0,
+        "{f}"
+    );
+}

@@ -206,6 +206,8 @@ pub(crate) struct Rig {
     faults: Vec<crate::faults::driver::Planned>,
     /// The leaves' proxied links, when link faults are scheduled.
     links: Option<crate::faults::driver::Links>,
+    /// Tmpfs mounts of disk-full targets (unmounted after the check; dropped: lazily).
+    mounts: Vec<crate::faults::disk::Tmpfs>,
 }
 
 /// What the work phase produced.
@@ -277,6 +279,13 @@ impl Rig {
             .server
             .fixture_version()
             .unwrap_or_else(|| format!("external ({})", core.server.public_url()));
+        // F11: each disk-full target's directory on a tmpfs of its own, before it opens.
+        let mut mounts = Vec::new();
+        for k in crate::faults::driver::disk_full_targets(&faults) {
+            let id = crate::leaves::leaf_id(&core.tag, workload.slots[k].slot);
+            let dir = work_dir.join("leaves").join(id);
+            mounts.push(crate::faults::disk::Tmpfs::mount(&dir).map_err(|e| output_err(&dir, e))?);
+        }
         let observer = Observer::start(&core.bus).await?;
         let (log, writer) = EventLog::create(&out_dir.join("events.jsonl"), started)
             .map_err(|e| output_err(&out_dir, e))?;
@@ -330,6 +339,7 @@ impl Rig {
             ctx: None,
             faults,
             links,
+            mounts,
         })
     }
 
@@ -503,6 +513,11 @@ impl Rig {
         let check_started = Instant::now();
         let check = herd_check::check(&Artifacts::with_work(&self.facts.out_dir, &self.work_dir));
         self.facts.phases.mark("check", check_started);
+        for mount in self.mounts.drain(..) {
+            if let Err(e) = mount.release(self.facts.config.keep) {
+                tracing::warn!(error = %e, "unmounting a disk-full tmpfs");
+            }
+        }
         self.core.server.stop()?;
         Ok(Torn {
             facts: self.facts,

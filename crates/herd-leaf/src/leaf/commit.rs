@@ -152,8 +152,9 @@ impl Leaf {
             });
         }
         self.check_epoch(claim).await?;
-        if claim.resumed && !self.leases.holds(&id) {
-            // A claim taken up again after a restart: keep its lease alive from here on.
+        if !self.leases.holds(&id) {
+            // A claim taken up again after a restart, or committed again after a failed
+            // commit (which stopped renewing it): keep its lease alive from here on.
             self.leases
                 .hold(&self.bus, &id, claim.epoch, &self.id, self.claim_ttl);
         }

@@ -107,6 +107,15 @@ pub(crate) fn servers(bus: &mut BusServer) -> Vec<(String, &mut NatsServer)> {
     }
 }
 
+/// The leaves (slot indexes) whose directory a `disk-full` fault fills: each gets a tmpfs.
+pub(crate) fn disk_full_targets(planned: &[Planned]) -> Vec<usize> {
+    planned
+        .iter()
+        .filter(|p| p.spec.kind == FaultKind::DiskFull)
+        .map(|p| p.server)
+        .collect()
+}
+
 /// Draws the schedule from `seed`; refuses targets the bus layout does not have (naming the
 /// `faults` key).
 pub(crate) fn plan(
@@ -478,6 +487,7 @@ async fn leaf_fault(
         FaultKind::LeafKill => LeafFault::Kill,
         FaultKind::LeafHalt => LeafFault::Halt,
         FaultKind::LeafPause => LeafFault::Pause,
+        FaultKind::DiskFull => LeafFault::DiskFull,
         _ => LeafFault::Damage,
     };
     let (report, mut rx) = tokio::sync::oneshot::channel();

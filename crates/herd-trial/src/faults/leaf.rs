@@ -14,6 +14,9 @@
 //!   no longer renewed; a standby leaf on the same slot takes the lapsed claim over and lands
 //!   the task; the hub's fencing refuses the paused push and the paused leaf's ledger lets the
 //!   task go.
+//! - **F11 `disk-full`**: the leaf's own tmpfs is filled to the last byte right after the
+//!   claim, and freed after the hold; its commits fail naming ENOSPC (nothing pushed) and are
+//!   tried again every 250 ms until one lands.
 //! - **F13 `leaf-damage`**: as F6, and while the leaf is down its ledger is truncated, a stale
 //!   `index.lock` and a garbage git index are left in its worktree; opened again, it detects
 //!   the damage, rebuilds the ledger from the bus and lands the task once.
@@ -41,6 +44,8 @@ pub enum LeafFault {
     Pause,
     /// F13: crash, state damaged while down.
     Damage,
+    /// F11: the leaf's disk full for the hold.
+    DiskFull,
 }
 
 /// A fault armed for one leaf.
@@ -122,6 +127,9 @@ pub(crate) async fn inject(
         }
         LeafFault::Halt => halt(cell, slot, work, claim, armed.hold, &mut out, ctx, report).await,
         LeafFault::Pause => pause(cell, slot, work, claim, armed.hold, &mut out, ctx, report).await,
+        LeafFault::DiskFull => {
+            disk_full(cell, slot, work, claim, armed.hold, &mut out, ctx, report).await
+        }
     }
     let _ = armed.report.send(out);
 }
@@ -372,6 +380,81 @@ async fn take_over(
         report.failed += 1;
     }
     Some((at, format!("{id}: took the lapsed claim over")))
+}
+
+/// F11: fills the leaf's disk for `hold` (freed by a task of its own) while the leaf tries
+/// its commit again every 250 ms, for at most the hold and 30 s more.
+#[allow(clippy::too_many_arguments)]
+async fn disk_full(
+    cell: &LeafCell,
+    slot: &str,
+    work: Work<'_>,
+    claim: Claim,
+    hold: Duration,
+    out: &mut LeafOutcome,
+    ctx: &SlotContext,
+    report: &mut SlotReport,
+) {
+    let (Some(leaf), Some(dir)) = (cell.leaf(), cell.dir()) else {
+        report.failed += 1;
+        return;
+    };
+    let filled = tokio::task::spawn_blocking(move || super::disk::fill(&dir)).await;
+    let filler = match filled {
+        Ok(Ok(filler)) => filler,
+        Ok(Err(e)) => {
+            out.error = Some(format!("filling the disk: {e}"));
+            return land(&leaf, slot, claim, work, out, ctx, report).await;
+        }
+        Err(e) => {
+            out.error = Some(format!("filling the disk: {e}"));
+            return land(&leaf, slot, claim, work, out, ctx, report).await;
+        }
+    };
+    out.injected = Some(Instant::now());
+    let freed = tokio::spawn(async move {
+        tokio::time::sleep(hold).await;
+        let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(&filler)).await;
+        (
+            Instant::now(),
+            removed.map_err(std::io::Error::other).and_then(|r| r),
+        )
+    });
+    tokio::time::sleep(work.think).await;
+    let deadline = Instant::now() + hold + Duration::from_secs(30);
+    let mut failures = 0u32;
+    let landed = loop {
+        match commit_step(&leaf, slot, &claim, work.files.clone(), ctx, report).await {
+            Ok(_) => break true,
+            Err(e) if super::disk::is_disk_full(&e) && Instant::now() < deadline => {
+                failures += 1;
+                out.detected.get_or_insert_with(|| {
+                    (
+                        Instant::now(),
+                        format!("{}'s commit: no space left", leaf.id()),
+                    )
+                });
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => {
+                out.error = Some(format!("commit on a full disk: {e}"));
+                break false;
+            }
+        }
+    };
+    match freed.await {
+        Ok((at, Ok(()))) => out.healed = Some(at),
+        Ok((_, Err(e))) => out.error = Some(format!("freeing the disk: {e}")),
+        Err(e) => out.error = Some(format!("freeing the disk: {e}")),
+    }
+    out.note = Some(format!(
+        "{failures} commit attempts failed for want of space, then it landed"
+    ));
+    if landed {
+        close_step(&leaf, slot, claim, work.begun, ctx, report).await;
+    } else {
+        report.failed += 1;
+    }
 }
 
 /// F13's damage to a stopped leaf's directory: the ledger truncated mid-page, a stale

@@ -7,6 +7,7 @@
 //! driver's records, the history, the commit times) into detect/recover times, costs and
 //! misses; [`report`] writes them out with the repro line. The trial's gates fail on any miss (exit 1).
 
+pub mod disk;
 pub mod driver;
 pub mod leaf;
 pub mod link;

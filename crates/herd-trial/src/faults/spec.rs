@@ -16,7 +16,10 @@
 //!   push, before its ledger row; down for HOLD), `leaf-pause` (F8: its push paused for HOLD
 //!   past its lease while a standby leaf takes the task over; HOLD must exceed the claim TTL)
 //!   and `leaf-damage` (F13: as `leaf-kill`, its ledger truncated and its git index broken
-//!   while down). Target `leaf-K`, or `any-leaf` (default: a seeded pick).
+//!   while down), `disk-full` (F11: its directory, a tmpfs of its own mounted for the trial —
+//!   root only — filled to the last byte for HOLD from its next won claim; its commits fail
+//!   with ENOSPC and are tried again until they land). Target `leaf-K`, or `any-leaf`
+//!   (default: a seeded pick).
 //! - `hub-restart` (F4): the hub crashes and starts again on the same directory and port
 //!   after HOLD — at once (`:hub`, default) or when the next push reaches a fail point,
 //!   `:pack-written` or `:ref-updated` (race hub only).
@@ -67,6 +70,8 @@ pub enum FaultKind {
     LeafPause,
     /// F13: a leaf crashes and its ledger and git index are damaged while it is down.
     LeafDamage,
+    /// F11: a leaf's disk (its own tmpfs) is full for the hold.
+    DiskFull,
 }
 
 impl FaultKind {
@@ -84,6 +89,7 @@ impl FaultKind {
             FaultKind::LeafHalt => "leaf-halt",
             FaultKind::LeafPause => "leaf-pause",
             FaultKind::LeafDamage => "leaf-damage",
+            FaultKind::DiskFull => "disk-full",
         }
     }
 
@@ -99,6 +105,7 @@ impl FaultKind {
             FaultKind::LeafHalt => "F7",
             FaultKind::LeafPause => "F8",
             FaultKind::LeafDamage => "F13",
+            FaultKind::DiskFull => "F11",
         }
     }
 
@@ -127,10 +134,11 @@ impl FaultKind {
                 | FaultKind::LeafHalt
                 | FaultKind::LeafPause
                 | FaultKind::LeafDamage
+                | FaultKind::DiskFull
         )
     }
 
-    const ALL: [FaultKind; 11] = [
+    const ALL: [FaultKind; 12] = [
         FaultKind::HubRestart,
         FaultKind::BusKill,
         FaultKind::BusStop,
@@ -142,6 +150,7 @@ impl FaultKind {
         FaultKind::LeafHalt,
         FaultKind::LeafPause,
         FaultKind::LeafDamage,
+        FaultKind::DiskFull,
     ];
 }
 
@@ -256,7 +265,7 @@ impl FromStr for FaultSpec {
             .ok_or_else(|| {
                 format!(
                     "unknown fault {kind:?} (bus-kill, bus-stop, hub-restart, tip-replay, link-delay, \
-                     link-stall, link-reset, leaf-kill, leaf-halt, leaf-pause or leaf-damage)"
+                     link-stall, link-reset, leaf-kill, leaf-halt, leaf-pause, leaf-damage or disk-full)"
                 )
             })?;
         let (rest, target) = match rest.split_once(':') {
