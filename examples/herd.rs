@@ -22,7 +22,9 @@ use herd::trial::{RunOptions, TrialError, run_with};
 fn main() -> ExitCode {
     let mut cli = Cli::parse();
     match cli.command.take() {
-        Some(Command::Check { dir }) => return ExitCode::from(herd::trial::check_dir(&dir)),
+        Some(Command::Check { dir, spans }) => {
+            return ExitCode::from(herd::trial::check_dir(&dir, spans.as_deref()));
+        }
         Some(Command::Leaf(args)) => return leaf(args),
         Some(Command::Hub(args)) => return hub(args),
         Some(Command::Diff {

@@ -1,7 +1,9 @@
 //! OTLP export end to end: a smoke trial's spans arrive at an in-test OTLP/HTTP receiver, the
 //! trace crosses leaf → hub, the summary equals an independent count of the exported spans,
 //! the pre-flight refuses an HTML page, and a collector dying mid-run is reported, not hidden:
-//! the run is INCONCLUSIVE (exit 3, I5).
+//! the run is INCONCLUSIVE (exit 3, I5). And I5 itself: the spans the collector stored equal
+//! every leaf's ledger (`herd check`), across a leaf crash and restart, duplicates counted
+//! once; a span missing from the collector fails it.
 
 use std::collections::HashSet;
 mod common;
@@ -9,7 +11,7 @@ mod common;
 use std::path::Path;
 use std::process::Output;
 
-use herd::trial::telemetry::receiver::{Mode, OtlpReceiver, attr};
+use herd::trial::telemetry::receiver::{Mode, OtlpReceiver, attr, write_otlp_json};
 
 /// Runs the example (blocking) with OTLP pointed at `endpoint`.
 fn herd(args: &[&str], endpoint: Option<&str>) -> Output {
@@ -325,4 +327,75 @@ async fn process_leaves_export_into_the_trials_trace() {
     }
     let commits = spans.iter().filter(|s| s.name == "leaf.commit").count();
     assert_eq!(commits, 12, "every child's commits exported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn i5_the_collectors_spans_equal_every_ledger_and_a_missing_span_fails_it() {
+    let receiver = OtlpReceiver::start(Mode::Otlp).await.unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let endpoint = receiver.endpoint();
+    let dir = out.path().to_str().unwrap().to_string();
+    let run = tokio::task::spawn_blocking(move || {
+        herd(
+            &[
+                "--agents",
+                "4",
+                "--tasks-per-agent",
+                "6",
+                "--keep",
+                // A leaf crashes after the hub accepted its push and is opened again: its
+                // halted commit span names no commit, the resumed one does.
+                "--faults",
+                "leaf-halt@commits=6+500ms:leaf-1",
+                "--out",
+                &dir,
+            ],
+            Some(&endpoint),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(run.status.code(), Some(0), "{}", stdout(&run));
+    let spans = receiver.spans();
+    let check = |spans_file: &Path| {
+        let out = common::herd(
+            &[
+                "check",
+                out.path().to_str().unwrap(),
+                "--spans",
+                spans_file.to_str().unwrap(),
+            ],
+            &[],
+        );
+        (out.status.code(), stdout(&out))
+    };
+    // As the collector stored them, every batch delivered twice (an OTLP retry): I5 counts
+    // each span id once.
+    let stored = out.path().join("collector.jsonl");
+    write_otlp_json(&spans, 64, &stored).unwrap();
+    let once = std::fs::read_to_string(&stored).unwrap();
+    std::fs::write(&stored, format!("{once}{once}")).unwrap();
+    let (code, text) = check(&stored);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("14 invariants"), "I5 was checked: {text}");
+
+    // The collector lost one landed commit's span: I5 names the ledger row it cannot find.
+    let lost = spans
+        .iter()
+        .position(|s| s.name == "leaf.commit" && attr(s, "commit.oid").is_some())
+        .unwrap();
+    let oid = attr(&spans[lost], "commit.oid").unwrap();
+    let mut short = spans.clone();
+    short.remove(lost);
+    let dropped = out.path().join("dropped.jsonl");
+    write_otlp_json(&short, 64, &dropped).unwrap();
+    let (code, text) = check(&dropped);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("I5:") && text.contains(&oid),
+        "the missing span's commit is named: {text}"
+    );
+    // A spans file that is not there is inconclusive, not a pass.
+    let (code, text) = check(&out.path().join("nowhere.jsonl"));
+    assert_eq!(code, Some(2), "{text}");
 }

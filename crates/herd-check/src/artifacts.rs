@@ -6,6 +6,7 @@
 //! kv-claims.jsonl     every stored revision of bucket herd-claims
 //! hub.json            {"commits_landed": N, "seed_commits": S}
 //! plan.json           {"tasks_per_leaf": {"leaf-0": T, ...}} — what the run set out to do
+//! spans.jsonl         optional: the run's spans as a collector stored them (OTLP JSON lines)
 //! state/hub/           the hub's bare repository          (kept with --keep)
 //! state/leaves/<id>/   each leaf's directory: clone + ledger.sqlite (kept with --keep)
 //! ```
@@ -68,6 +69,9 @@ pub struct Artifacts {
     pub hub_repo: PathBuf,
     /// Directory holding one directory per leaf.
     pub leaves_dir: PathBuf,
+    /// The run's spans as a collector stored them (OTLP JSON lines); I5 is checked when the
+    /// file exists.
+    pub spans: PathBuf,
 }
 
 impl Artifacts {
@@ -86,6 +90,7 @@ impl Artifacts {
             plan: out.join("plan.json"),
             hub_repo: work.join("hub"),
             leaves_dir: work.join("leaves"),
+            spans: out.join("spans.jsonl"),
         }
     }
 }

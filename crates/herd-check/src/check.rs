@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use crate::artifacts::{Artifacts, load};
 use crate::invariants::{
-    commits, fencing, hygiene, ledger, reach, tasks, tips, updates, violation,
+    commits, fencing, hygiene, ledger, reach, spans, tasks, tips, updates, violation,
 };
 use crate::report::{CheckReport, Verdict};
 use crate::trunk;
@@ -113,14 +113,36 @@ pub fn check(a: &Artifacts) -> CheckReport {
         .filter(|(_, leaf)| loaded.plan.has_leaf(leaf) && !unreadable.contains(leaf))
         .collect();
     v.extend(ledger::bus_tasks_in_ledgers(&owners, &ledgers));
+    let mut invariants: Vec<String> = INVARIANTS.iter().map(|s| s.to_string()).collect();
+    let mut missing = Vec::new();
+    if a.spans.exists() {
+        // I5, when the collector's spans are at hand.
+        match spans::read_otlp_json(&a.spans) {
+            Ok(list) => {
+                let mut rows = BTreeMap::new();
+                for dir in &loaded.leaf_dirs {
+                    let leaf = dir
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    if let Ok(r) = spans::ledger_rows(&dir.join(ledger::LEDGER_FILE)) {
+                        rows.insert(leaf, r);
+                    }
+                }
+                v.extend(spans::spans_match_ledgers(&list, &rows));
+                invariants.insert(5, "I5".into());
+            }
+            Err(e) => missing.push(format!("I5: {e}")),
+        }
+    }
     CheckReport {
-        verdict: if v.is_empty() {
-            Verdict::Pass
-        } else {
-            Verdict::Fail
+        verdict: match (v.is_empty(), missing.is_empty()) {
+            (false, _) => Verdict::Fail,
+            (true, true) => Verdict::Pass,
+            (true, false) => Verdict::Inconclusive,
         },
-        invariants: INVARIANTS.iter().map(|s| s.to_string()).collect(),
+        invariants,
         violations: v,
-        missing: Vec::new(),
+        missing,
     }
 }

@@ -38,6 +38,11 @@ pub enum Command {
     Check {
         /// The output directory of a run made with `--keep`.
         dir: PathBuf,
+        /// The run's spans as your collector stored them (OTLP JSON lines, e.g. the
+        /// OpenTelemetry Collector's `file` exporter): checks I5, the trace against every
+        /// ledger. Default: `DIR/spans.jsonl` when it exists.
+        #[arg(long)]
+        spans: Option<PathBuf>,
     },
     /// Compare two runs (two results.json, or two directories of runs such as sweeps, paired by
     /// subdirectory name): a regression table; exit 0 none, 1 a regression, 2 unreadable input.

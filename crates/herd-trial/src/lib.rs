@@ -88,8 +88,17 @@ pub use workload::Workload;
 
 /// `herd check <dir>`: re-checks a kept run offline, prints the verdict, returns the exit code
 /// (0 pass, 1 fail, 2 inconclusive).
-pub fn check_dir(dir: &std::path::Path) -> u8 {
-    let report = herd_check::check(&herd_check::Artifacts::in_dir(dir));
+pub fn check_dir(dir: &std::path::Path, spans: Option<&std::path::Path>) -> u8 {
+    let mut artifacts = herd_check::Artifacts::in_dir(dir);
+    if let Some(spans) = spans {
+        if !spans.exists() {
+            println!("history check: INCONCLUSIVE");
+            println!("  missing: {}: no such file (--spans)", spans.display());
+            return 2; // inconclusive, as `CheckReport::exit_code` says
+        }
+        artifacts.spans = spans.to_path_buf();
+    }
+    let report = herd_check::check(&artifacts);
     println!("{}", report.summary_line());
     for v in &report.violations {
         println!("  {}: {}", v.invariant, v.message);

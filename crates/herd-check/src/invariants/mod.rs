@@ -6,6 +6,7 @@ pub mod fencing;
 pub mod hygiene;
 pub mod ledger;
 pub mod reach;
+pub mod spans;
 pub mod tasks;
 pub mod tips;
 pub mod updates;

@@ -156,6 +156,53 @@ async fn export(State(shared): State<Shared>, headers: HeaderMap, body: Bytes) -
     ([(header::CONTENT_TYPE, "application/x-protobuf")], response).into_response()
 }
 
+/// Writes `spans` as one OTLP JSON `ExportTraceServiceRequest` per line — the file format the
+/// OpenTelemetry Collector's `file` exporter writes and `herd check` reads for I5 — `batch`
+/// spans per line.
+pub fn write_otlp_json(
+    spans: &[Span],
+    batch: usize,
+    path: &std::path::Path,
+) -> std::io::Result<()> {
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut text = String::new();
+    for chunk in spans.chunks(batch.max(1)) {
+        let list: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|s| {
+                let attributes: Vec<serde_json::Value> = s
+                    .attributes
+                    .iter()
+                    .filter_map(|kv| {
+                        let value = match kv.value.as_ref()?.value.as_ref()? {
+                            Value::StringValue(v) => serde_json::json!({ "stringValue": v }),
+                            Value::BoolValue(v) => serde_json::json!({ "boolValue": v }),
+                            Value::IntValue(v) => serde_json::json!({ "intValue": v.to_string() }),
+                            Value::DoubleValue(v) => serde_json::json!({ "doubleValue": v }),
+                            _ => return None,
+                        };
+                        Some(serde_json::json!({ "key": kv.key, "value": value }))
+                    })
+                    .collect();
+                serde_json::json!({
+                    "traceId": hex(&s.trace_id),
+                    "spanId": hex(&s.span_id),
+                    "parentSpanId": hex(&s.parent_span_id),
+                    "name": s.name,
+                    "startTimeUnixNano": s.start_time_unix_nano.to_string(),
+                    "endTimeUnixNano": s.end_time_unix_nano.to_string(),
+                    "attributes": attributes,
+                })
+            })
+            .collect();
+        let request =
+            serde_json::json!({ "resourceSpans": [{ "scopeSpans": [{ "spans": list }] }] });
+        text.push_str(&request.to_string());
+        text.push('\n');
+    }
+    std::fs::write(path, text)
+}
+
 /// An attribute of `span` as text (strings, bools and ints), if present.
 pub fn attr(span: &Span, key: &str) -> Option<String> {
     span.attributes
