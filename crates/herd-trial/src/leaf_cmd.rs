@@ -167,7 +167,9 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
         let _ = t.await;
     }
     leaf.shutdown().await;
-    // The sync hook inside the leaf holds a sender of the history: drop it so the writer ends.
+    // The sync hook inside the leaf holds a sender of the history: drop it (and the cell's
+    // handle of it) so the writer ends.
+    drop(cell);
     drop(leaf);
     drop(ctx);
     drop(log);
