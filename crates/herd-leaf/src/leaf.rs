@@ -223,6 +223,7 @@ pub struct Leaf {
     pause_push: Mutex<Option<Duration>>,
     /// F7 hook: the next accepted push is not recorded ([`Leaf::halt_after_next_push`]).
     halt_after_push: std::sync::atomic::AtomicBool,
+    fail_writes: std::sync::atomic::AtomicBool,
     replay_guard: bool,
 }
 
@@ -378,6 +379,7 @@ impl Leaf {
             conflict_redos: config.conflict_redos,
             pause_push: Mutex::new(None),
             halt_after_push: std::sync::atomic::AtomicBool::new(false),
+            fail_writes: std::sync::atomic::AtomicBool::new(false),
             replay_guard: config.replay_guard,
         })
     }
@@ -601,6 +603,19 @@ impl Leaf {
     pub fn halt_after_next_push(&self) {
         self.halt_after_push
             .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// An ENOSPC fail point (F11 where no small filesystem can be mounted): while on, writing
+    /// a task's work fails as on a full disk (`No space left on device`), before anything is
+    /// written or pushed. For fault trials and tests.
+    pub fn fail_writes(&self, on: bool) {
+        self.fail_writes
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Is the ENOSPC fail point on?
+    pub(crate) fn writes_fail(&self) -> bool {
+        self.fail_writes.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Takes the halt [`Leaf::halt_after_next_push`] set.

@@ -126,3 +126,30 @@ async fn a_full_disk_fails_the_commit_cleanly_and_the_leaf_commits_again_once_fr
         .unwrap();
     }
 }
+
+/// F11 without root: the ENOSPC fail point fails the task's write as a full disk would —
+/// a typed error naming the cause, nothing pushed — until it is switched off.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_enospc_fail_point_fails_the_commit_like_a_full_disk_and_pushes_nothing() {
+    let h = common::herd().await;
+    let leaf = h.leaf("leaf-a", "slot-a").await;
+    let trunk = h.hub.trunk_len();
+    let id = leaf
+        .open_task("full", vec!["slot-a/full.txt".into()])
+        .await
+        .unwrap();
+    let claim = leaf.claim(&id).await.unwrap();
+    leaf.fail_writes(true);
+    let files = || vec![("slot-a/full.txt".into(), b"y\n".to_vec())];
+    let err = leaf.commit(&claim, files()).await.unwrap_err();
+    assert!(
+        err.to_string().contains("No space left on device"),
+        "a typed error naming the cause: {err}"
+    );
+    assert_eq!(h.hub.trunk_len(), trunk, "nothing of it was pushed");
+    leaf.fail_writes(false);
+    let landed = leaf.commit(&claim, files()).await.unwrap();
+    leaf.close(claim).await.unwrap();
+    assert!(h.hub.trunk_contains(&landed.oid));
+    assert_eq!(h.hub.trunk_len(), trunk + 1);
+}

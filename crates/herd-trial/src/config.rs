@@ -608,11 +608,6 @@ impl TrialConfig {
                 )
             } else if self.board == Board::Shared {
                 Some("leaf faults need each leaf on its own slot's tasks (--board own)".to_string())
-            } else if f.kind == crate::faults::FaultKind::DiskFull
-                // SAFETY: geteuid(2) has no preconditions.
-                && unsafe { libc::geteuid() } != 0
-            {
-                Some("disk-full mounts a tmpfs for the leaf's directory: it needs root".to_string())
             } else if let crate::faults::Target::Leaf(k) = f.target
                 && k >= self.agents as usize
             {

@@ -281,7 +281,12 @@ impl Rig {
             .unwrap_or_else(|| format!("external ({})", core.server.public_url()));
         // F11: each disk-full target's directory on a tmpfs of its own, before it opens.
         let mut mounts = Vec::new();
-        for k in crate::faults::driver::disk_full_targets(&faults) {
+        let targets = if crate::faults::disk::can_mount() {
+            crate::faults::driver::disk_full_targets(&faults)
+        } else {
+            Vec::new() // the leaf's ENOSPC fail point stands in
+        };
+        for k in targets {
             let id = crate::leaves::leaf_id(&core.tag, workload.slots[k].slot);
             let dir = work_dir.join("leaves").join(id);
             mounts.push(crate::faults::disk::Tmpfs::mount(&dir).map_err(|e| output_err(&dir, e))?);

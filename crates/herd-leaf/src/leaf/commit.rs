@@ -490,6 +490,14 @@ impl Leaf {
 
     /// Writes the task's files and commits them on the trunk tip the leaf holds.
     async fn write_work(&self, task: &str, work: &std::sync::Arc<Work>) -> Result<(), LeafError> {
+        if self.writes_fail() {
+            return Err(LeafError::Io {
+                what: "writing the task's work",
+                path: self.slot.clone(),
+                // ENOSPC, as the kernel reports a full disk.
+                source: std::io::Error::from_raw_os_error(28),
+            });
+        }
         let w = work.clone();
         self.worker()?
             .run(move |r| r.commit_files(&w.files, &w.author, &w.message))

@@ -1,11 +1,19 @@
 //! F11's disk: the target leaf's directory on its own small tmpfs (mounted before the leaf
-//! opens; root only), filled to the last byte while the fault holds and freed after it.
+//! opens), filled to the last byte while the fault holds and freed after it. Mounting needs
+//! root; without it the leaf's ENOSPC fail point ([`herd_leaf::Leaf::fail_writes`]) stands in
+//! (its task writes fail as on a full disk; its ledger and pack writes do not).
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use herd_leaf::LeafError;
+
+/// Can this process mount a tmpfs (root)? If not, F11 uses the leaf's fail point.
+pub(crate) fn can_mount() -> bool {
+    // SAFETY: geteuid(2) has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
 
 /// The tmpfs size: room for a leaf's clone and ledger through a long trial.
 pub(crate) const TMPFS_MIB: u32 = 128;

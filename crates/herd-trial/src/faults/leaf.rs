@@ -399,26 +399,36 @@ async fn disk_full(
         report.failed += 1;
         return;
     };
-    let filled = tokio::task::spawn_blocking(move || super::disk::fill(&dir)).await;
-    let filler = match filled {
-        Ok(Ok(filler)) => filler,
-        Ok(Err(e)) => {
-            out.error = Some(format!("filling the disk: {e}"));
-            return land(&leaf, slot, claim, work, out, ctx, report).await;
+    let tmpfs = super::disk::can_mount();
+    let filler = if tmpfs {
+        let filled = tokio::task::spawn_blocking(move || super::disk::fill(&dir)).await;
+        match filled.map_err(std::io::Error::other).and_then(|r| r) {
+            Ok(filler) => Some(filler),
+            Err(e) => {
+                out.error = Some(format!("filling the disk: {e}"));
+                return land(&leaf, slot, claim, work, out, ctx, report).await;
+            }
         }
-        Err(e) => {
-            out.error = Some(format!("filling the disk: {e}"));
-            return land(&leaf, slot, claim, work, out, ctx, report).await;
-        }
+    } else {
+        // Not root: no tmpfs to fill; the leaf's ENOSPC fail point stands in.
+        leaf.fail_writes(true);
+        None
     };
     out.injected = Some(Instant::now());
+    let held = leaf.clone();
     let freed = tokio::spawn(async move {
         tokio::time::sleep(hold).await;
-        let removed = tokio::task::spawn_blocking(move || std::fs::remove_file(&filler)).await;
-        (
-            Instant::now(),
-            removed.map_err(std::io::Error::other).and_then(|r| r),
-        )
+        let removed = match filler {
+            Some(filler) => tokio::task::spawn_blocking(move || std::fs::remove_file(&filler))
+                .await
+                .map_err(std::io::Error::other)
+                .and_then(|r| r),
+            None => {
+                held.fail_writes(false);
+                Ok(())
+            }
+        };
+        (Instant::now(), removed)
     });
     tokio::time::sleep(work.think).await;
     let deadline = Instant::now() + hold + Duration::from_secs(30);
@@ -448,7 +458,12 @@ async fn disk_full(
         Err(e) => out.error = Some(format!("freeing the disk: {e}")),
     }
     out.note = Some(format!(
-        "{failures} commit attempts failed for want of space, then it landed"
+        "{failures} commit attempts failed for want of space ({}), then it landed",
+        if tmpfs {
+            "its tmpfs filled to the last byte"
+        } else {
+            "ENOSPC fail point: not root, no tmpfs"
+        }
     ));
     if landed {
         close_step(&leaf, slot, claim, work.begun, ctx, report).await;

@@ -16,9 +16,10 @@
 //!   push, before its ledger row; down for HOLD), `leaf-pause` (F8: its push paused for HOLD
 //!   past its lease while a standby leaf takes the task over; HOLD must exceed the claim TTL)
 //!   and `leaf-damage` (F13: as `leaf-kill`, its ledger truncated and its git index broken
-//!   while down), `disk-full` (F11: its directory, a tmpfs of its own mounted for the trial —
-//!   root only — filled to the last byte for HOLD from its next won claim; its commits fail
-//!   with ENOSPC and are tried again until they land). Target `leaf-K`, or `any-leaf`
+//!   while down), `disk-full` (F11: its directory, a tmpfs of its own mounted for the trial,
+//!   filled to the last byte for HOLD from its next won claim — or, without root, the leaf's
+//!   ENOSPC fail point; its commits fail with ENOSPC and are tried again until they land).
+//!   Target `leaf-K`, or `any-leaf`
 //!   (default: a seeded pick).
 //! - `hub-restart` (F4): the hub crashes and starts again on the same directory and port
 //!   after HOLD — at once (`:hub`, default) or when the next push reaches a fail point,
