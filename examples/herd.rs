@@ -150,7 +150,13 @@ fn leaf(args: LeafArgs) -> ExitCode {
         Ok(both) => both,
         Err(code) => return code,
     };
-    let run = herd::trial::leaf_cmd::run_traced(&args.join, args.slot, args.controlled);
+    let restart = args
+        .resume_after
+        .map(|tips_after| herd::trial::leaf_cmd::Restart {
+            tips_after,
+            incarnation: args.incarnation.max(1),
+        });
+    let run = herd::trial::leaf_cmd::run_traced(&args.join, args.slot, args.controlled, restart);
     let outcome = runtime.block_on(run);
     drop(runtime);
     telemetry.shutdown();

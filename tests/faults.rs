@@ -410,7 +410,7 @@ fn leaf_faults_are_checked() {
     let (code, _, out, _) = trial("leaf-kill@1s:hub", &[]);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("leaf-K or any-leaf"), "{out}");
-    let (code, _, out, _) = trial("leaf-halt@1s", &["--leaves", "process"]);
+    let (code, _, out, _) = trial("disk-full@1s", &["--leaves", "process"]);
     assert_eq!(code, Some(2), "{out}");
     assert!(out.contains("--leaves in-process"), "{out}");
 }
@@ -467,6 +467,41 @@ fn f11_a_leaf_whose_disk_fills_up_commits_nothing_until_freed_and_loses_nothing(
     assert_eq!(ok, ["open", "claim", "commit", "close"], "{lines:?}");
     assert!(
         f["healed_s"].as_f64().unwrap() - f["injected_s"].as_f64().unwrap() >= 2.0,
+        "{f}"
+    );
+}
+
+#[test]
+fn f7_f13_process_leaves_are_sigkilled_and_started_again_and_lose_nothing() {
+    // F7: the leaf process is SIGKILLed right after the hub accepted its push; started again
+    // (`--resume-after`), it finds the commit on the trunk and pushes nothing twice.
+    let (f, history) = assert_survived_args(
+        "leaf-halt@commits=40+1s:leaf-2",
+        "F7",
+        true,
+        &["--leaves", "process"],
+    );
+    let task = leaf_fault(&f, "leaf-2");
+    assert_eq!(
+        f["detected_by"], "the restarted leaf process: claim resumed from its ledger",
+        "{f}"
+    );
+    let lines = task_lines(&history, &task);
+    let commits: Vec<&str> = lines
+        .iter()
+        .filter(|l| l.1 == "commit")
+        .map(|l| l.2)
+        .collect();
+    assert_eq!(commits, ["invoke", "invoke", "ok"], "{lines:?}");
+    // F13 on a process: killed, its ledger truncated and git index broken while it is down.
+    let (f, _) = assert_survived_args(
+        "leaf-damage@commits=40+1s:leaf-1",
+        "F13",
+        true,
+        &["--leaves", "process"],
+    );
+    assert_eq!(
+        f["detected_by"], "the restarted leaf process: damaged ledger rebuilt from the bus",
         "{f}"
     );
 }

@@ -413,6 +413,11 @@ impl Leaf {
             .map(|o| o.to_string())
     }
 
+    /// How many tasks this leaf has opened (its ledger's count; the next task's number).
+    pub fn tasks_opened(&self) -> u64 {
+        self.next_task.load(Ordering::Acquire)
+    }
+
     /// The highest tip-stream sequence this leaf received: open it again with
     /// [`LeafConfig::tips_after`] set to this and it misses no broadcast.
     pub fn tip_position(&self) -> u64 {

@@ -311,6 +311,19 @@ impl Ledger {
     }
 
     /// Number of tasks this ledger ever opened (the next task number).
+    /// How many of its own tasks (`<leaf>.tNNNN`) the ledger holds.
+    pub fn own_task_count(&self, leaf: &str) -> Result<u64, LeafError> {
+        let prefix = format!("{leaf}.t");
+        self.with("", |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM tasks WHERE substr(id, 1, length(?1)) = ?1",
+                [&prefix],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+        })
+    }
+
     pub fn task_count(&self) -> Result<u64, LeafError> {
         self.with("", |c| {
             c.query_row("SELECT COUNT(*) FROM tasks", [], |r| r.get::<_, i64>(0))

@@ -1,5 +1,6 @@
-//! F13: a leaf's ledger found damaged when it opens (SQLite cannot read it, or
-//! `PRAGMA quick_check` fails) is set aside (`ledger.sqlite.damaged-<ms>`) and rebuilt from the
+//! F13: a leaf's ledger found damaged when it opens (SQLite cannot read it, `PRAGMA
+//! quick_check` fails, or it is behind the bus — the bus holds a task of this leaf numbered
+//! past the ledger's last, as when a crash lost its write-ahead log) is set aside (`ledger.sqlite.damaged-<ms>`) and rebuilt from the
 //! bus, which holds every task's record: the leaf's own tasks are `<leaf>.tNNNN`, numbered from
 //! 0, so they are read back in order until the first missing number. Each comes back with its
 //! title, paths, state, claim epoch and commit; nothing is pushed while rebuilding. Tasks the
@@ -21,7 +22,10 @@ pub(crate) async fn open_or_rebuild(
 ) -> Result<(Ledger, bool), LeafError> {
     let damage = match Ledger::open(dir) {
         Ok(ledger) => match ledger.quick_check() {
-            Ok(()) => return Ok((ledger, false)),
+            Ok(()) => match behind(&ledger, id, bus).await? {
+                None => return Ok((ledger, false)),
+                Some(why) => why,
+            },
             Err(why) => why,
         },
         Err(e) => e.to_string(),
@@ -63,4 +67,16 @@ pub(crate) async fn open_or_rebuild(
     }
     ledger.event(None, "ledger_rebuilt", Some(&damage))?;
     Ok((ledger, true))
+}
+
+/// Why the ledger is behind the bus, if it is: the bus holds the task this leaf would number
+/// next (it opened it, and the ledger lost the row).
+async fn behind(ledger: &Ledger, id: &str, bus: &Bus) -> Result<Option<String>, LeafError> {
+    let next = format!("{id}.t{:04}", ledger.own_task_count(id)?);
+    let found = bus
+        .task(&next)
+        .await
+        .map_err(|e| LeafError::bus(&next, e))?;
+    Ok(found
+        .map(|_| format!("the ledger is behind the bus: {next} is on the bus, not in the ledger")))
 }

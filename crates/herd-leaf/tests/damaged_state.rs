@@ -79,3 +79,35 @@ async fn a_damaged_ledger_and_worktree_are_detected_and_rebuilt_and_nothing_is_p
         .unwrap();
     assert_eq!(next.0, "leaf-a.t0002");
 }
+
+/// A ledger that lost its newest rows (a killed process's write-ahead log gone) reads back
+/// whole — SQLite cannot tell — but is behind the bus: the leaf's next task number is
+/// already on the bus. Detected on opening and rebuilt, so the leaf neither forgets its claim
+/// nor numbers a new task over an old one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_behind_the_bus_is_rebuilt_and_its_claim_resumed() {
+    let h = common::herd().await;
+    let dir = h.dir.path().join("leaf-a");
+    let interrupted = {
+        let leaf = h.leaf("leaf-a", "slot-a").await;
+        common::task(&leaf, "done", "x\n").await.unwrap();
+        let id = leaf
+            .open_task("interrupted", vec!["slot-a/late.txt".into()])
+            .await
+            .unwrap();
+        leaf.claim(&id).await.unwrap();
+        leaf.shutdown().await;
+        id
+    };
+    // The newest row lost: a valid database that no longer knows the claimed task.
+    let conn = rusqlite::Connection::open(dir.join(herd_leaf::LEDGER_FILE)).unwrap();
+    conn.execute("DELETE FROM tasks WHERE id = ?1", [&interrupted.0])
+        .unwrap();
+    drop(conn);
+    let leaf = h.leaf("leaf-a", "slot-a").await;
+    assert_eq!(leaf.stats().ledger_rebuilds, 1, "the loss was detected");
+    let claims = leaf.resumable().unwrap();
+    assert_eq!(claims.len(), 1, "the claim is known again");
+    assert_eq!(claims[0].task(), &interrupted);
+    assert_eq!(leaf.tasks_opened(), 2, "the next task gets a new number");
+}

@@ -94,6 +94,14 @@ pub struct LeafArgs {
     /// Driven by a trial over stdin/stdout (line protocol) instead of run by hand.
     #[arg(long, hide = true)]
     pub controlled: bool,
+    /// Started again by the trial after it killed this leaf (a leaf fault): reopen the leaf on
+    /// its directory, take the tip stream up after this sequence, land the claims its ledger
+    /// holds and go on with the slot's remaining tasks.
+    #[arg(long, hide = true, value_name = "SEQ")]
+    pub resume_after: Option<u64>,
+    /// Which start of this leaf this is (0: the first); names its history part.
+    #[arg(long, hide = true, default_value_t = 0)]
+    pub incarnation: u32,
 }
 
 /// `herd sweep` options.

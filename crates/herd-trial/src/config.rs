@@ -601,9 +601,16 @@ impl TrialConfig {
             );
         }
         if let Some(f) = self.faults.iter().find(|f| f.kind.on_leaf()) {
-            let why = if self.leaves != Placement::InProcess {
+            use crate::faults::FaultKind;
+            let killable = matches!(
+                f.kind,
+                FaultKind::LeafKill | FaultKind::LeafHalt | FaultKind::LeafDamage
+            );
+            let why = if self.leaves != Placement::InProcess && !killable {
                 Some(
-                    "leaf faults need --leaves in-process (the trial stops and reopens the leaf)"
+                    "needs --leaves in-process (its standby or full disk is set up inside the \
+                     trial's process; leaf-kill, leaf-halt and leaf-damage also run on process \
+                     leaves)"
                         .to_string(),
                 )
             } else if self.board == Board::Shared {

@@ -71,6 +71,17 @@ impl JoinSpec {
     pub fn events_path(&self, id: &str) -> PathBuf {
         self.out_dir.join("leaf-events").join(format!("{id}.jsonl"))
     }
+
+    /// The history part of start `incarnation` of leaf `id` (0: [`JoinSpec::events_path`]).
+    pub fn events_part(&self, id: &str, incarnation: u32) -> PathBuf {
+        match incarnation {
+            0 => self.events_path(id),
+            n => self
+                .out_dir
+                .join("leaf-events")
+                .join(format!("{id}.{n}.jsonl")),
+        }
+    }
 }
 
 /// Now, as ns since the Unix epoch.

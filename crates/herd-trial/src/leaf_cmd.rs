@@ -22,7 +22,7 @@ use crate::leaves::{leaf_id, open_leaf, wait_handled};
 use crate::pacer::Pacer;
 use crate::progress::Progress;
 use crate::propagation::Holding;
-use crate::slot_runner::{SlotContext, run_slot};
+use crate::slot_runner::{CrashHook, SlotContext, SlotReport};
 use crate::workload::Workload;
 
 /// How often a controlled leaf reports progress; with none to report it still says so once a
@@ -38,16 +38,31 @@ pub async fn run_traced(
     join_path: &Path,
     slot: usize,
     controlled: bool,
+    restart: Option<Restart>,
 ) -> Result<bool, TrialError> {
     let span = tracing::info_span!("herd.leaf_process", slot);
     if let Ok(parent) = std::env::var("TRACEPARENT") {
         herd_bus::trace::set_parent(&span, &parent);
     }
-    tracing::Instrument::instrument(run(join_path, slot, controlled), span).await
+    tracing::Instrument::instrument(run(join_path, slot, controlled, restart), span).await
+}
+
+/// A leaf process started again by the trial after it killed it (a leaf fault).
+#[derive(Clone, Copy, Debug)]
+pub struct Restart {
+    /// Take the tip stream up after this sequence.
+    pub tips_after: u64,
+    /// Which start this is (1 for the first restart): names the history part.
+    pub incarnation: u32,
 }
 
 /// Runs leaf `slot` of the join file at `join_path`. Returns whether every task closed.
-pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool, TrialError> {
+pub async fn run(
+    join_path: &Path,
+    slot: usize,
+    controlled: bool,
+    restart: Option<Restart>,
+) -> Result<bool, TrialError> {
     let join = JoinSpec::read(join_path)?;
     let workload = Workload::generate(&join.config);
     let plan = workload
@@ -65,7 +80,7 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
         })?;
     let id = leaf_id(&join.tag, plan.slot);
     let zero = zero_instant(join.zero_unix_ns);
-    let events = join.events_path(&id);
+    let events = join.events_part(&id, restart.map_or(0, |r| r.incarnation));
     if let Some(dir) = events.parent() {
         std::fs::create_dir_all(dir).map_err(|source| TrialError::Output {
             path: dir.to_path_buf(),
@@ -84,13 +99,49 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
         log.clone(),
         holdings.clone(),
     );
-    let leaf = Arc::new(open_leaf(&join, slot, &plan, hook).await?);
+    let leaf = match restart {
+        None => open_leaf(&join, slot, &plan, hook).await?,
+        Some(r) => {
+            let who = crate::leaves::As {
+                id: id.clone(),
+                on_sync: Some(hook),
+                tips_after: Some(r.tips_after),
+            };
+            crate::leaves::open_leaf_as(&join, slot, &plan, who).await?
+        }
+    };
+    let leaf = Arc::new(leaf);
     let cell = Arc::new(crate::leaves::LeafCell::fixed(leaf.clone()));
     let out = Out::default();
-    let mut input = BufReader::new(tokio::io::stdin()).lines();
+    // The trial's lines: a leaf fault is armed as it arrives (the tasks run meanwhile); the
+    // rest waits in the inbox.
+    let armory = crate::faults::leaf::Armory::default();
+    let (inbox_tx, mut inbox) = tokio::sync::mpsc::unbounded_channel::<ToLeaf>();
     if controlled {
-        out.say(&FromLeaf::Ready { leaf: id.clone() }).await;
-        if !matches!(next(&mut input).await, Some(ToLeaf::Go)) {
+        let (armory, id) = (armory.clone(), id.clone());
+        tokio::spawn(async move {
+            let mut input = BufReader::new(tokio::io::stdin()).lines();
+            while let Some(msg) = next(&mut input).await {
+                match msg {
+                    ToLeaf::Fault { fault } => {
+                        crate::faults::leaf::arm_in_process(&armory, &id, &fault)
+                    }
+                    other => {
+                        if inbox_tx.send(other).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+    }
+    if controlled {
+        out.say(&FromLeaf::Ready {
+            leaf: id.clone(),
+            rebuilt: leaf.stats().ledger_rebuilds > 0,
+        })
+        .await;
+        if !matches!(inbox.recv().await, Some(ToLeaf::Go)) {
             // The trial went away before the start: leave quietly, nothing ran.
             leaf.shutdown().await;
             return Ok(false);
@@ -103,7 +154,8 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
         pacer: Pacer::share(join.config.pace_per_min, slot as u32, join.config.agents),
         progress: progress.clone(),
         zero: std::time::Instant::now(),
-        leaf_faults: Default::default(),
+        leaf_faults: armory,
+        crash: controlled.then(|| crash_hook(out.clone(), zero)),
     });
     let ticker = controlled.then(|| {
         let (out, progress) = (out.clone(), progress.clone());
@@ -114,8 +166,36 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
             }
         })
     });
-    let report = run_slot(cell.clone(), plan.clone(), ctx.clone()).await;
-    let closed_all = report.closed == plan.tasks.len() as u64;
+    let mut report = crate::slot_runner::SlotReport {
+        leaf: id.clone(),
+        ..Default::default()
+    };
+    let start = match restart {
+        None => 0,
+        // Started again after a crash: land what the ledger still holds, then go on.
+        Some(_) => {
+            crate::faults::leaf::land_resumed(&leaf, &plan, &ctx, &mut report).await;
+            leaf.tasks_opened() as usize
+        }
+    };
+    let rest =
+        crate::slot_runner::run_slot_from(cell.clone(), plan.clone(), ctx.clone(), start).await;
+    report.absorb(rest);
+    let closed_all = match restart {
+        None => report.closed == plan.tasks.len() as u64,
+        // Its earlier runs closed the others: the ledger knows them all.
+        Some(_) => {
+            leaf.ledger()
+                .tasks()
+                .map(|t| {
+                    t.iter()
+                        .filter(|t| t.state == herd_bus::TaskState::Closed)
+                        .count()
+                })
+                .unwrap_or(0)
+                == plan.tasks.len()
+        }
+    };
 
     if controlled {
         out.progress(&progress).await;
@@ -123,7 +203,7 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
             &report, zero,
         ))))
         .await;
-        while let Some(msg) = next(&mut input).await {
+        while let Some(msg) = inbox.recv().await {
             match msg {
                 ToLeaf::Drain {
                     broadcasts,
@@ -147,7 +227,8 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
                     .await;
                 }
                 ToLeaf::Stop => break,
-                ToLeaf::Go => {}
+                // Go is answered once; faults are armed by the reader.
+                ToLeaf::Go | ToLeaf::Fault { .. } => {}
             }
         }
     } else {
@@ -178,6 +259,26 @@ pub async fn run(join_path: &Path, slot: usize, controlled: bool) -> Result<bool
         source,
     })?;
     Ok(closed_all)
+}
+
+/// The hook a controlled leaf hands itself over with at a leaf fault's point: one `Crashing`
+/// line, then it waits for the trial's SIGKILL.
+fn crash_hook(out: Out, zero: std::time::Instant) -> CrashHook {
+    Arc::new(
+        move |report: &SlotReport, leaf: &herd_leaf::Leaf, task: &str| {
+            let msg = FromLeaf::Crashing {
+                report: Box::new(WireReport::from_report(report, zero)),
+                stats: leaf.stats(),
+                tip_position: leaf.tip_position(),
+                task: task.to_string(),
+            };
+            let out = out.clone();
+            Box::pin(async move {
+                out.say(&msg).await;
+                std::future::pending::<()>().await
+            })
+        },
+    )
 }
 
 /// The next message from the trial; `None` when stdin closed (the trial is gone).

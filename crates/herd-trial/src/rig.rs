@@ -366,6 +366,7 @@ impl Rig {
             progress,
             zero: Instant::now(),
             leaf_faults: crate::faults::leaf::Armory::default(),
+            crash: None,
         });
         self.ctx = Some(ctx.clone());
         let hub_before = self.core.hub.stats();
@@ -502,12 +503,17 @@ impl Rig {
             .map_err(|e| output_err(&self.facts.out_dir, e))?;
         tracing::debug!(lines, "history written");
         if self.facts.config.leaves == Placement::Process {
-            let parts: Vec<PathBuf> = self
-                .facts
-                .leaf_ids
-                .iter()
-                .map(|id| self.join.events_path(id))
-                .collect();
+            // Every leaf's part, and the parts of its runs after a leaf fault restarted it.
+            let mut parts: Vec<PathBuf> = Vec::new();
+            for id in &self.facts.leaf_ids {
+                for n in 0.. {
+                    let part = self.join.events_part(id, n);
+                    if n > 0 && !part.exists() {
+                        break;
+                    }
+                    parts.push(part);
+                }
+            }
             let events = self.facts.out_dir.join("events.jsonl");
             let merged =
                 crate::events::merge(&events, &parts).map_err(|e| output_err(&events, e))?;

@@ -103,15 +103,34 @@ pub struct SlotContext {
     pub zero: Instant,
     /// Leaf faults armed by the fault driver, taken by the runner of the leaf they name.
     pub leaf_faults: crate::faults::leaf::Armory,
+    /// A leaf process hands itself over here at a leaf fault's point, to be killed by the
+    /// trial (`None` in-process: the slot's cell stops and reopens the leaf itself).
+    pub crash: Option<CrashHook>,
 }
+
+/// Sends a leaf process's report so far, counters and tip position (`Crashing`) for the task
+/// named, then never returns: the trial SIGKILLs the process and starts it again.
+pub type CrashHook =
+    Arc<dyn Fn(&SlotReport, &Leaf, &str) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 /// Runs every task of `plan` on `leaf`.
 pub async fn run_slot(cell: Arc<LeafCell>, plan: SlotPlan, ctx: Arc<SlotContext>) -> SlotReport {
+    run_slot_from(cell, plan, ctx, 0).await
+}
+
+/// Runs the tasks of `plan` from index `start` on (a leaf process started again after a
+/// crash goes on where its ledger says it was).
+pub async fn run_slot_from(
+    cell: Arc<LeafCell>,
+    plan: SlotPlan,
+    ctx: Arc<SlotContext>,
+    start: usize,
+) -> SlotReport {
     let mut report = SlotReport {
         leaf: cell.id().to_string(),
         ..Default::default()
     };
-    for (k, task) in plan.tasks.iter().enumerate() {
+    for (k, task) in plan.tasks.iter().enumerate().skip(start) {
         let begun = match task.due {
             Some(due) => {
                 let due = ctx.zero + due;

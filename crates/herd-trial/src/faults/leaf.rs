@@ -98,6 +98,77 @@ impl Armory {
     }
 }
 
+/// Arms `fault` (`kill`, `halt`, `damage`) inside a leaf process, as its trial asked: the
+/// process only reaches the fault's point and hands itself over ([`SlotContext::crash`]); the
+/// trial kills it, holds, (damages its state) and starts it again.
+pub(crate) fn arm_in_process(armory: &Armory, leaf: &str, fault: &str) {
+    let fault = match fault {
+        "kill" => LeafFault::Kill,
+        "halt" => LeafFault::Halt,
+        "damage" => LeafFault::Damage,
+        other => {
+            tracing::warn!(fault = other, "a leaf process cannot play this fault");
+            return;
+        }
+    };
+    let (report, _) = oneshot::channel();
+    armory.arm(
+        leaf,
+        Armed {
+            fault,
+            hold: Duration::ZERO,
+            report,
+        },
+    );
+}
+
+/// In a leaf process started again after a crash: lands each claim its ledger still holds
+/// (the work done again — the same task's files — after its think time), as the in-process
+/// restart does.
+pub(crate) async fn land_resumed(
+    leaf: &Leaf,
+    plan: &crate::workload::SlotPlan,
+    ctx: &SlotContext,
+    report: &mut SlotReport,
+) {
+    let claims = match leaf.resumable() {
+        Ok(claims) => claims,
+        Err(e) => {
+            tracing::warn!(leaf = %leaf.id(), error = %e, "reading the ledger's claims");
+            return;
+        }
+    };
+    for claim in claims {
+        // `<leaf>.tNNNN`: the slot's task NNNN (a slot opens its tasks in order).
+        let spec = claim
+            .task()
+            .0
+            .rsplit_once(".t")
+            .and_then(|(_, n)| n.parse::<usize>().ok())
+            .and_then(|n| plan.tasks.get(n));
+        let Some(spec) = spec else {
+            tracing::warn!(task = %claim.task(), "a resumed claim the plan does not name");
+            continue;
+        };
+        let task = claim.task().clone();
+        let work = Work {
+            task: &task,
+            files: spec
+                .files
+                .iter()
+                .map(|f| (f.path.clone(), f.bytes.clone()))
+                .collect(),
+            think: spec.think,
+            begun: Instant::now(),
+            contended: false,
+        };
+        tokio::time::sleep(work.think).await;
+        let mut out = LeafOutcome::default();
+        land(leaf, &plan.slot_dir, claim, work, &mut out, ctx, report).await;
+        ctx.progress.task_done();
+    }
+}
+
 /// Plays `armed` out on the task `claim` holds, then finishes the task.
 pub(crate) async fn inject(
     cell: &LeafCell,
@@ -114,6 +185,10 @@ pub(crate) async fn inject(
     };
     match armed.fault {
         LeafFault::Kill | LeafFault::Damage => {
+            if let (Some(crash), Some(leaf)) = (&ctx.crash, cell.leaf()) {
+                // A leaf process: the trial kills it here.
+                crash(report, &leaf, &out.task).await;
+            }
             out.injected = Some(Instant::now());
             let position = cell.crash().await;
             if armed.fault == LeafFault::Damage
@@ -248,6 +323,10 @@ async fn halt(
     let files = work.files.clone();
     match commit_step(&leaf, slot, &claim, files, ctx, report).await {
         Err(LeafError::Halted { oid, .. }) => {
+            if let Some(crash) = &ctx.crash {
+                // A leaf process: the trial kills it here.
+                crash(report, &leaf, &out.task).await;
+            }
             out.injected = Some(Instant::now());
             drop(leaf);
             let position = cell.crash().await;
@@ -472,15 +551,22 @@ async fn disk_full(
     }
 }
 
-/// F13's damage to a stopped leaf's directory: the ledger truncated mid-page, a stale
-/// `index.lock` and a garbage git index in its worktree.
-fn damage(dir: &Path) -> std::io::Result<()> {
+/// F13's damage to a stopped leaf's directory: the ledger truncated mid-page and its
+/// write-ahead log lost (a killed process leaves one), a stale `index.lock` and a garbage git
+/// index in its worktree.
+pub(crate) fn damage(dir: &Path) -> std::io::Result<()> {
     let ledger = dir.join(herd_leaf::LEDGER_FILE);
     let len = std::fs::metadata(&ledger)?.len();
     let file = std::fs::OpenOptions::new().write(true).open(&ledger)?;
     // Mid-page: SQLite finds the pages it needs missing or cut.
     file.set_len((len / 2).max(1) | 1)?;
     file.sync_all()?;
+    for lost in ["-wal", "-shm"] {
+        let path = dir.join(format!("{}{lost}", herd_leaf::LEDGER_FILE));
+        if path.exists() {
+            std::fs::remove_file(path)?;
+        }
+    }
     let git = dir.join("repo").join(".git");
     std::fs::write(git.join("index.lock"), b"stale")?;
     std::fs::write(git.join("index"), b"not an index")?;

@@ -6,6 +6,14 @@
 //! and it is reported by name with its exit status and the tail of its log. Children are
 //! killed when the set drops (`kill_on_drop`) — so an error path or a cancelled trial leaves
 //! none behind — and, on Linux, when the trial process dies (`PR_SET_PDEATHSIG`).
+//!
+//! Leaf faults on process leaves are real kills: the trial asks the child to play the fault
+//! (`Fault`); at its point (after a won claim, F6/F13; after the hub accepted its push, F7) the
+//! child sends its work so far (`Crashing`) and waits; the trial SIGKILLs it, holds (for F13
+//! damages its ledger and git index meanwhile) and starts it again with `--resume-after` (its
+//! tip-stream position) — it reopens its directory, lands the claims its ledger holds and goes
+//! on with the slot. Lines of a killed child's earlier run are ignored (each run has a
+//! generation); its reports and counters are added to the new run's.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -45,6 +53,13 @@ impl std::fmt::Display for LeafFailure {
 
 struct Kid {
     id: String,
+    /// Which run of this slot's leaf (0: the first; each restart after a leaf fault adds 1).
+    generation: u32,
+    /// Its killed runs' reports and counters.
+    partial: Vec<SlotReport>,
+    earlier: LeafStats,
+    /// A leaf fault in play on it.
+    fault: Option<Playing>,
     child: Child,
     stdin: Option<ChildStdin>,
     log: PathBuf,
@@ -62,10 +77,96 @@ enum Line {
     Closed,
 }
 
+/// A leaf fault being played on a child.
+struct Playing {
+    armed: crate::faults::leaf::Armed,
+    outcome: crate::faults::leaf::LeafOutcome,
+}
+
+/// How to start (and start again) a child.
+struct Spawner {
+    exe: PathBuf,
+    join_path: PathBuf,
+    logs: PathBuf,
+    work_dir: PathBuf,
+    traceparent: Option<String>,
+    tx: mpsc::UnboundedSender<(usize, u32, Line)>,
+}
+
+impl Spawner {
+    /// Starts the child of slot `index` (`restart`: its tip position and generation).
+    fn spawn(
+        &self,
+        index: usize,
+        id: &str,
+        restart: Option<(u64, u32)>,
+    ) -> Result<(Child, Option<ChildStdin>, PathBuf), TrialError> {
+        let log = self.logs.join(format!("{id}.log"));
+        let stderr = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .map_err(|source| TrialError::Output {
+                path: log.clone(),
+                source,
+            })?;
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("leaf")
+            .arg("--join")
+            .arg(&self.join_path)
+            .arg("--slot")
+            .arg(index.to_string())
+            .arg("--controlled")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true);
+        let generation = match restart {
+            Some((tips_after, generation)) => {
+                cmd.arg("--resume-after")
+                    .arg(tips_after.to_string())
+                    .arg("--incarnation")
+                    .arg(generation.to_string());
+                generation
+            }
+            None => 0,
+        };
+        match &self.traceparent {
+            Some(tp) => cmd.env("TRACEPARENT", tp),
+            None => cmd.env_remove("TRACEPARENT"),
+        };
+        die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| TrialError::LeafProcess {
+            leaf: id.to_string(),
+            what: format!("spawning {}: {e}", self.exe.display()),
+        })?;
+        let stdout = child.stdout.take().expect("stdout piped");
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut lines = BufReader::new(stdout).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                let msg = match serde_json::from_str::<FromLeaf>(&line) {
+                    Ok(msg) => Line::Msg(msg),
+                    Err(_) => Line::Garbage(line),
+                };
+                if tx.send((index, generation, msg)).is_err() {
+                    return;
+                }
+            }
+            let _ = tx.send((index, generation, Line::Closed));
+        });
+        let stdin = child.stdin.take();
+        Ok((child, stdin, log))
+    }
+}
+
 /// The running children.
 pub struct Children {
     kids: Vec<Kid>,
-    rx: mpsc::UnboundedReceiver<(usize, Line)>,
+    rx: mpsc::UnboundedReceiver<(usize, u32, Line)>,
+    spawner: Spawner,
+    /// Leaf faults the driver arms (during the work).
+    armory: crate::faults::leaf::Armory,
     zero: Instant,
     holdings: std::sync::Arc<std::sync::Mutex<Vec<Holding>>>,
     failures: Vec<LeafFailure>,
@@ -96,54 +197,26 @@ impl Children {
                 source,
             })?;
         }
-        let traceparent = herd_bus::trace::current_traceparent();
         let (tx, rx) = mpsc::unbounded_channel();
+        let spawner = Spawner {
+            exe: exe.to_path_buf(),
+            join_path: setup.join_path.to_path_buf(),
+            logs,
+            work_dir: setup.join.work_dir.clone(),
+            traceparent: herd_bus::trace::current_traceparent(),
+            tx,
+        };
         let mut kids = Vec::new();
         for (index, plan) in setup.workload.slots.iter().enumerate() {
             let id = leaf_id(&setup.join.tag, plan.slot);
-            let log = logs.join(format!("{id}.log"));
-            let stderr = std::fs::File::create(&log).map_err(|source| TrialError::Output {
-                path: log.clone(),
-                source,
-            })?;
-            let mut cmd = Command::new(exe);
-            cmd.arg("leaf")
-                .arg("--join")
-                .arg(setup.join_path)
-                .arg("--slot")
-                .arg(index.to_string())
-                .arg("--controlled")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(stderr)
-                .kill_on_drop(true);
-            match &traceparent {
-                Some(tp) => cmd.env("TRACEPARENT", tp),
-                None => cmd.env_remove("TRACEPARENT"),
-            };
-            die_with_parent(&mut cmd);
-            let mut child = cmd.spawn().map_err(|e| TrialError::LeafProcess {
-                leaf: id.clone(),
-                what: format!("spawning {}: {e}", exe.display()),
-            })?;
-            let stdout = child.stdout.take().expect("stdout piped");
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let mut lines = BufReader::new(stdout).lines();
-                while let Ok(Some(line)) = lines.next_line().await {
-                    let msg = match serde_json::from_str::<FromLeaf>(&line) {
-                        Ok(msg) => Line::Msg(msg),
-                        Err(_) => Line::Garbage(line),
-                    };
-                    if tx.send((index, msg)).is_err() {
-                        return;
-                    }
-                }
-                let _ = tx.send((index, Line::Closed));
-            });
+            let (child, stdin, log) = spawner.spawn(index, &id, None)?;
             kids.push(Kid {
                 id,
-                stdin: child.stdin.take(),
+                generation: 0,
+                partial: Vec::new(),
+                earlier: LeafStats::default(),
+                fault: None,
+                stdin,
                 child,
                 log,
                 closed: false,
@@ -155,6 +228,8 @@ impl Children {
         let mut children = Children {
             kids,
             rx,
+            spawner,
+            armory: Default::default(),
             zero: setup.zero,
             holdings: setup.holdings.clone(),
             failures: Vec::new(),
@@ -188,30 +263,50 @@ impl Children {
         self.kids.iter().map(|k| k.id.clone()).collect()
     }
 
-    /// Starts every child's tasks and collects their reports.
-    pub async fn work(&mut self, progress: &Progress) -> Vec<SlotReport> {
+    /// Starts every child's tasks and collects their reports (with those of runs a leaf
+    /// fault killed). Leaf faults armed in `armory` are played meanwhile.
+    pub async fn work(
+        &mut self,
+        progress: &Progress,
+        armory: &crate::faults::leaf::Armory,
+    ) -> Vec<SlotReport> {
+        self.armory = armory.clone();
         self.send_all(&ToLeaf::Go).await;
         let zero = self.zero;
-        self.collect(None, Some(progress), true, |m| {
-            matches!(m, FromLeaf::Worked(_))
-        })
-        .await
-        .into_iter()
-        .flatten()
-        .filter_map(|m| match m {
-            FromLeaf::Worked(report) => Some(WireReport::into_report(*report, zero)),
-            _ => None,
-        })
-        .collect()
+        let worked = self
+            .collect(None, Some(progress), true, |m| {
+                matches!(m, FromLeaf::Worked(_))
+            })
+            .await;
+        let mut reports = Vec::new();
+        for (kid, msg) in self.kids.iter_mut().zip(worked) {
+            let Some(FromLeaf::Worked(report)) = msg else {
+                continue;
+            };
+            let mut report = WireReport::into_report(*report, zero);
+            for earlier in kid.partial.drain(..) {
+                report.absorb(earlier);
+            }
+            reports.push(report);
+        }
+        reports
     }
 
     /// Asks every child to drain; true when every live one settled.
     pub async fn drain(&mut self, broadcasts: u64, stall: Duration) -> bool {
-        self.send_all(&ToLeaf::Drain {
-            broadcasts,
-            stall_secs: stall.as_secs().max(1),
-        })
-        .await;
+        // A restarted leaf took its tip stream up where its killed run stopped: it owes the
+        // broadcasts that run did not receive.
+        for index in 0..self.kids.len() {
+            let owed = broadcasts.saturating_sub(self.kids[index].earlier.tips_received);
+            self.send_to(
+                index,
+                &ToLeaf::Drain {
+                    broadcasts: owed,
+                    stall_secs: stall.as_secs().max(1),
+                },
+            )
+            .await;
+        }
         let drained = self
             .collect(None, None, true, |m| matches!(m, FromLeaf::Drained { .. }))
             .await;
@@ -228,7 +323,9 @@ impl Children {
                 continue;
             };
             all &= settled;
-            self.kids[index].stats = stats;
+            let mut total = self.kids[index].earlier;
+            total.absorb(&stats);
+            self.kids[index].stats = total;
             self.kids[index].usage = Some(usage);
             let mut held = self.holdings.lock().expect("holdings lock");
             for (oid, ns) in holdings {
@@ -286,14 +383,105 @@ impl Children {
     }
 
     async fn send_all(&mut self, msg: &ToLeaf) {
+        for index in 0..self.kids.len() {
+            self.send_to(index, msg).await;
+        }
+    }
+
+    async fn send_to(&mut self, index: usize, msg: &ToLeaf) {
         let mut line = serde_json::to_string(msg).expect("wire messages serialize");
         line.push('\n');
-        for kid in &mut self.kids {
-            if let Some(stdin) = &mut kid.stdin
-                && (stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err())
-            {
-                kid.stdin = None;
+        let kid = &mut self.kids[index];
+        if let Some(stdin) = &mut kid.stdin
+            && (stdin.write_all(line.as_bytes()).await.is_err() || stdin.flush().await.is_err())
+        {
+            kid.stdin = None;
+        }
+    }
+
+    /// Hands every leaf fault the driver armed to its child.
+    async fn deal_faults(&mut self) {
+        for index in 0..self.kids.len() {
+            if self.kids[index].fault.is_some() {
+                continue;
             }
+            let Some(armed) = self.armory.take(&self.kids[index].id) else {
+                continue;
+            };
+            let fault = match armed.fault {
+                crate::faults::leaf::LeafFault::Kill => "kill",
+                crate::faults::leaf::LeafFault::Halt => "halt",
+                _ => "damage",
+            };
+            self.send_to(
+                index,
+                &ToLeaf::Fault {
+                    fault: fault.into(),
+                },
+            )
+            .await;
+            self.kids[index].fault = Some(Playing {
+                armed,
+                outcome: Default::default(),
+            });
+        }
+    }
+
+    /// A child reached its leaf fault's point: SIGKILL it, hold (damage its state for F13)
+    /// and start it again where it was. The new run's `Ready` completes the fault.
+    async fn crash(
+        &mut self,
+        index: usize,
+        report: WireReport,
+        stats: LeafStats,
+        tip: u64,
+        task: String,
+    ) {
+        let zero = self.zero;
+        let kid = &mut self.kids[index];
+        let Some(playing) = kid.fault.as_mut() else {
+            return;
+        };
+        let _ = kid.child.start_kill();
+        let _ = tokio::time::timeout(Duration::from_secs(10), kid.child.wait()).await;
+        playing.outcome.injected = Some(Instant::now());
+        playing.outcome.task = task;
+        kid.partial.push(WireReport::into_report(report, zero));
+        kid.earlier.absorb(&stats);
+        kid.stdin = None;
+        let (hold, fault) = (playing.armed.hold, playing.armed.fault);
+        if fault == crate::faults::leaf::LeafFault::Damage {
+            let dir = self.spawner.work_dir.join("leaves").join(&kid.id);
+            if let Err(e) = crate::faults::leaf::damage(&dir) {
+                playing.outcome.error = Some(format!("damaging {}: {e}", dir.display()));
+            }
+        }
+        tokio::time::sleep(hold).await;
+        kid.generation += 1;
+        match self
+            .spawner
+            .spawn(index, &kid.id, Some((tip, kid.generation)))
+        {
+            Ok((child, stdin, log)) => {
+                kid.child = child;
+                kid.stdin = stdin;
+                kid.log = log;
+                kid.closed = false;
+            }
+            Err(e) => {
+                let mut playing = kid.fault.take().expect("in play");
+                playing.outcome.error = Some(format!("restart: {e}"));
+                let _ = playing.armed.report.send(playing.outcome);
+                self.failures.push(LeafFailure {
+                    leaf: kid.id.clone(),
+                    what: format!("not started again after a leaf fault: {e}"),
+                });
+                kid.closed = true;
+            }
+        }
+        // The others spoke meanwhile (their lines wait in the channel).
+        for kid in &mut self.kids {
+            kid.heard = Instant::now();
         }
     }
 
@@ -310,6 +498,7 @@ impl Children {
         let mut got: Vec<Option<FromLeaf>> = self.kids.iter().map(|_| None).collect();
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let mut deal = tokio::time::interval(Duration::from_millis(20));
         for kid in &mut self.kids {
             kid.heard = Instant::now();
         }
@@ -329,12 +518,44 @@ impl Children {
                     self.kill_silent(&got);
                     continue;
                 }
+                _ = deal.tick(), if progress.is_some() => {
+                    self.deal_faults().await;
+                    continue;
+                }
             };
-            let Some((index, line)) = next else {
+            let Some((index, generation, line)) = next else {
                 return got;
             };
+            if generation != self.kids[index].generation {
+                // A run a leaf fault killed: its last words (the closing stdout) are moot.
+                continue;
+            }
             self.kids[index].heard = Instant::now();
             match line {
+                Line::Msg(FromLeaf::Crashing {
+                    report,
+                    stats,
+                    tip_position,
+                    task,
+                }) => {
+                    self.crash(index, *report, stats, tip_position, task).await;
+                }
+                Line::Msg(FromLeaf::Ready { rebuilt, .. }) if self.kids[index].fault.is_some() => {
+                    // Started again: go on, and the fault is played out.
+                    self.send_to(index, &ToLeaf::Go).await;
+                    let kid = &mut self.kids[index];
+                    if let Some(mut playing) = kid.fault.take() {
+                        let now = Instant::now();
+                        playing.outcome.healed = Some(now);
+                        let by = if rebuilt {
+                            "the restarted leaf process: damaged ledger rebuilt from the bus"
+                        } else {
+                            "the restarted leaf process: claim resumed from its ledger"
+                        };
+                        playing.outcome.detected = Some((now, by.into()));
+                        let _ = playing.armed.report.send(playing.outcome);
+                    }
+                }
                 Line::Msg(FromLeaf::Progress { tasks, commits }) => {
                     if let Some(p) = progress {
                         p.add(tasks, commits);

@@ -158,7 +158,7 @@ pub enum LeafSet {
     /// Tasks of this process (each slot's leaf in a cell: leaf faults restart it).
     InProcess(Vec<Arc<LeafCell>>),
     /// `herd leaf` children.
-    Processes(children::Children),
+    Processes(Box<children::Children>),
 }
 
 impl LeafSet {
@@ -168,7 +168,7 @@ impl LeafSet {
             Placement::InProcess => open_in_process(setup).await.map(LeafSet::InProcess),
             Placement::Process => children::Children::spawn(setup)
                 .await
-                .map(LeafSet::Processes),
+                .map(|c| LeafSet::Processes(Box::new(c))),
         }
     }
 
@@ -218,7 +218,7 @@ impl LeafSet {
                 }
                 reports
             }
-            LeafSet::Processes(c) => c.work(&ctx.progress).await,
+            LeafSet::Processes(c) => c.work(&ctx.progress, &ctx.leaf_faults).await,
         }
     }
 

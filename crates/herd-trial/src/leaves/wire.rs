@@ -15,6 +15,9 @@ pub enum FromLeaf {
     Ready {
         /// The leaf's id.
         leaf: String,
+        /// It found its ledger damaged and rebuilt it from the bus (a restart after F13).
+        #[serde(default)]
+        rebuilt: bool,
     },
     /// Tasks finished and commits accepted since the last progress line.
     Progress {
@@ -25,6 +28,18 @@ pub enum FromLeaf {
     },
     /// Every task of the slot has run.
     Worked(Box<WireReport>),
+    /// A leaf fault reached its point (F6 after the claim, F7 after the accepted push): the
+    /// leaf's work so far, then it waits to be SIGKILLed by the trial and started again.
+    Crashing {
+        /// The slot's report up to here.
+        report: Box<WireReport>,
+        /// The leaf's counters up to here.
+        stats: herd_leaf::LeafStats,
+        /// The tip-stream sequence it reached (its restart takes the stream up after it).
+        tip_position: u64,
+        /// The task the fault hit.
+        task: String,
+    },
     /// The drain ended (`settled`: every broadcast handled); counters are final.
     Drained {
         /// Every expected broadcast handled, nothing in flight.
@@ -120,6 +135,12 @@ pub enum ToLeaf {
     },
     /// Shut down (flush the ledger) and exit.
     Stop,
+    /// Play a leaf fault out at the next won claim (`kill`, `halt` or `damage`): reach its
+    /// point, say `Crashing`, and wait to be killed.
+    Fault {
+        /// Which.
+        fault: String,
+    },
 }
 
 /// A [`SlotReport`] across the process boundary.
