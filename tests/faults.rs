@@ -472,7 +472,7 @@ fn f11_a_leaf_whose_disk_fills_up_commits_nothing_until_freed_and_loses_nothing(
 }
 
 #[test]
-fn f7_f13_process_leaves_are_sigkilled_and_started_again_and_lose_nothing() {
+fn f6_f7_f13_process_leaves_are_sigkilled_and_started_again_and_lose_nothing() {
     // F7: the leaf process is SIGKILLed right after the hub accepted its push; started again
     // (`--resume-after`), it finds the commit on the trunk and pushes nothing twice.
     let (f, history) = assert_survived_args(
@@ -493,6 +493,17 @@ fn f7_f13_process_leaves_are_sigkilled_and_started_again_and_lose_nothing() {
         .map(|l| l.2)
         .collect();
     assert_eq!(commits, ["invoke", "invoke", "ok"], "{lines:?}");
+    // F6 on a process: killed right after its claim; its history up to the claim survives
+    // the kill (history PASS: the landed commit's epoch is a claim the history holds).
+    let (f, history) = assert_survived_args(
+        "leaf-kill@commits=40+1s:leaf-3",
+        "F6",
+        true,
+        &["--leaves", "process"],
+    );
+    let task = leaf_fault(&f, "leaf-3");
+    let lines = task_lines(&history, &task);
+    assert!(lines.contains(&("leaf-3", "claim", "ok")), "{lines:?}");
     // F13 on a process: killed, its ledger truncated and git index broken while it is down.
     let (f, _) = assert_survived_args(
         "leaf-damage@commits=40+1s:leaf-1",

@@ -2,8 +2,9 @@
 //! phase and per broadcast outcome, format in `docs/history.md` and [`herd_check::history`]).
 //!
 //! Writers send lines over a channel; one task owns the file, so lines never interleave and a
-//! slow disk never blocks a leaf. Lines reach the file whenever the queue runs dry;
-//! [`EventLog::finish`] flushes and reports the line count.
+//! slow disk never blocks a leaf. Lines reach the file whenever the queue runs dry, and
+//! [`EventLog::sync`] waits until every line sent before it is on disk (a leaf process about to
+//! be killed by a leaf fault); [`EventWriter::finish`] flushes and reports the line count.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -16,8 +17,15 @@ use tokio::task::JoinHandle;
 /// Sends history lines to the writer task. Cheap to clone.
 #[derive(Clone)]
 pub struct EventLog {
-    tx: mpsc::UnboundedSender<HistoryEvent>,
+    tx: mpsc::UnboundedSender<Item>,
     start: Instant,
+}
+
+/// What the writer task receives.
+enum Item {
+    Line(Box<HistoryEvent>),
+    /// Flush, then answer.
+    Sync(tokio::sync::oneshot::Sender<()>),
 }
 
 /// The writer task of an [`EventLog`].
@@ -30,11 +38,20 @@ impl EventLog {
     /// Creates `path` and starts the writer. `start` is time zero of `t_ns`.
     pub fn create(path: &Path, start: Instant) -> std::io::Result<(EventLog, EventWriter)> {
         let file = std::fs::File::create(path)?;
-        let (tx, mut rx) = mpsc::unbounded_channel::<HistoryEvent>();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Item>();
         let handle = tokio::task::spawn_blocking(move || {
             let mut out = std::io::BufWriter::new(file);
             let mut lines = 0u64;
-            while let Some(event) = rx.blocking_recv() {
+            while let Some(item) = rx.blocking_recv() {
+                let event = match item {
+                    Item::Line(event) => event,
+                    Item::Sync(done) => {
+                        out.flush()?;
+                        out.get_ref().sync_data()?;
+                        let _ = done.send(());
+                        continue;
+                    }
+                };
                 serde_json::to_writer(&mut out, &event)?;
                 out.write_all(b"\n")?;
                 lines += 1;
@@ -82,7 +99,15 @@ impl EventLog {
 
     /// Sends a prepared line. After the writer finished this is a no-op (the trial is over).
     pub fn send(&self, event: HistoryEvent) {
-        let _ = self.tx.send(event);
+        let _ = self.tx.send(Item::Line(Box::new(event)));
+    }
+
+    /// Returns once every line sent before it is written and on disk.
+    pub async fn sync(&self) {
+        let (done, synced) = tokio::sync::oneshot::channel();
+        if self.tx.send(Item::Sync(done)).is_ok() {
+            let _ = synced.await;
+        }
     }
 }
 

@@ -155,7 +155,7 @@ pub async fn run(
         progress: progress.clone(),
         zero: std::time::Instant::now(),
         leaf_faults: armory,
-        crash: controlled.then(|| crash_hook(out.clone(), zero)),
+        crash: controlled.then(|| crash_hook(out.clone(), zero, log.clone())),
     });
     let ticker = controlled.then(|| {
         let (out, progress) = (out.clone(), progress.clone());
@@ -261,9 +261,10 @@ pub async fn run(
     Ok(closed_all)
 }
 
-/// The hook a controlled leaf hands itself over with at a leaf fault's point: one `Crashing`
+/// The hook a controlled leaf hands itself over with at a leaf fault's point: its history up
+/// to here on disk (the trial's record of what it did must survive the kill), one `Crashing`
 /// line, then it waits for the trial's SIGKILL.
-fn crash_hook(out: Out, zero: std::time::Instant) -> CrashHook {
+fn crash_hook(out: Out, zero: std::time::Instant, log: EventLog) -> CrashHook {
     Arc::new(
         move |report: &SlotReport, leaf: &herd_leaf::Leaf, task: &str| {
             let msg = FromLeaf::Crashing {
@@ -272,8 +273,9 @@ fn crash_hook(out: Out, zero: std::time::Instant) -> CrashHook {
                 tip_position: leaf.tip_position(),
                 task: task.to_string(),
             };
-            let out = out.clone();
+            let (out, log) = (out.clone(), log.clone());
             Box::pin(async move {
+                log.sync().await;
                 out.say(&msg).await;
                 std::future::pending::<()>().await
             })
