@@ -125,8 +125,12 @@ pub fn check(a: &Artifacts) -> CheckReport {
                         .file_name()
                         .map(|n| n.to_string_lossy().into_owned())
                         .unwrap_or_default();
-                    if let Ok(r) = spans::ledger_rows(&dir.join(ledger::LEDGER_FILE)) {
-                        rows.insert(leaf, r);
+                    match spans::ledger_rows(&dir.join(ledger::LEDGER_FILE)) {
+                        Ok(r) => {
+                            rows.insert(leaf, r);
+                        }
+                        // Its spans cannot be judged: say so (I11 names the ledger too).
+                        Err(e) => missing.push(format!("I5: {e}")),
                     }
                 }
                 v.extend(spans::spans_match_ledgers(&list, &rows));

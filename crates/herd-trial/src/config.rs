@@ -600,7 +600,7 @@ impl TrialConfig {
                  under compare-and-swap (the merge queue could land a replayed push twice)",
             );
         }
-        if let Some(f) = self.faults.iter().find(|f| f.kind.on_leaf()) {
+        for f in self.faults.iter().filter(|f| f.kind.on_leaf()) {
             use crate::faults::FaultKind;
             let killable = matches!(
                 f.kind,

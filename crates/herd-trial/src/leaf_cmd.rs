@@ -178,9 +178,9 @@ pub async fn run(
             leaf.tasks_opened() as usize
         }
     };
-    let rest =
-        crate::slot_runner::run_slot_from(cell.clone(), plan.clone(), ctx.clone(), start).await;
-    report.absorb(rest);
+    let report =
+        crate::slot_runner::run_slot_from(cell.clone(), plan.clone(), ctx.clone(), start, report)
+            .await;
     let closed_all = match restart {
         None => report.closed == plan.tasks.len() as u64,
         // Its earlier runs closed the others: the ledger knows them all.
@@ -266,16 +266,21 @@ pub async fn run(
 /// line, then it waits for the trial's SIGKILL.
 fn crash_hook(out: Out, zero: std::time::Instant, log: EventLog) -> CrashHook {
     Arc::new(
-        move |report: &SlotReport, leaf: &herd_leaf::Leaf, task: &str| {
-            let msg = FromLeaf::Crashing {
-                report: Box::new(WireReport::from_report(report, zero)),
-                stats: leaf.stats(),
-                tip_position: leaf.tip_position(),
-                task: task.to_string(),
-            };
-            let (out, log) = (out.clone(), log.clone());
+        move |report: &SlotReport, leaf: Arc<herd_leaf::Leaf>, task: &str| {
+            let report = Box::new(WireReport::from_report(report, zero));
+            let (out, log, task) = (out.clone(), log.clone(), task.to_string());
             Box::pin(async move {
+                // Nothing more is taken in (no broadcast is handled twice across the
+                // restart), so the counters and the position agree.
+                leaf.crash().await;
+                let msg = FromLeaf::Crashing {
+                    report,
+                    stats: leaf.stats(),
+                    tip_position: leaf.tip_position(),
+                    task,
+                };
                 log.sync().await;
+                let _ = tokio::task::spawn_blocking(crate::telemetry::flush_spans).await;
                 out.say(&msg).await;
                 std::future::pending::<()>().await
             })

@@ -108,28 +108,31 @@ pub struct SlotContext {
     pub crash: Option<CrashHook>,
 }
 
-/// Sends a leaf process's report so far, counters and tip position (`Crashing`) for the task
-/// named, then never returns: the trial SIGKILLs the process and starts it again.
-pub type CrashHook =
-    Arc<dyn Fn(&SlotReport, &Leaf, &str) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
+/// Stops the leaf taking broadcasts, sends a leaf process's report so far, counters and tip
+/// position (`Crashing`) for the task named, then never returns: the trial SIGKILLs the
+/// process and starts it again.
+pub type CrashHook = Arc<
+    dyn Fn(&SlotReport, Arc<Leaf>, &str) -> futures::future::BoxFuture<'static, ()> + Send + Sync,
+>;
 
 /// Runs every task of `plan` on `leaf`.
 pub async fn run_slot(cell: Arc<LeafCell>, plan: SlotPlan, ctx: Arc<SlotContext>) -> SlotReport {
-    run_slot_from(cell, plan, ctx, 0).await
+    let report = SlotReport {
+        leaf: cell.id().to_string(),
+        ..Default::default()
+    };
+    run_slot_from(cell, plan, ctx, 0, report).await
 }
 
-/// Runs the tasks of `plan` from index `start` on (a leaf process started again after a
-/// crash goes on where its ledger says it was).
+/// Runs the tasks of `plan` from index `start` on, adding to `report` (a leaf process started
+/// again after a crash goes on where its ledger says it was, with what it landed so far).
 pub async fn run_slot_from(
     cell: Arc<LeafCell>,
     plan: SlotPlan,
     ctx: Arc<SlotContext>,
     start: usize,
+    mut report: SlotReport,
 ) -> SlotReport {
-    let mut report = SlotReport {
-        leaf: cell.id().to_string(),
-        ..Default::default()
-    };
     for (k, task) in plan.tasks.iter().enumerate().skip(start) {
         let begun = match task.due {
             Some(due) => {

@@ -96,6 +96,8 @@ impl Leaf {
             .commit_inner(claim, files, &mut tries)
             .instrument_in(span.clone())
             .await;
+        // A halt or pause set for this commit ends with it, whether or not its push came.
+        let _ = (self.take_halt(), self.take_push_pause());
         let retries = tries.forks;
         // Recorded on every exit, so spans count exactly what the leaf counted.
         span.record("commit.fork_retries", retries);

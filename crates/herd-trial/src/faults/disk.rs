@@ -48,12 +48,13 @@ impl Tmpfs {
     /// Unmounts it; with `keep`, its contents are copied into the directory underneath first
     /// (a kept run's state stays whole).
     pub(crate) fn release(mut self, keep: bool) -> std::io::Result<()> {
-        self.mounted = false;
         let copy = self.dir.with_extension("tmpfs-copy");
         if keep {
             run(Command::new("cp").arg("-a").arg(&self.dir).arg(&copy))?;
         }
         run(Command::new("umount").arg("-l").arg(&self.dir))?;
+        // Unmounted: nothing left for the drop to do (on any error above, it unmounts).
+        self.mounted = false;
         if keep {
             // The mount point is a plain directory again: move the copy's contents in.
             for entry in std::fs::read_dir(&copy)? {

@@ -187,7 +187,7 @@ pub(crate) async fn inject(
         LeafFault::Kill | LeafFault::Damage => {
             if let (Some(crash), Some(leaf)) = (&ctx.crash, cell.leaf()) {
                 // A leaf process: the trial kills it here.
-                crash(report, &leaf, &out.task).await;
+                crash(report, leaf, &out.task).await;
             }
             out.injected = Some(Instant::now());
             let position = cell.crash().await;
@@ -325,7 +325,7 @@ async fn halt(
         Err(LeafError::Halted { oid, .. }) => {
             if let Some(crash) = &ctx.crash {
                 // A leaf process: the trial kills it here.
-                crash(report, &leaf, &out.task).await;
+                crash(report, leaf.clone(), &out.task).await;
             }
             out.injected = Some(Instant::now());
             drop(leaf);
@@ -417,7 +417,20 @@ async fn pause(
         },
     }
     standby.shutdown().await;
-    cell.absorb(&standby.stats());
+    // Its task counters only: the broadcasts it handled are not the slot leaf's (the drain
+    // waits for the slot leaf's own).
+    cell.absorb(&herd_leaf::LeafStats {
+        tips_received: 0,
+        applied: 0,
+        pulled: 0,
+        skipped_idempotent: 0,
+        skipped_coalesced: 0,
+        backwards: 0,
+        deferred: 0,
+        catch_up_pulls: 0,
+        pull_failures: 0,
+        ..standby.stats()
+    });
     report.absorb(rescued);
 }
 

@@ -280,10 +280,15 @@ impl Children {
             .await;
         let mut reports = Vec::new();
         for (kid, msg) in self.kids.iter_mut().zip(worked) {
-            let Some(FromLeaf::Worked(report)) = msg else {
-                continue;
+            let mut report = match msg {
+                Some(FromLeaf::Worked(report)) => WireReport::into_report(*report, zero),
+                // Died after a restart: what its killed runs did still counts.
+                _ if !kid.partial.is_empty() => SlotReport {
+                    leaf: kid.id.clone(),
+                    ..Default::default()
+                },
+                _ => continue,
             };
-            let mut report = WireReport::into_report(*report, zero);
             for earlier in kid.partial.drain(..) {
                 report.absorb(earlier);
             }
@@ -408,10 +413,20 @@ impl Children {
             let Some(armed) = self.armory.take(&self.kids[index].id) else {
                 continue;
             };
+            use crate::faults::leaf::LeafFault;
             let fault = match armed.fault {
-                crate::faults::leaf::LeafFault::Kill => "kill",
-                crate::faults::leaf::LeafFault::Halt => "halt",
-                _ => "damage",
+                LeafFault::Kill => "kill",
+                LeafFault::Halt => "halt",
+                LeafFault::Damage => "damage",
+                // Refused by the configuration; never played as another fault.
+                LeafFault::Pause | LeafFault::DiskFull => {
+                    let outcome = crate::faults::leaf::LeafOutcome {
+                        error: Some("not played on a process leaf".into()),
+                        ..Default::default()
+                    };
+                    let _ = armed.report.send(outcome);
+                    continue;
+                }
             };
             self.send_to(
                 index,
@@ -448,6 +463,8 @@ impl Children {
         playing.outcome.task = task;
         kid.partial.push(WireReport::into_report(report, zero));
         kid.earlier.absorb(&stats);
+        // Until the new run drains, its killed runs' counters are what there is.
+        kid.stats = kid.earlier;
         kid.stdin = None;
         let (hold, fault) = (playing.armed.hold, playing.armed.fault);
         if fault == crate::faults::leaf::LeafFault::Damage {
@@ -572,6 +589,12 @@ impl Children {
                     let kid = &mut self.kids[index];
                     kid.closed = true;
                     kid.stdin = None;
+                    if let Some(playing) = kid.fault.take_if(|p| p.outcome.injected.is_some()) {
+                        // Started again after the fault, and gone before it was ready.
+                        let mut outcome = playing.outcome;
+                        outcome.error = Some("the restarted leaf process died".into());
+                        let _ = playing.armed.report.send(outcome);
+                    }
                     let known = self.failures.iter().any(|f| f.leaf == kid.id);
                     if got[index].is_none() && !known {
                         let status =

@@ -55,6 +55,18 @@ pub enum TelemetryError {
     AlreadyInstalled(String),
 }
 
+/// The provider this process installed, for [`flush_spans`].
+static INSTALLED: std::sync::OnceLock<SdkTracerProvider> = std::sync::OnceLock::new();
+
+/// Exports every finished span now (blocking; bounded by the exporter's timeout): a leaf
+/// process about to be killed by a leaf fault sends its trace first, so the collector holds
+/// what its ledger holds (I5).
+pub fn flush_spans() {
+    if let Some(provider) = INSTALLED.get() {
+        let _ = provider.force_flush();
+    }
+}
+
 /// The installed telemetry.
 pub struct Telemetry {
     provider: Option<SdkTracerProvider>,
@@ -142,8 +154,9 @@ impl Telemetry {
             .with(fmt)
             .try_init()
             .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
-        if provider.is_some() {
+        if let Some(p) = &provider {
             context::install_hooks();
+            let _ = INSTALLED.set(p.clone());
         }
         Ok(Telemetry {
             provider,
