@@ -16,8 +16,10 @@
 //! reported once; I4b no task appears in two trunk commits; I6 no lock files, temp packs or
 //! quarantine dirs are left; I9 each leaf's observed tips only move forward; I10 every accepted
 //! tip reaches every live leaf within 30 s; I11 each ledger's
-//! final task states equal the bucket's, and every bucket task of a planned leaf is in that
-//! leaf's ledger; I7 no task is stuck; I8 every push was fenced by the live claim; I12 no
+//! final task states equal the bucket's (a task another leaf took over may be `released`),
+//! and every bucket task of a planned leaf is in that leaf's ledger; I5 (when the run's spans
+//! are at hand, `spans.jsonl`) the collector's spans, deduplicated by span id, equal every
+//! ledger's commits and claim epochs; I7 no task is stuck; I8 every push was fenced by the live claim; I12 no
 //! commit overwrote a path changed on the trunk after its `Herd-Base`. A missing artifact (the plan included) makes the verdict inconclusive.
 //!
 //! Enters: a directory (or explicit [`Artifacts`]). Leaves: a [`CheckReport`] with a

@@ -34,7 +34,10 @@
 //! [`diff`] is `herd diff OLD NEW`: a regression table between two runs or two sweeps.
 //!
 //! [`faults`] injects a seeded schedule of real faults beside the work (it may signal and
-//! restart only the bus servers this trial started) and measures each against an SLA.
+//! restart only the bus servers this trial started, crash and restart its hub, steer the
+//! proxies on its leaves' links, and — through the named leaf's own runner — crash, kill,
+//! pause or fill the disk of its own leaves) and measures each against an SLA.
+//! [`leaves::LeafCell`] holds each in-process slot's leaf so a leaf fault can reopen it.
 //!
 //! Where leaves run is one seam, [`leaves::LeafSet`]: tasks of this process, or `herd leaf`
 //! children ([`leaves::children`]) stepped through the run over a line protocol
