@@ -1,6 +1,6 @@
 //! Leaf faults, injected by the runner of the leaf they name (in-process leaves): the fault
 //! driver arms one in the [`Armory`]; the slot runner takes it right after that leaf's next
-//! won claim and plays it out on the task ([`inject`]), reporting back when it was injected,
+//! won claim and plays it out on the task (`inject`), reporting back when it was injected,
 //! noticed and healed.
 //!
 //! - **F6 `leaf-kill`**: the leaf crashes between claim and commit ([`herd_leaf::Leaf::crash`]:
