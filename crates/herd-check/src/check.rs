@@ -82,10 +82,7 @@ pub fn check(a: &Artifacts) -> CheckReport {
     let mut ledgers = BTreeMap::new();
     let mut unreadable = std::collections::BTreeSet::new();
     for dir in &loaded.leaf_dirs {
-        let leaf = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let leaf = leaf_name(dir);
         match ledger::ledger_states(&dir.join(ledger::LEDGER_FILE)) {
             Ok(states) => {
                 v.extend(ledger::ledger_matches_bus(
@@ -121,10 +118,7 @@ pub fn check(a: &Artifacts) -> CheckReport {
             Ok(list) => {
                 let mut rows = BTreeMap::new();
                 for dir in &loaded.leaf_dirs {
-                    let leaf = dir
-                        .file_name()
-                        .map(|n| n.to_string_lossy().into_owned())
-                        .unwrap_or_default();
+                    let leaf = leaf_name(dir);
                     match spans::ledger_rows(&dir.join(ledger::LEDGER_FILE)) {
                         Ok(r) => {
                             rows.insert(leaf, r);
@@ -149,4 +143,11 @@ pub fn check(a: &Artifacts) -> CheckReport {
         violations: v,
         missing,
     }
+}
+
+/// A leaf's id: its directory's name.
+fn leaf_name(dir: &std::path::Path) -> String {
+    dir.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

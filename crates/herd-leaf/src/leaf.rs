@@ -706,6 +706,12 @@ impl Leaf {
     /// shares the repository with it). The leaf is unusable afterwards; drop it.
     pub async fn crash(&self) {
         self.leases.abandon_all();
+        self.stop_running().await;
+    }
+
+    /// Stops the tip subscriber (in-flight pulls finish), then the worker, and waits for its
+    /// thread.
+    async fn stop_running(&self) {
         if let Some(sync) = self.sync.lock().await.take() {
             sync.stop().await;
         }
@@ -754,16 +760,7 @@ impl Leaf {
     /// Stops the tip subscriber (letting in-flight pulls finish), then the worker; the ledger
     /// is closed when the leaf is dropped.
     pub async fn shutdown(&self) {
-        if let Some(sync) = self.sync.lock().await.take() {
-            sync.stop().await;
-        }
-        if let Some(worker) = self.worker.lock().ok().and_then(|mut w| w.take()) {
-            worker.stop();
-        }
-        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
-        if let Some(thread) = thread {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
-        }
+        self.stop_running().await;
         if let Err(e) = self.ledger.flush() {
             tracing::warn!(leaf = %self.id, error = %e, "flushing the ledger");
         }

@@ -318,6 +318,15 @@ pub(crate) async fn run(
                 ev.error = error;
             });
         };
+        // The closing line: `fail` naming the error, or `ok`.
+        let log_outcome = |error: &Option<String>| {
+            let phase = if error.is_some() {
+                Phase::Fail
+            } else {
+                Phase::Ok
+            };
+            log_line(phase, error.clone());
+        };
         let injected = Instant::now();
         if p.spec.kind.on_leaf() {
             let leaf = input.leaves.get(p.server).cloned().unwrap_or_default();
@@ -337,14 +346,7 @@ pub(crate) async fn run(
             } else {
                 record.error = Some("the leaf took no claim again before the work ended".into());
             }
-            log_line(
-                if record.error.is_some() {
-                    Phase::Fail
-                } else {
-                    Phase::Ok
-                },
-                record.error.clone(),
-            );
+            log_outcome(&record.error);
             tracing::info!(fault = %p.spec, leaf = %leaf, "leaf fault played out");
             out.push(record);
             continue;
@@ -422,14 +424,7 @@ pub(crate) async fn run(
             record.replayed = replayed;
             record.healed_s = Some(secs(Instant::now()));
             record.error = error.map(|e| format!("replay: {e}"));
-            log_line(
-                if record.error.is_some() {
-                    Phase::Fail
-                } else {
-                    Phase::Ok
-                },
-                record.error.clone(),
-            );
+            log_outcome(&record.error);
             out.push(record);
             continue;
         }
