@@ -7,8 +7,8 @@
 //!
 //! **Payload.** A broadcast may carry the landed commit's objects: a git pack of exactly what a
 //! holder of `prev` lacks to hold `oid`. The body is then the JSON record, one `\n`, and the
-//! pack bytes (`pack_bytes` says how many); a leaf that holds `prev` indexes the pack locally and
-//! never asks the hub. Without a pack (over the hub's size cap, or payloads off) the body is the
+//! pack bytes (`pack_bytes` says how many), and the record lists each object's id and entry offset
+//! (`pack_index`); a leaf that holds `prev` keeps the objects locally and never asks the hub. Without a pack (over the hub's size cap, or payloads off) the body is the
 //! JSON alone and leaves fetch.
 
 use std::pin::Pin;
@@ -49,6 +49,11 @@ pub struct TipChanged {
     /// Bytes of the pack that follows the JSON record in the message body (0: no payload).
     #[serde(default)]
     pub pack_bytes: u64,
+    /// The pack's index: each object's id and the offset of its entry, in pack order, so a
+    /// leaf can keep the entries without inflating them. Empty when the hub sent none (then a
+    /// leaf reads the pack whole).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pack_index: Vec<(String, u64)>,
 }
 
 /// One broadcast to publish: the record, the pusher's trace context and an optional pack.

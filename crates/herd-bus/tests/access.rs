@@ -31,6 +31,7 @@ fn tip(seq: u64) -> TipChanged {
         at: 0,
         pushed: None,
         pack_bytes: 0,
+        pack_index: Vec::new(),
     }
 }
 

@@ -28,6 +28,7 @@ async fn streams_shrink_to_fit_a_small_store_and_still_carry_tips() {
         at: 1_700_000_000_000,
         pushed: None,
         pack_bytes: 0,
+        pack_index: Vec::new(),
     };
     bus.publish_tips(&[herd_bus::TipOut {
         tip: tip.clone(),

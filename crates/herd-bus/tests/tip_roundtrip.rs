@@ -15,6 +15,7 @@ fn tip(n: u64) -> TipChanged {
         at: 1_700_000_000_000 + n,
         pushed: None,
         pack_bytes: 0,
+        pack_index: Vec::new(),
     }
 }
 

@@ -490,14 +490,21 @@ impl Inner {
         ctx: &PushContext,
     ) -> Broadcast {
         let cap = self.config.payload_max_bytes;
-        let pack = match payload::build(repo, landed.prev, chain, cap) {
-            Ok(pack) => pack,
+        let payload = match payload::build(repo, landed.prev, chain, cap) {
+            Ok(payload) => payload,
             Err(e) => {
                 tracing::warn!(error = %e.message(), oid = %landed.landed, "building payload");
                 None
             }
         };
-        let over_cap = pack.is_none() && cap > 0 && !chain.is_empty();
+        let over_cap = payload.is_none() && cap > 0 && !chain.is_empty();
+        let (pack, pack_index) = match payload {
+            Some(p) => (
+                Some(p.pack),
+                p.index.iter().map(|(o, at)| (o.to_string(), *at)).collect(),
+            ),
+            None => (None, Vec::new()),
+        };
         Broadcast {
             out: TipOut {
                 tip: TipChanged {
@@ -508,6 +515,7 @@ impl Inner {
                     at: now_ms(),
                     pushed: (landed.pushed != landed.landed).then(|| landed.pushed.to_string()),
                     pack_bytes: 0,
+                    pack_index,
                 },
                 traceparent: ctx.traceparent.clone(),
                 pack: pack.map(bytes::Bytes::from),

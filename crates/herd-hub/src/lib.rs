@@ -42,6 +42,7 @@ pub mod error;
 pub mod failpoint;
 pub mod fence;
 pub mod hub;
+pub mod kept_objects;
 pub mod leftovers;
 pub mod libgit2_opts;
 pub mod mem_objects;

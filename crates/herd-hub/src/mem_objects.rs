@@ -10,9 +10,12 @@
 //! the repository as usual; the backend sits above the packs, so staged objects are found
 //! first.
 //!
-//! This is the one place herd calls libgit2 directly (through `libgit2-sys`, the bindings git2
-//! itself is built on): git2 exposes the memory backend but not a write that skips the
-//! freshen.
+//! Next to it sits a backend of *kept* pack entries ([`MemObjects::keep`],
+//! [`crate::kept_objects`]): a leaf's broadcast payloads, inflated only when read.
+//!
+//! These two files are the only places herd calls libgit2 directly (through `libgit2-sys`, the
+//! bindings git2 itself is built on): git2 exposes the memory backend but not a write that
+//! skips the freshen, nor custom backends.
 
 use std::ffi::c_void;
 
@@ -27,10 +30,16 @@ unsafe extern "C" {
 /// Priority of the memory backend: above the pack (2) and loose (1) backends.
 const PRIORITY: i32 = 1000;
 
-/// A memory backend added to one repository's object database.
+/// Priority of the kept-entries backend ([`crate::kept_objects`]): under the memory backend,
+/// above the packs.
+const KEPT_PRIORITY: i32 = 900;
+
+/// A memory backend, and a backend of kept pack entries, added to one repository's object
+/// database.
 pub struct MemObjects {
     odb: *mut raw::git_odb,
     backend: *mut raw::git_odb_backend,
+    kept: *const crate::kept_objects::Backend,
 }
 
 // SAFETY: the pointers are used only by the thread that owns the store (the leaf's worker, the
@@ -78,7 +87,28 @@ impl MemObjects {
                 return Err(e);
             }
         }
-        Ok(MemObjects { odb, backend })
+        // SAFETY: `odb` is the live database taken above; on failure it is released here.
+        let kept = match unsafe { crate::kept_objects::attach(odb, KEPT_PRIORITY) } {
+            Ok(kept) => kept,
+            Err(e) => {
+                unsafe { raw::git_odb_free(odb) };
+                return Err(e);
+            }
+        };
+        Ok(MemObjects { odb, backend, kept })
+    }
+
+    /// Keeps object `oid` as the whole-object entry `stored` of `pack` (shared, not copied),
+    /// inflated only when read ([`crate::kept_objects`]): `Some(true)` when kept, `Some(false)`
+    /// when it was kept already, `None` for a delta entry (write it instead).
+    pub fn keep(
+        &self,
+        oid: Oid,
+        pack: &bytes::Bytes,
+        stored: &crate::pack::Stored,
+    ) -> Option<bool> {
+        // SAFETY: `kept` lives as long as the database, whose reference this store holds.
+        unsafe { &*self.kept }.keep(oid, pack, stored)
     }
 
     /// Writes one object; returns its id, hashed by libgit2 (SHA-1 with collision detection,
@@ -135,8 +165,18 @@ impl MemObjects {
         Ok(oid)
     }
 
-    /// Drops every object held in memory (after they were written to disk).
+    /// Forgets kept entries (a payload that did not verify). Objects written to memory stay:
+    /// they were hashed from their content.
+    pub fn forget(&self, oids: impl Iterator<Item = Oid>) {
+        // SAFETY: as in `keep`.
+        unsafe { &*self.kept }.forget(oids);
+    }
+
+    /// Drops every object held in memory and every kept entry (after they were written to
+    /// disk).
     pub fn reset(&self) -> Result<(), git2::Error> {
+        // SAFETY: as in `keep`.
+        unsafe { &*self.kept }.reset();
         // SAFETY: `backend` is a memory backend (created by `git_mempack_new`).
         check(
             unsafe { raw::git_mempack_reset(self.backend) },

@@ -1,18 +1,35 @@
 //! The objects a broadcast carries: a git pack of exactly what a holder of the previous tip
 //! lacks to hold the landed commit — the commit, the trees on its changed paths and the new
-//! blobs. Built object by object (`PackBuilder::insert_object`), never with `insert_commit` or
-//! `insert_tree`, which recurse into the whole snapshot: the cost is O(changed paths), not
-//! O(repository).
+//! blobs — listed object by object (the cost is O(changed paths), not O(repository)).
+//!
+//! The pack is written by herd's own [`Writer`]: whole objects at zlib's fast level, no delta
+//! search (libgit2's `PackBuilder` searched for deltas on the hub's serial store thread, where
+//! a payload of one commit has nothing to delta against). Next to the pack goes its *index*:
+//! each object's id and where its entry starts, in pack order. A leaf keeps the entries as
+//! they are and inflates only the objects it reads (herd-leaf `apply_payload`): most of what a
+//! broadcast carries — other slots' trees and blobs — is never read by a leaf, only spliced
+//! into its next pack.
 
 use std::collections::HashSet;
 
-use git2::{Buf, Oid, Repository};
+use git2::{Oid, Repository};
+
+use crate::pack::Writer;
 
 use crate::tree_diff;
 
 /// Default cap on a payload: under nats-server's default `max_payload` (1 MiB) with room for
 /// the record and headers.
 pub const DEFAULT_MAX_BYTES: usize = 256 << 10;
+
+/// A broadcast's pack and its index: each object's id and the offset of its entry, in pack
+/// order.
+pub struct Payload {
+    /// The pack bytes.
+    pub pack: Vec<u8>,
+    /// (id, entry offset) per object, in pack order.
+    pub index: Vec<(Oid, u64)>,
+}
 
 /// The pack taking a holder of `prev` to the last commit of `chain` (each commit's parent is
 /// the one before it, the first's is `prev`), or `None` when it would exceed `max_bytes` (then
@@ -22,7 +39,7 @@ pub fn build(
     prev: Oid,
     chain: &[Oid],
     max_bytes: usize,
-) -> Result<Option<Vec<u8>>, git2::Error> {
+) -> Result<Option<Payload>, git2::Error> {
     if max_bytes == 0 || chain.is_empty() {
         return Ok(None);
     }
@@ -43,13 +60,13 @@ pub fn build(
         );
         parent_tree = tree;
     }
+    let odb = repo.odb()?;
+    let mut out = Writer::new();
     let mut seen = HashSet::new();
-    let mut builder = repo.packbuilder()?;
-    builder.set_threads(1);
     for oid in objects.into_iter().filter(|o| seen.insert(*o)) {
-        builder.insert_object(oid, None)?;
+        let object = odb.read(oid)?;
+        out.object(oid, object.kind(), object.data());
     }
-    let mut buf = Buf::new();
-    builder.write_buf(&mut buf)?;
-    Ok((buf.len() <= max_bytes).then(|| buf.to_vec()))
+    let (pack, index) = out.finish_listed();
+    Ok((pack.len() <= max_bytes).then_some(Payload { pack, index }))
 }

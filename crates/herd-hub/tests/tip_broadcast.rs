@@ -63,11 +63,30 @@ async fn one_broadcast_per_accepted_push_none_for_refusals() {
             |e| e.traceparent.as_deref() == Some(tp) && e.tip.slot.as_deref() == Some("slot-0")
         )
     );
-    // Each carries its commit's objects: a pack a holder of `prev` can index on its own.
+    // Each carries its commit's objects: a pack a holder of `prev` can index on its own, and
+    // its index — every entry's id and offset, in pack order — so a leaf can keep the entries
+    // without inflating them: the ids are what the entries hash to, the commit among them.
     for ev in &got {
         let pack = ev.pack.as_ref().expect("a payload under the cap");
         assert_eq!(pack.len() as u64, ev.tip.pack_bytes);
         assert!(pack.starts_with(b"PACK"));
+        let index: Vec<(git2::Oid, u64)> = ev
+            .tip
+            .pack_index
+            .iter()
+            .map(|(id, at)| (git2::Oid::from_str(id).unwrap(), *at))
+            .collect();
+        let listed = herd_hub::pack::listed(pack, &index).expect("an index of every entry");
+        let read = herd_hub::pack::read(pack, |_| None).unwrap();
+        assert_eq!(listed.len(), read.len());
+        for ((oid, stored), entry) in listed.iter().zip(&read) {
+            assert_eq!(
+                *oid,
+                git2::Oid::hash_object(entry.kind, &entry.data).unwrap()
+            );
+            assert_eq!(*stored, entry.stored);
+        }
+        assert!(index.iter().any(|(o, _)| o.to_string() == ev.tip.oid));
     }
     let holder = tempfile::tempdir().unwrap();
     let repo = git2::Repository::init_bare(holder.path()).unwrap();

@@ -640,19 +640,61 @@ impl<'r> Repo<'r> {
         Ok(tip)
     }
 
-    /// Applies a broadcast payload taking the leaf from `prev` to `oid`.
+    /// Applies a broadcast payload taking the leaf from `prev` to `oid`. With the payload's
+    /// index (each object's id and entry offset) its entries are *kept* as they are, inflated
+    /// only if read ([`herd_hub::kept_objects`]); without one, or for a pack with deltas, every
+    /// object is read and written into memory.
     pub fn apply_payload(
         &mut self,
         prev: Oid,
         oid: Oid,
         payload: bytes::Bytes,
+        index: &[(Oid, u64)],
     ) -> Result<(), ApplyError> {
         if self.origin_tip().ok() != Some(prev) {
             return Err(ApplyError::NotAtBase);
         }
+        // A copy, not the slice: the payload is a view into the bus client's read buffer, and
+        // holding it until the flush would pin that whole buffer.
+        let payload = bytes::Bytes::copy_from_slice(&payload);
+        let mut kept = Vec::new();
+        let placed = match pack::listed(&payload, index) {
+            Some(placed) => {
+                for (oid, stored) in &placed {
+                    match self.writes.keep(*oid, &payload, stored) {
+                        Some(true) => kept.push(*oid),
+                        Some(false) => {}
+                        None => {
+                            self.writes.forget(kept.into_iter());
+                            return Err(ApplyError::Bad(format!("cannot keep object {oid}")));
+                        }
+                    }
+                }
+                self.st.unflushed += payload.len();
+                placed
+            }
+            None => self.read_payload(&payload)?,
+        };
+        // Read through the object database: a kept commit is inflated and checked against its
+        // id here.
+        let holds = matches!(self.git.find_commit(oid), Ok(c) if c.parent_id(0).ok() == Some(prev));
+        if !holds {
+            // Nothing of a payload that does not verify reaches the leaf's pack.
+            self.writes.forget(kept.into_iter());
+            return Err(ApplyError::Bad(format!(
+                "the payload does not hold commit {oid} on {prev}"
+            )));
+        }
+        self.st.applied.push((payload, placed));
+        self.set_remote_tip(oid);
+        Ok(())
+    }
+
+    /// Reads every object of `payload` (resolving deltas) into memory.
+    fn read_payload(&mut self, payload: &[u8]) -> Result<Vec<(Oid, pack::Stored)>, ApplyError> {
         let bad = |e: git2::Error| ApplyError::Bad(e.message().into());
         let odb = self.git.odb().map_err(bad)?;
-        let entries = pack::read(&payload, |base| {
+        let entries = pack::read(payload, |base| {
             odb.read(base).ok().map(|o| (o.kind(), o.data().to_vec()))
         })
         .map_err(|e| ApplyError::Bad(e.to_string()))?;
@@ -662,19 +704,6 @@ impl<'r> Repo<'r> {
             let oid = self.writes.write_trusted(e.kind, &e.data).map_err(bad)?;
             placed.push((oid, e.stored));
         }
-        // A copy, not the slice: the payload is a view into the bus client's read buffer, and
-        // holding it until the flush would pin that whole buffer.
-        self.st
-            .applied
-            .push((bytes::Bytes::copy_from_slice(&payload), placed));
-        match self.git.find_commit(oid) {
-            Ok(c) if c.parent_id(0).ok() == Some(prev) => {
-                self.set_remote_tip(oid);
-                Ok(())
-            }
-            _ => Err(ApplyError::Bad(format!(
-                "the payload does not hold commit {oid} on {prev}"
-            ))),
-        }
+        Ok(placed)
     }
 }

@@ -533,7 +533,7 @@ async fn on_payloads(ctx: &SyncContext, batch: Vec<TipEvent>) {
             .zip(Oid::from_str(&tip.oid).ok());
         match (ids, &event.pack) {
             (Some((prev, oid)), Some(pack)) if !ctx.holds(&tip.oid) => {
-                plan.push((prev, oid, pack.clone()));
+                plan.push((prev, oid, pack.clone(), payload_index(tip)));
             }
             _ => break,
         }
@@ -544,8 +544,8 @@ async fn on_payloads(ctx: &SyncContext, batch: Vec<TipEvent>) {
         ctx.worker
             .run(move |r| {
                 let mut done = 0;
-                for (prev, oid, pack) in plan {
-                    if r.apply_payload(prev, oid, pack).is_err() {
+                for (prev, oid, pack, index) in plan {
+                    if r.apply_payload(prev, oid, pack, &index).is_err() {
                         break;
                     }
                     done += 1;
@@ -573,6 +573,16 @@ async fn on_payloads(ctx: &SyncContext, batch: Vec<TipEvent>) {
     }
 }
 
+/// A broadcast's payload index as ids and offsets; empty (read the pack whole) when the hub
+/// sent none or an id is malformed.
+fn payload_index(tip: &TipChanged) -> Vec<(Oid, u64)> {
+    tip.pack_index
+        .iter()
+        .map(|(id, at)| Oid::from_str(id).map(|o| (o, *at)))
+        .collect::<Result<_, _>>()
+        .unwrap_or_default()
+}
+
 async fn on_payload(ctx: &SyncContext, event: TipEvent) {
     let tip = event.tip;
     let before = ctx.tip();
@@ -591,10 +601,11 @@ async fn on_payload(ctx: &SyncContext, event: TipEvent) {
         ctx.report(&tip, SyncOutcome::SkippedIdempotent, before.clone(), before);
         return;
     };
+    let index = payload_index(&tip);
     let applied = match event.pack {
         Some(pack) => ctx
             .worker
-            .run(move |r| r.apply_payload(prev, oid, pack))
+            .run(move |r| r.apply_payload(prev, oid, pack, &index))
             .await
             .unwrap_or_else(|e| Err(ApplyError::Bad(e.to_string()))),
         None => Err(ApplyError::Bad("no payload".into())),

@@ -77,6 +77,7 @@ async fn a_replayed_old_tip_does_not_move_the_view(sync: SyncPolicy) {
         at: 0,
         pushed: None,
         pack_bytes: 0,
+        pack_index: Vec::new(),
     };
     h.bus
         .jetstream()

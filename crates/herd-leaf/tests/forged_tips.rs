@@ -16,6 +16,7 @@ fn forged(prev: &str, seq: u64, salt: u8) -> TipChanged {
         at: 0,
         pushed: None,
         pack_bytes: 0,
+        pack_index: Vec::new(),
     }
 }
 

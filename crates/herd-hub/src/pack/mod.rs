@@ -8,5 +8,5 @@ pub mod merge;
 pub mod read;
 pub mod write;
 
-pub use read::{Entry, Limits, Object, PackError, Stored, read, read_limited};
+pub use read::{Entry, Limits, Object, PackError, Stored, listed, read, read_limited};
 pub use write::{Indexed, Writer, write};

@@ -84,6 +84,51 @@ pub struct Stored {
     pub zlib: std::ops::Range<usize>,
 }
 
+/// Where each object of `pack` sits, from its index (`(id, entry offset)` per object, as
+/// [`crate::pack::Writer::finish_listed`] makes it), reading only entry headers: nothing is
+/// inflated or hashed. `None` unless the index names every entry of a version 2/3 pack exactly
+/// once and every entry is a whole object (a delta needs [`read`]). Each entry's stream ends
+/// where the next one starts (the last at the trailer); a stream that is not what its id says
+/// is caught when it is read ([`crate::kept_objects`]).
+pub fn listed(pack: &[u8], index: &[(Oid, u64)]) -> Option<Vec<(Oid, Stored)>> {
+    if pack.len() < 32 || &pack[..4] != b"PACK" {
+        return None;
+    }
+    let version = u32::from_be_bytes([pack[4], pack[5], pack[6], pack[7]]);
+    let count = u32::from_be_bytes([pack[8], pack[9], pack[10], pack[11]]) as usize;
+    if (version != 2 && version != 3) || count != index.len() {
+        return None;
+    }
+    let end = pack.len() - 20;
+    let mut out = Vec::with_capacity(index.len());
+    let mut expect = 12usize;
+    for (i, (oid, at)) in index.iter().enumerate() {
+        let at = usize::try_from(*at).ok()?;
+        let next = match index.get(i + 1) {
+            Some((_, n)) => usize::try_from(*n).ok()?,
+            None => end,
+        };
+        if at != expect || next <= at || next > end {
+            return None;
+        }
+        let (code, size, header) = entry_header(&pack[at..next])?;
+        if !(1..=4).contains(&code) || at + header >= next {
+            return None;
+        }
+        out.push((
+            *oid,
+            Stored {
+                base: None,
+                code,
+                size,
+                zlib: at + header..next,
+            },
+        ));
+        expect = next;
+    }
+    (expect == end).then_some(out)
+}
+
 /// Reads every object of `pack`, resolving deltas; `lookup` supplies bases a thin pack leaves
 /// out. Entries come back in pack order. Within the default [`Limits`].
 pub fn read(pack: &[u8], lookup: impl Fn(Oid) -> Option<Object>) -> Result<Vec<Entry>, PackError> {

@@ -142,6 +142,13 @@ impl Writer {
         self.finish_indexed().pack
     }
 
+    /// The finished pack and where each object's entry starts, in pack order: what a reader
+    /// needs to take entries out without inflating anything (a broadcast's payload index).
+    pub fn finish_listed(self) -> (Vec<u8>, Vec<(Oid, u64)>) {
+        let entries = self.index.iter().map(|(oid, at, _)| (*oid, *at)).collect();
+        (self.finish_indexed().pack, entries)
+    }
+
     /// The finished pack and its version 2 index, built from what the writer already knows
     /// (ids, offsets, CRCs) — no second pass inflating and hashing every object, which is what
     /// indexing a pack with libgit2 costs.
