@@ -96,6 +96,11 @@ pub struct Environment {
     pub cores: usize,
     /// `std::env::consts::OS`/`ARCH`.
     pub platform: String,
+    /// The file system the hub's repository, the leaves' clones and ledgers lived on (`ext4`,
+    /// `tmpfs`, …; the system temp directory unless `--keep`): file creation there is part of
+    /// every commit's cost. Empty when unknown.
+    #[serde(default)]
+    pub scratch_fs: String,
 }
 
 /// Latency summaries.
@@ -537,8 +542,18 @@ impl TrialResults {
         let _ = writeln!(s, "## Environment\n");
         let _ = writeln!(
             s,
-            "herd {} ({}) · nats-server {} · {} · {} cores · {}\n",
-            e.herd_version, e.herd_revision, e.nats_server, e.git, e.cores, e.platform
+            "herd {} ({}) · nats-server {} · {} · {} cores · {} · scratch on {}\n",
+            e.herd_version,
+            e.herd_revision,
+            e.nats_server,
+            e.git,
+            e.cores,
+            e.platform,
+            if e.scratch_fs.is_empty() {
+                "?"
+            } else {
+                &e.scratch_fs
+            }
         );
         let _ = writeln!(
             s,

@@ -227,7 +227,15 @@ fn verdict(
         gate_results.iter().all(|g| g.passed) && check.verdict == herd_check::Verdict::Pass;
     let results = TrialResults {
         workload_digest: workload.digest(),
-        environment: crate::environment::probe(nats_version),
+        environment: crate::environment::probe(
+            nats_version,
+            Some(
+                temp_work
+                    .as_ref()
+                    .map_or_else(|| out_dir.join("state"), |t| t.path().to_path_buf())
+                    .as_path(),
+            ),
+        ),
         completion: counters.tasks_closed as f64 / counters.tasks_total.max(1) as f64,
         counters,
         latency: Latencies {

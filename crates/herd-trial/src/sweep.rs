@@ -294,7 +294,7 @@ pub async fn run(config: SweepConfig, quiet: bool) -> Result<SweepIndex, TrialEr
     }
     let index = SweepIndex {
         revision: crate::environment::REVISION.to_string(),
-        environment: environment.unwrap_or_else(|| crate::environment::probe(String::new())),
+        environment: environment.unwrap_or_else(|| crate::environment::probe(String::new(), None)),
         floors,
         rows,
         knees,
