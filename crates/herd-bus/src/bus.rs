@@ -167,8 +167,11 @@ impl Bus {
                     })
             }
         };
-        let tasks = bind(TASKS_BUCKET).await?;
-        let claims = bind(CLAIMS_BUCKET).await?;
+        // A bus busy with hundreds of leaves joining at once can time a bind out (measured: a
+        // 256-leaf sweep cell that failed to start): binding is a read, tried again within the
+        // bus's patience for transient failures.
+        let tasks = read_retrying(|| bind(TASKS_BUCKET)).await?;
+        let claims = read_retrying(|| bind(CLAIMS_BUCKET)).await?;
         Ok(Bus {
             client,
             js,

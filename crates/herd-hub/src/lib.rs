@@ -12,8 +12,10 @@
 //!   in one ref update). Both run on the store thread ([`store`]): the pack is staged in
 //!   memory ([`pack`]) and written to disk only once accepted, before the ref moves.
 //! - **Broadcasts**: one `TipChanged` per landed commit, in trunk order, published before the
-//!   push is answered, carrying the commit's objects as a pack under a size cap ([`payload`]),
-//!   so leaves holding the previous tip never ask the hub.
+//!   push is answered, carrying the commit's objects as a pack under a size cap ([`payload`])
+//!   with each entry's id and offset, so leaves holding the previous tip never ask the hub and
+//!   keep the entries without inflating them ([`kept_objects`], beside [`mem_objects`]: the
+//!   leaves' object-database backends, the only direct libgit2 calls).
 //! - **Fetch** ([`upload_pack`]): negotiation and pack building in process (revwalk +
 //!   `PackBuilder`), through read-only handles ([`read_pool`]).
 //! - [`stats`]: requests by route, pushes, landed commits, broadcasts, payload bytes, latency;

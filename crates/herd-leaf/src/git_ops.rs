@@ -10,9 +10,12 @@
 //! - **A push** is one receive-pack request with exactly the objects the commit adds to its
 //!   base, naming `refs/heads/main` with the base as old tip (race) or `refs/for/main` (merge
 //!   queue); the report is parsed and refusals are read once ([`herd_hub::classify`]).
-//! - **Payloads** from tip broadcasts are read ([`herd_hub::pack::read()`]) into the memory
-//!   backend, hashed with plain SHA-1 (the hub verified them with collision detection); a fetch
-//!   is the fallback.
+//! - **Payloads** from tip broadcasts are kept as the pack entries they arrived in, listed by
+//!   the broadcast's index ([`herd_hub::pack::listed`], [`herd_hub::kept_objects`]): nothing is
+//!   inflated until read, and a read checks the object's id. A payload without an index, or
+//!   with deltas, is read whole ([`herd_hub::pack::read()`]) into the memory backend, hashed
+//!   with plain SHA-1 (the hub verified them with collision detection); a fetch is the
+//!   fallback.
 //!
 //! What the leaf holds of the trunk lives in memory ([`Held`], shared with the async side, plus
 //! a watch channel that wakes a committer waiting for a tip); refs are written by [`Repo::flush`].

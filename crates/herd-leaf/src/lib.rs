@@ -7,7 +7,8 @@
 //!
 //! - One owner per repository: a dedicated thread owns the `git2::Repository` ([`worker`]);
 //!   the committer and the tip subscriber both send it jobs, so they never touch the
-//!   repository at once. Objects go to a memory backend and reach disk as one pack per flush;
+//!   repository at once. Objects go to a memory backend (payload entries are kept as they
+//!   arrived and inflated only when read) and reach disk as one pack per flush;
 //!   the leaf's packs are merged geometrically and the repository reopened ([`compact`]), so
 //!   its open files stay about log2(trunk) however long it runs.
 //! - A push ([`git_ops`]) is one receive-pack request carrying only the commit's new objects, to
