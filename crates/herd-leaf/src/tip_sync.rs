@@ -145,6 +145,9 @@ struct SyncState {
     seq_held: u64,
     /// Newest broadcast coalesced into the in-flight pull (sequence, tip).
     pending: Option<(u64, Oid)>,
+    /// Broadcasts coalesced into the in-flight pull, reported when the pull (with its
+    /// catch-ups) ends: (the broadcast, the view when it came, its span).
+    coalesced: Vec<(TipChanged, Option<String>, tracing::Span)>,
     /// Newest broadcast seen (sequence, tip): what an on-demand leaf fetches up to.
     newest: Option<(u64, Oid)>,
     /// The leaf's own push, reported as its view when its broadcast arrived before the push's
@@ -676,6 +679,11 @@ fn on_fetch(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>, sp
             {
                 state.pending = Some((tip.seq, oid));
             }
+            // Reported when the pull ends, with the view it reached: a leaf that keeps
+            // catching up shows it in its history, and the drain waits for the catch-up.
+            state
+                .coalesced
+                .push((tip.clone(), before.clone(), span.clone()));
             SyncOutcome::SkippedCoalesced
         } else {
             state.in_flight = true;
@@ -692,7 +700,7 @@ fn on_fetch(ctx: &Arc<SyncContext>, event: TipEvent, pulls: &mut JoinSet<()>, sp
             let ctx = ctx.clone();
             pulls.spawn(async move { settle_old(&ctx, &tip, before).await }.instrument(span));
         }
-        (SyncOutcome::SkippedCoalesced, _) => ctx.report(&tip, outcome, before, None),
+        (SyncOutcome::SkippedCoalesced, _) => {}
         _ => {
             let ctx = ctx.clone();
             pulls.spawn(async move { pull(&ctx, tip, before).await }.instrument(span));
@@ -711,30 +719,53 @@ async fn pull(ctx: &SyncContext, tip: TipChanged, before: Option<String>) {
         before,
         ctx.tip(),
     );
-    // Catch up on tips coalesced while this pull ran.
+    // Catch up on tips coalesced while this pull ran; after each round, the broadcasts it
+    // covered are reported with the view it reached.
     loop {
-        let due = {
+        let (due, covered) = {
             let mut state = ctx.state.lock().expect("sync state lock");
             state.seq_held = state.seq_held.max(held);
+            let covered = std::mem::take(&mut state.coalesced);
             match state.pending.take() {
-                Some((seq, oid)) if seq > state.seq_held => Some((seq, oid)),
+                Some((seq, oid)) if seq > state.seq_held => (Some((seq, oid)), covered),
                 _ => {
                     state.in_flight = false;
-                    None
+                    (None, covered)
                 }
             }
         };
-        let Some((seq, oid)) = due else { return };
+        let Some((seq, oid)) = due else {
+            // The leaf holds them already.
+            report_coalesced(ctx, covered);
+            return;
+        };
         add(&ctx.counters.catch_up_pulls, 1);
-        match fetch_reaching(ctx, Some(oid)).await {
+        let fetched = fetch_reaching(ctx, Some(oid)).await;
+        // This catch-up covered them: reported with the view it reached.
+        report_coalesced(ctx, covered);
+        match fetched {
             Ok(true) => held = seq,
             Ok(false) => held = 0,
             Err(_) => {
                 // Give up on this round; the next broadcast or commit fetches again.
-                ctx.state.lock().expect("sync state lock").in_flight = false;
+                let covered = {
+                    let mut state = ctx.state.lock().expect("sync state lock");
+                    state.in_flight = false;
+                    std::mem::take(&mut state.coalesced)
+                };
+                report_coalesced(ctx, covered);
                 return;
             }
         }
+    }
+}
+
+/// Reports broadcasts coalesced into a pull that ended, each in its own span, with the view
+/// the leaf holds now.
+fn report_coalesced(ctx: &SyncContext, covered: Vec<(TipChanged, Option<String>, tracing::Span)>) {
+    for (tip, before, span) in covered {
+        let after = ctx.tip();
+        span.in_scope(|| ctx.report(&tip, SyncOutcome::SkippedCoalesced, before, after));
     }
 }
 

@@ -139,6 +139,61 @@ async fn fetch_sync_pulls_every_broadcast_over_http() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalesced_broadcasts_are_reported_with_the_view_their_catch_up_reached() {
+    let h = common::herd().await;
+    let writer = h.leaf_with("leaf-w", "slot-w", SyncPolicy::Fetch).await;
+    // The reader's first pull stays in flight for a second (its report blocks): every
+    // broadcast meanwhile is coalesced into it, and a catch-up pull follows.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let record = seen.clone();
+    let hook: herd_leaf::SyncHook = std::sync::Arc::new(move |e: &herd_leaf::SyncEvent| {
+        let first = {
+            let mut seen = record.lock().unwrap();
+            seen.push(e.clone());
+            seen.len() == 1
+        };
+        if first {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+        }
+    });
+    let reader = herd_leaf::Leaf::open(herd_leaf::LeafConfig {
+        sync: SyncPolicy::Fetch,
+        on_sync: Some(hook),
+        ..h.config("leaf-r", "slot-r")
+    })
+    .await
+    .unwrap();
+    for i in 0..6 {
+        common::task(&writer, &format!("t{i}"), "x").await.unwrap();
+    }
+    common::handled(&reader, 6).await;
+    let s = reader.stats();
+    assert!(s.skipped_coalesced >= 1, "{s:?}");
+    assert!(s.catch_up_pulls >= 1, "{s:?}");
+    let trunk: Vec<String> = common::trunk(&h.hub)
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    let position = |oid: &str| trunk.iter().position(|t| t == oid);
+    let seen = seen.lock().unwrap();
+    for e in seen
+        .iter()
+        .filter(|e| e.outcome == herd_leaf::SyncOutcome::SkippedCoalesced)
+    {
+        // Reported once the catch-up covering it ended: the view then holds the broadcast's
+        // tip (its history line shows the leaf reaching it, which I10 reads).
+        let after = e
+            .after
+            .as_deref()
+            .expect("a coalesced broadcast names the view");
+        assert!(position(after) >= position(&e.tip.oid), "{e:?}");
+    }
+    let last = seen.last().unwrap();
+    assert_eq!(last.after.as_deref(), h.hub.tip().as_deref());
+    assert_eq!(reader.remote_tip(), h.hub.tip());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_demand_sync_fetches_once_before_its_next_commit() {
     let h = common::herd().await;
     let writer = h.leaf_with("leaf-w", "slot-w", SyncPolicy::OnDemand).await;
