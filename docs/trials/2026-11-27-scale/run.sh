@@ -8,6 +8,8 @@ D=docs/trials/2026-11-27-scale
 mkdir -p $D/default $D/default-tmpfs $D/scale
 
 # 1. The sweep: the floor, then N x sync x hub (tight loop) and the default think time at N=16.
+#    Run with d12b45e (kept as sweep-d12b45e/), then again with 8a24e48 after the fetch-sync
+#    fix (sweep/); stdout moved into the directory afterwards.
 $HERD --out $D/sweep sweep --default-think > $D/sweep.stdout 2>&1
 
 # 2. The default trial, 10 runs per hub mode, interleaved (scratch in the system temp dir).
