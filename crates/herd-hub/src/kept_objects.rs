@@ -8,7 +8,11 @@
 //! repository's object database next to the memory backend, maps each id to its entry in the
 //! payload bytes (shared, not copied) and answers libgit2's reads from there: `exists` and
 //! `read_header` from the entry header, `read` by inflating the entry and checking it hashes to
-//! the id it was filed under (plain SHA-1; a mismatch is a read error, never wrong content).
+//! the id it was filed under (plain SHA-1; a mismatch drops the entry — it is never spliced
+//! into a pack — and the read falls through to the other backends: never wrong content).
+//! An entry never read is spliced into the leaf's pack under the id the hub's index gave it:
+//! the payload's pack checksum was verified ([`crate::pack::listed`]), and the index comes
+//! from the same hub as the objects, on a subject only the hub may publish to.
 //! Entries are whole objects only (a delta needs its base resolved: such payloads are read
 //! whole, as before). The leaf's flush splices the same entries into its pack and then empties
 //! the backend.
@@ -22,7 +26,7 @@ use git2::Oid;
 use libgit2_sys as raw;
 use sha1::{Digest, Sha1};
 
-use crate::pack::Stored;
+use crate::pack::{Limits, Stored};
 
 /// One kept object: the bytes holding its entry and where its zlib stream lies.
 #[derive(Clone)]
@@ -72,7 +76,12 @@ impl Backend {
     /// `Some(false)` when it was kept already (the first entry stays), `None` for a delta entry
     /// or a range outside `pack`.
     pub(crate) fn keep(&self, oid: Oid, pack: &bytes::Bytes, stored: &Stored) -> Option<bool> {
-        if stored.base.is_some() || kind_of(stored.code).is_none() || stored.zlib.end > pack.len() {
+        if stored.base.is_some()
+            || kind_of(stored.code).is_none()
+            || stored.zlib.start > stored.zlib.end
+            || stored.zlib.end > pack.len()
+            || stored.size > Limits::default().max_object_bytes
+        {
             return None;
         }
         let mut objects = self.objects.lock().expect("kept objects");
@@ -93,6 +102,13 @@ impl Backend {
         for oid in oids {
             objects.remove(&oid);
         }
+    }
+
+    /// Is `oid` kept (and not found bad by a read)?
+    pub(crate) fn holds(&self, oid: Oid) -> bool {
+        self.objects
+            .lock()
+            .is_ok_and(|objects| objects.contains_key(&oid))
     }
 
     /// Forgets every object (after they were written to disk).
@@ -131,7 +147,30 @@ fn backend<'a>(b: *mut raw::git_odb_backend) -> &'a Backend {
     unsafe { &*(b as *const Backend) }
 }
 
+/// Runs a callback body; a panic becomes an error instead of unwinding into libgit2.
+fn guarded(body: impl FnOnce() -> i32) -> i32 {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(ERROR)
+}
+
+/// Sets libgit2's error message for the calling thread.
+fn set_error(message: &str) {
+    if let Ok(text) = std::ffi::CString::new(message) {
+        // SAFETY: libgit2 copies the NUL-terminated string.
+        unsafe { raw::git_error_set_str(raw::GIT_ERROR_ODB as i32, text.as_ptr()) };
+    }
+}
+
 extern "C" fn read(
+    data_out: *mut *mut c_void,
+    len_out: *mut usize,
+    type_out: *mut raw::git_object_t,
+    b: *mut raw::git_odb_backend,
+    oid: *const raw::git_oid,
+) -> i32 {
+    guarded(|| read_kept(data_out, len_out, type_out, b, oid))
+}
+
+fn read_kept(
     data_out: *mut *mut c_void,
     len_out: *mut usize,
     type_out: *mut raw::git_object_t,
@@ -142,7 +181,13 @@ extern "C" fn read(
         return NOT_FOUND;
     };
     let (Some(data), Some((kind, _))) = (inflate(id, &kept), kind_of(kept.stored.code)) else {
-        return ERROR;
+        // Not what its id says: dropped (never spliced into a pack), and the lower backends
+        // are asked instead — a pack may hold a good copy.
+        backend(b).forget(std::iter::once(id));
+        set_error(&format!(
+            "kept object {id} does not hash to its id; dropped"
+        ));
+        return NOT_FOUND;
     };
     // SAFETY: libgit2 owns the buffer it allocates for a backend's read (freed with the object);
     // it is `data.len()` bytes (at least one, so an empty object has a valid pointer).
@@ -165,28 +210,30 @@ extern "C" fn read_header(
     b: *mut raw::git_odb_backend,
     oid: *const raw::git_oid,
 ) -> i32 {
-    let Some((_, kept)) = backend(b).get(oid) else {
-        return NOT_FOUND;
-    };
-    let Some((kind, _)) = kind_of(kept.stored.code) else {
-        return ERROR;
-    };
-    // SAFETY: libgit2 passes valid out pointers.
-    unsafe {
-        *len_out = kept.stored.size;
-        *type_out = kind;
-    }
-    0
+    guarded(|| {
+        let Some((_, kept)) = backend(b).get(oid) else {
+            return NOT_FOUND;
+        };
+        let Some((kind, _)) = kind_of(kept.stored.code) else {
+            return ERROR;
+        };
+        // SAFETY: libgit2 passes valid out pointers.
+        unsafe {
+            *len_out = kept.stored.size;
+            *type_out = kind;
+        }
+        0
+    })
 }
 
 extern "C" fn exists(b: *mut raw::git_odb_backend, oid: *const raw::git_oid) -> i32 {
-    i32::from(backend(b).get(oid).is_some())
+    guarded(|| i32::from(backend(b).get(oid).is_some()))
 }
 
 extern "C" fn free(b: *mut raw::git_odb_backend) {
     // SAFETY: `b` came from `Box::into_raw` in `attach`; libgit2 calls `free` once, when the
     // object database that owns the backend is freed.
-    drop(unsafe { Box::from_raw(b as *mut Backend) });
+    let _ = std::panic::catch_unwind(|| drop(unsafe { Box::from_raw(b as *mut Backend) }));
 }
 
 /// Hands `backend` to libgit2 as a backend of `odb` at `priority`; returns the pointer kept to
@@ -255,6 +302,10 @@ mod tests {
         swapped.swap(0, 1);
         assert!(listed(&pack, &swapped).is_none());
         assert!(listed(&pack[..index[2].1 as usize + 20], &index).is_none());
+        // One byte damaged on the way: the pack's checksum no longer holds.
+        let mut damaged = pack.to_vec();
+        damaged[index[1].1 as usize + 4] ^= 0x40;
+        assert!(listed(&damaged, &index).is_none());
     }
 
     #[test]
@@ -283,10 +334,14 @@ mod tests {
                 .exists()
         );
 
-        // An entry filed under the wrong id is a read error, never the wrong content.
+        // An entry filed under the wrong id is never the wrong content: the read finds it
+        // bad, drops it (a flush leaves it out) and names why.
         let wrong = git2::Oid::hash_object(ObjectType::Blob, b"something else").unwrap();
         assert_eq!(mem.keep(wrong, &pack, &placed[0].1), Some(true));
-        assert!(repo.find_blob(wrong).is_err());
+        assert!(mem.holds_kept(wrong));
+        let err = repo.find_blob(wrong).unwrap_err();
+        assert!(!mem.holds_kept(wrong), "{err}");
+        assert!(mem.holds_kept(small));
 
         // Forgotten, and after a reset, objects are gone (these two were never read, so no
         // cache of libgit2's holds them).
@@ -313,7 +368,15 @@ mod tests {
         stored.base = Some(index[0].0);
         assert_eq!(mem.keep(index[0].0, &pack, &stored), None);
         stored.base = None;
+        let good = stored.clone();
         stored.zlib.end = pack.len() + 1;
         assert_eq!(mem.keep(index[0].0, &pack, &stored), None);
+        // A range backwards, or a size over the per-object limit: refused, never read.
+        let mut backwards = good.clone();
+        backwards.zlib = good.zlib.end..good.zlib.start;
+        assert_eq!(mem.keep(index[0].0, &pack, &backwards), None);
+        let mut huge = good;
+        huge.size = usize::MAX;
+        assert_eq!(mem.keep(index[0].0, &pack, &huge), None);
     }
 }

@@ -165,6 +165,12 @@ impl MemObjects {
         Ok(oid)
     }
 
+    /// Is `oid` a kept entry (not dropped by a read that found it bad)?
+    pub fn holds_kept(&self, oid: Oid) -> bool {
+        // SAFETY: as in `keep`.
+        unsafe { &*self.kept }.holds(oid)
+    }
+
     /// Forgets kept entries (a payload that did not verify). Objects written to memory stay:
     /// they were hashed from their content.
     pub fn forget(&self, oids: impl Iterator<Item = Oid>) {

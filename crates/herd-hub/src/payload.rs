@@ -22,6 +22,10 @@ use crate::tree_diff;
 /// the record and headers.
 pub const DEFAULT_MAX_BYTES: usize = 256 << 10;
 
+/// What one object's index entry adds to a broadcast record, at most: a 40-digit id, an offset
+/// and JSON punctuation.
+pub const INDEX_BYTES_PER_OBJECT: usize = 64;
+
 /// A broadcast's pack and its index: each object's id and the offset of its entry, in pack
 /// order.
 pub struct Payload {
@@ -68,5 +72,63 @@ pub fn build(
         out.object(oid, object.kind(), object.data());
     }
     let (pack, index) = out.finish_listed();
-    Ok((pack.len() <= max_bytes).then_some(Payload { pack, index }))
+    // The index travels in the record (~60 bytes of JSON per object): counted against the
+    // cap, so a commit of thousands of tiny objects cannot push a message past the server's
+    // max_payload.
+    let bytes = pack.len() + INDEX_BYTES_PER_OBJECT * index.len();
+    Ok((bytes <= max_bytes).then_some(Payload { pack, index }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_counts_against_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = Repository::init_bare(dir.path()).unwrap();
+        let sig = git2::Signature::now("t", "t@herd").unwrap();
+        let empty = repo.treebuilder(None).unwrap().write().unwrap();
+        let seed = repo
+            .commit(
+                None,
+                &sig,
+                &sig,
+                "seed",
+                &repo.find_tree(empty).unwrap(),
+                &[],
+            )
+            .unwrap();
+        // Many tiny objects: the index outweighs the pack.
+        let mut tree = repo.treebuilder(None).unwrap();
+        for i in 0..200 {
+            let blob = repo.blob(format!("{i}").as_bytes()).unwrap();
+            tree.insert(format!("f{i}"), blob, 0o100644).unwrap();
+        }
+        let tree = repo.find_tree(tree.write().unwrap()).unwrap();
+        let parent = repo.find_commit(seed).unwrap();
+        let commit = repo
+            .commit(None, &sig, &sig, "many", &tree, &[&parent])
+            .unwrap();
+        let full = build(&repo, seed, &[commit], usize::MAX).unwrap().unwrap();
+        assert_eq!(full.index.len(), 202);
+        let with_index = full.pack.len() + INDEX_BYTES_PER_OBJECT * full.index.len();
+        assert!(with_index > 2 * full.pack.len());
+        assert!(build(&repo, seed, &[commit], with_index).unwrap().is_some());
+        assert!(
+            build(&repo, seed, &[commit], with_index - 1)
+                .unwrap()
+                .is_none()
+        );
+        // The index's JSON in a broadcast record stays within what the cap counted.
+        let json = serde_json::to_string(
+            &full
+                .index
+                .iter()
+                .map(|(o, at)| (o.to_string(), *at))
+                .collect::<Vec<_>>(),
+        )
+        .unwrap();
+        assert!(json.len() <= INDEX_BYTES_PER_OBJECT * full.index.len());
+    }
 }

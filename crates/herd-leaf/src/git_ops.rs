@@ -76,14 +76,25 @@ pub struct RepoState {
     /// Objects this leaf made (blobs, trees, commits) since the last flush.
     pending: Vec<Oid>,
     /// Payloads applied since the last flush: each pack with its objects' ids and places, so
-    /// the flush splices them instead of compressing them again.
-    applied: Vec<(bytes::Bytes, Vec<(Oid, pack::Stored)>)>,
+    /// the flush splices them instead of compressing them again, and whether its entries are
+    /// kept unread (then one a read found bad is left out).
+    applied: Vec<Applied>,
     built: Option<Built>,
     /// Packs this leaf flushed since it opened the repository, oldest first: (name, bytes).
     /// Merged geometrically after each flush ([`crate::compact`]).
     flushed: Vec<(String, u64)>,
     /// Mutation switch ([`crate::LeafConfig::blind_rebase`]).
     blind_rebase: bool,
+}
+
+/// One applied payload, kept for the next flush.
+struct Applied {
+    /// The payload's pack.
+    pack: bytes::Bytes,
+    /// Its objects' ids and places in `pack`.
+    placed: Vec<(Oid, pack::Stored)>,
+    /// Kept unread in the kept-objects backend (rather than read whole into memory).
+    kept: bool,
 }
 
 /// The repository as a job sees it.
@@ -306,9 +317,13 @@ impl<'r> Repo<'r> {
             };
             // What is tracked stays tracked until the pack is installed: a flush that fails
             // (a full disk) loses nothing and is tried again after the next job.
-            for (payload, placed) in &self.st.applied {
+            for Applied { pack, placed, kept } in &self.st.applied {
                 for (oid, stored) in placed {
-                    if !out.splice(payload, *oid, stored) {
+                    if *kept && !self.writes.holds_kept(*oid) {
+                        // Dropped by a read: it did not hash to its id.
+                        continue;
+                    }
+                    if !out.splice(pack, *oid, stored) {
                         whole(&mut out, *oid)?;
                     }
                 }
@@ -661,7 +676,9 @@ impl<'r> Repo<'r> {
         // holding it until the flush would pin that whole buffer.
         let payload = bytes::Bytes::copy_from_slice(&payload);
         let mut kept = Vec::new();
-        let placed = match pack::listed(&payload, index) {
+        let listed = pack::listed(&payload, index);
+        let keeping = listed.is_some();
+        let placed = match listed {
             Some(placed) => {
                 for (oid, stored) in &placed {
                     match self.writes.keep(*oid, &payload, stored) {
@@ -682,13 +699,27 @@ impl<'r> Repo<'r> {
         // id here.
         let holds = matches!(self.git.find_commit(oid), Ok(c) if c.parent_id(0).ok() == Some(prev));
         if !holds {
-            // Nothing of a payload that does not verify reaches the leaf's pack.
-            self.writes.forget(kept.into_iter());
+            if keeping {
+                // Nothing of a payload that does not verify reaches the leaf's pack.
+                self.writes.forget(kept.into_iter());
+            } else {
+                // Read whole, its objects are in memory and hashed from their content: they
+                // are flushed like any other, so nothing in memory is left untracked.
+                self.st.applied.push(Applied {
+                    pack: payload,
+                    placed,
+                    kept: false,
+                });
+            }
             return Err(ApplyError::Bad(format!(
                 "the payload does not hold commit {oid} on {prev}"
             )));
         }
-        self.st.applied.push((payload, placed));
+        self.st.applied.push(Applied {
+            pack: payload,
+            placed,
+            kept: keeping,
+        });
         self.set_remote_tip(oid);
         Ok(())
     }

@@ -764,7 +764,9 @@ async fn pull(ctx: &SyncContext, tip: TipChanged, before: Option<String>) {
 /// the leaf holds now.
 fn report_coalesced(ctx: &SyncContext, covered: Vec<(TipChanged, Option<String>, tracing::Span)>) {
     for (tip, before, span) in covered {
-        let after = ctx.tip();
+        // The view as every other line reports it (a push of its own announced before its
+        // reply moved the view counts as the view: it must not read as moving backwards).
+        let after = reported_view(ctx, &mut ctx.state.lock().expect("sync state lock"));
         span.in_scope(|| ctx.report(&tip, SyncOutcome::SkippedCoalesced, before, after));
     }
 }

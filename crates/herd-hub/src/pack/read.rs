@@ -87,7 +87,8 @@ pub struct Stored {
 /// Where each object of `pack` sits, from its index (`(id, entry offset)` per object, as
 /// [`crate::pack::Writer::finish_listed`] makes it), reading only entry headers: nothing is
 /// inflated or hashed. `None` unless the index names every entry of a version 2/3 pack exactly
-/// once and every entry is a whole object (a delta needs [`read`]). Each entry's stream ends
+/// once, its checksum holds, and every entry is a whole object within the default [`Limits`]
+/// (a delta needs [`read`]). Each entry's stream ends
 /// where the next one starts (the last at the trailer); a stream that is not what its id says
 /// is caught when it is read ([`crate::kept_objects`]).
 pub fn listed(pack: &[u8], index: &[(Oid, u64)]) -> Option<Vec<(Oid, Stored)>> {
@@ -100,6 +101,11 @@ pub fn listed(pack: &[u8], index: &[(Oid, u64)]) -> Option<Vec<(Oid, Stored)>> {
         return None;
     }
     let end = pack.len() - 20;
+    // The trailer: bytes damaged on the way are refused here (one hash over the pack), not
+    // spliced into a leaf's pack.
+    if Sha1::digest(&pack[..end]).as_slice() != &pack[end..] {
+        return None;
+    }
     let mut out = Vec::with_capacity(index.len());
     let mut expect = 12usize;
     for (i, (oid, at)) in index.iter().enumerate() {
@@ -112,7 +118,10 @@ pub fn listed(pack: &[u8], index: &[(Oid, u64)]) -> Option<Vec<(Oid, Stored)>> {
             return None;
         }
         let (code, size, header) = entry_header(&pack[at..next])?;
-        if !(1..=4).contains(&code) || at + header >= next {
+        if !(1..=4).contains(&code)
+            || at + header >= next
+            || size > Limits::default().max_object_bytes
+        {
             return None;
         }
         out.push((
