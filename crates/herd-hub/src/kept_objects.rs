@@ -24,8 +24,9 @@ use std::sync::Mutex;
 use flate2::{Decompress, FlushDecompress, Status};
 use git2::Oid;
 use libgit2_sys as raw;
-use sha1::{Digest, Sha1};
 
+use crate::mem_objects::{raw_type, trusted_id};
+use crate::pack::read::object_type;
 use crate::pack::{Limits, Stored};
 
 /// One kept object: the bytes holding its entry and where its zlib stream lies.
@@ -45,14 +46,9 @@ pub(crate) struct Backend {
 const NOT_FOUND: i32 = raw::GIT_ENOTFOUND;
 const ERROR: i32 = raw::GIT_ERROR;
 
-fn kind_of(code: u8) -> Option<(raw::git_object_t, &'static str)> {
-    match code {
-        1 => Some((raw::GIT_OBJECT_COMMIT, "commit")),
-        2 => Some((raw::GIT_OBJECT_TREE, "tree")),
-        3 => Some((raw::GIT_OBJECT_BLOB, "blob")),
-        4 => Some((raw::GIT_OBJECT_TAG, "tag")),
-        _ => None,
-    }
+/// libgit2's type of a whole-object entry's type code.
+fn kind_of(code: u8) -> Option<raw::git_object_t> {
+    object_type(code).and_then(raw_type)
 }
 
 impl Backend {
@@ -127,7 +123,7 @@ impl Backend {
 
 /// Inflates a kept entry and checks it is the object `id`.
 fn inflate(id: Oid, kept: &Kept) -> Option<Vec<u8>> {
-    let (_, name) = kind_of(kept.stored.code)?;
+    let kind = object_type(kept.stored.code)?;
     let mut data = Vec::with_capacity(kept.stored.size);
     let mut z = Decompress::new(true);
     let input = &kept.pack[kept.stored.zlib.clone()];
@@ -135,10 +131,7 @@ fn inflate(id: Oid, kept: &Kept) -> Option<Vec<u8>> {
         Ok(Status::StreamEnd) if data.len() == kept.stored.size => {}
         _ => return None,
     }
-    let mut h = Sha1::new();
-    h.update(format!("{name} {}\0", data.len()).as_bytes());
-    h.update(&data);
-    (h.finalize().as_slice() == id.as_bytes()).then_some(data)
+    (trusted_id(kind, &data)? == id).then_some(data)
 }
 
 fn backend<'a>(b: *mut raw::git_odb_backend) -> &'a Backend {
@@ -180,7 +173,7 @@ fn read_kept(
     let Some((id, kept)) = backend(b).get(oid) else {
         return NOT_FOUND;
     };
-    let (Some(data), Some((kind, _))) = (inflate(id, &kept), kind_of(kept.stored.code)) else {
+    let (Some(data), Some(kind)) = (inflate(id, &kept), kind_of(kept.stored.code)) else {
         // Not what its id says: dropped (never spliced into a pack), and the lower backends
         // are asked instead — a pack may hold a good copy.
         backend(b).forget(std::iter::once(id));
@@ -214,7 +207,7 @@ extern "C" fn read_header(
         let Some((_, kept)) = backend(b).get(oid) else {
             return NOT_FOUND;
         };
-        let Some((kind, _)) = kind_of(kept.stored.code) else {
+        let Some(kind) = kind_of(kept.stored.code) else {
             return ERROR;
         };
         // SAFETY: libgit2 passes valid out pointers.

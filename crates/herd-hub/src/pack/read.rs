@@ -282,7 +282,8 @@ pub fn read_limited(
     Ok(out)
 }
 
-fn object_type(kind: u8) -> Option<ObjectType> {
+/// The object type of a whole-object entry's type code (1–4).
+pub(crate) fn object_type(kind: u8) -> Option<ObjectType> {
     match kind {
         1 => Some(ObjectType::Commit),
         2 => Some(ObjectType::Tree),
